@@ -1,0 +1,128 @@
+"""The ``thinkscope`` command: a thin Typer layer over the functions users call from Python."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from thinkscope.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Measure how deeply a language model thinks while it reasons.")
+runs_app = typer.Typer(no_args_is_help=True, help="List, show and compare registered runs.")
+app.add_typer(runs_app, name="runs")
+console = Console()
+
+
+def _fields(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in ("question", "answer", "id"):
+            raise UserError(f"--field takes question=KEY, answer=KEY or id=KEY, got {pair!r}")
+        out[key] = value
+    return out
+
+
+@app.command()
+def generate(
+    out: Path = typer.Option(..., help="Run folder to create (or to resume)."),
+    model: str = typer.Option("smollm2-135m", help="smollm2-135m, a model directory, a .gguf file or a hub id."),
+    task: str = typer.Option("gsm8k", help="gsm8k, gym:<name>[?k=v&...], jsonl:<path>, or a preset."),
+    questions: int = typer.Option(20, help="How many problems."),
+    n: int = typer.Option(4, help="Samples per problem."),
+    seed: int = typer.Option(0),
+    max_new_tokens: int = typer.Option(256),
+    temperature: float = typer.Option(0.7, help="0 is greedy."),
+    top_p: float = typer.Option(1.0),
+    top_k: int = typer.Option(0),
+    min_p: float = typer.Option(0.0),
+    prompt_style: str = typer.Option("cot", help="cot, direct, r1 or fewshot."),
+    template: str = typer.Option("auto", help="auto, chat or plain."),
+    fewshot: int = typer.Option(0, help="Worked examples before the question."),
+    stop: list[str] = typer.Option([], help="Stop string (repeatable)."),
+    top_logprobs: int = typer.Option(0, help="Record the top-k log-probs of every step."),
+    batch_size: int = typer.Option(64, help="Sequences decoded at once."),
+    field: list[str] = typer.Option([], help="JSONL field mapping, e.g. question=problem."),
+    resume: bool = typer.Option(False, help="Continue a killed run in --out."),
+) -> None:
+    """Sample N completions per problem, grade them, and write a run folder."""
+    from thinkscope.generate.pipeline import GenerateConfig, generate_run, summarize
+
+    config = GenerateConfig.parse(
+        model=model, task=task, questions=questions, n=n, seed=seed,
+        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+        min_p=min_p, prompt_style=prompt_style, template=template, fewshot=fewshot, stop=stop,
+        top_logprobs=top_logprobs, batch_size=batch_size, fields=_fields(field),
+    )
+    run = generate_run(config, out, resume=resume)
+    _print_summary(summarize(run.traces(), run.timing), run.path)
+
+
+def _print_summary(summary: dict, path: Path) -> None:
+    table = Table(show_header=False, box=None)
+    for key, value in summary.items():
+        table.add_row(key.replace("_", " "), str(value))
+    table.add_row("run", str(path))
+    console.print(table)
+
+
+@app.command()
+def demo(out: Path = typer.Option(None, help="Run folder (default: runs/demo-<time>).")) -> None:
+    """The main job on the bundled model: generate a small arithmetic mix and summarise it."""
+    from thinkscope.demo import run_demo
+
+    run_demo(out, console)
+
+
+@runs_app.command("list")
+def runs_list() -> None:
+    """Every registered run."""
+    from thinkscope.runs.registry import list_runs
+
+    table = Table("id", "kind", "created", "status", "model", "task", "accuracy", "path")
+    for run in list_runs():
+        cfg, summ = run["config"], run["summary"]
+        table.add_row(str(run["id"]), run["kind"], run["created"], run["status"],
+                      str(cfg.get("model")), str(cfg.get("task")), str(summ.get("accuracy")),
+                      run["path"])
+    console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(ref: str = typer.Argument(..., help="Run id (from `runs list`) or folder.")) -> None:
+    """A run's config and summary."""
+    from thinkscope.runs.registry import find_run
+
+    run = find_run(ref)
+    table = Table("key", "value")
+    for section in ("config", "summary"):
+        for key, value in run[section].items():
+            table.add_row(f"{section}.{key}", str(value))
+    console.print(f"[bold]{run['path']}[/] ({run['kind']}, {run['status']}, {run['created']})")
+    console.print(table)
+
+
+@runs_app.command("diff")
+def runs_diff(a: str, b: str) -> None:
+    """Where two runs' configs and summaries differ."""
+    from thinkscope.runs.registry import diff, find_run
+
+    run_a, run_b = find_run(a), find_run(b)
+    table = Table("key", a, b)
+    for key, value_a, value_b in diff(run_a, run_b):
+        table.add_row(key, str(value_a), str(value_b))
+    console.print(table)
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

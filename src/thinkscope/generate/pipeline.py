@@ -1,0 +1,151 @@
+"""``thinkscope generate``: problems in, a run folder of graded traces out, resumable."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from thinkscope.errors import UserError
+from thinkscope.generate.sampler import BatchSampler, SamplingParams
+from thinkscope.models import LM, load_model
+from thinkscope.runs import registry
+from thinkscope.runs.folder import Run, now
+from thinkscope.tasks.answers import grade
+from thinkscope.tasks.loaders import fewshot_examples, load_problems
+from thinkscope.tasks.problem import Problem
+from thinkscope.tasks.prompts import render_prompt
+from thinkscope.trace import Trace
+
+
+class GenerateConfig(BaseModel):
+    """Everything that decides which traces a run holds (saved as ``config.yaml``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "smollm2-135m"
+    task: str = "gsm8k"
+    questions: int = Field(20, ge=1)
+    n: int = Field(4, ge=1)
+    seed: int = 0
+    max_new_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0)
+    min_p: float = Field(0.0, ge=0, lt=1)
+    prompt_style: str = "cot"
+    template: str = "auto"
+    fewshot: int = Field(0, ge=0)
+    stop: list[str] = []
+    top_logprobs: int = Field(0, ge=0)
+    batch_size: int = Field(64, ge=1)
+    fields: dict[str, str] = {}
+
+    @classmethod
+    def parse(cls, **values) -> GenerateConfig:
+        """Validate, turning the first problem into a one-line :class:`UserError`."""
+        try:
+            return cls(**values)
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise UserError(f"--{'-'.join(map(str, first['loc'])).replace('_', '-')}: {first['msg']}") from err
+
+    def sampling(self, stop: tuple[str, ...] = ()) -> SamplingParams:
+        return SamplingParams(
+            temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, min_p=self.min_p,
+            max_new_tokens=self.max_new_tokens, stop=(*stop, *self.stop),
+            top_logprobs=self.top_logprobs,
+        )
+
+    @property
+    def shots(self) -> int:
+        return self.fewshot or (2 if self.prompt_style == "fewshot" else 0)
+
+
+def sample_seed(seed: int, problem_id: str, sample_idx: int) -> int:
+    """A 63-bit seed per sample, independent of batch layout and run length."""
+    digest = hashlib.blake2b(f"{seed}:{problem_id}:{sample_idx}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def _units(problems: list[Problem], per_unit: int) -> Iterator[tuple[str, list[Problem]]]:
+    for start in range(0, len(problems), per_unit):
+        yield f"{start // per_unit:05d}", problems[start : start + per_unit]
+
+
+def generate_unit(lm: LM, problems: list[Problem], config: GenerateConfig) -> tuple[list[Trace], BatchSampler]:
+    """Sample ``config.n`` completions of each problem in one batch and grade them."""
+    shots = fewshot_examples(config.task, config.shots, config.seed)
+    prompts = [render_prompt(lm.tokenizer, p, config.prompt_style, config.template, shots)
+               for p in problems]
+    prompt_ids = [lm.tokenizer(p.text, add_special_tokens=not p.chat)["input_ids"] for p in prompts]
+    rows = [(i, k) for i in range(len(problems)) for k in range(config.n)]
+    seeds = [sample_seed(config.seed, problems[i].id, k) for i, k in rows]
+    sampler = BatchSampler(lm, [prompt_ids[i] for i, _ in rows], seeds,
+                           config.sampling(prompts[0].stop))
+    sampler.run()
+    traces = []
+    for (i, k), seed, done in zip(rows, seeds, sampler.completions, strict=True):
+        problem = problems[i]
+        text = lm.tokenizer.decode(done.token_ids, skip_special_tokens=True)
+        graded = grade(text, problem.answer)
+        traces.append(Trace(
+            problem_id=problem.id, sample_idx=k, question=problem.question, gold=problem.answer,
+            prompt=prompts[i].text, completion=text, prompt_ids=prompt_ids[i],
+            token_ids=done.token_ids, token_logprobs=done.logprobs,
+            finish_reason=done.finish_reason, pred=graded.pred, correct=graded.correct,
+            sample_seed=seed, top_ids=done.top_ids, top_logprobs=done.top_logprobs,
+        ))
+    return traces, sampler
+
+
+def summarize(frame: pd.DataFrame, timing: dict) -> dict:
+    return {
+        "samples": len(frame),
+        "accuracy": round(float(frame["correct"].mean()), 4) if len(frame) else None,
+        "mean_tokens": round(float(frame["n_tokens"].mean()), 2) if len(frame) else None,
+        "tokens_per_s": timing.get("tokens_per_s"),
+    }
+
+
+def generate_run(config: GenerateConfig, out, resume: bool = False, lm: LM | None = None,
+                 show_progress: bool = True) -> Run:
+    """Generate and grade ``config.n`` samples per problem into the run folder ``out``."""
+    problems = load_problems(config.task, config.questions, config.seed, config.fields)
+    lm = lm or load_model(config.model)
+    render_prompt(lm.tokenizer, problems[0], config.prompt_style, config.template)  # fail early
+    run = Run.start(out, config.model_dump(), resume=resume)
+    log = run.logger()
+    per_unit = max(1, config.batch_size // config.n)
+    units = list(_units(problems, per_unit))
+    done = run.done_units()
+    log.info("generate: %d problems x %d samples, %d units, %d already done",
+             len(problems), config.n, len(units), len(done))
+    started, wall, generated, prefill = now(), time.perf_counter(), 0, 0
+    columns = [TextColumn("[bold]generate"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("samples {task.fields[rate]}"), TimeElapsedColumn()]
+    with Progress(*columns, disable=not show_progress, transient=False) as progress:
+        bar = progress.add_task("generate", total=len(problems) * config.n, rate="")
+        progress.advance(bar, sum(len(u) for name, u in units if name in done) * config.n)
+        for name, unit in units:
+            if name in done:
+                continue
+            traces, sampler = generate_unit(lm, unit, config)
+            run.write_unit(name, pd.DataFrame([t.row() for t in traces]))
+            generated += sampler.generated_tokens
+            prefill += sampler.prefill_tokens
+            rate = generated / (time.perf_counter() - wall)
+            progress.update(bar, advance=len(traces), rate=f"{rate:.1f} tok/s")
+            log.info("unit %s: %d samples, %d tokens", name, len(traces), sampler.generated_tokens)
+    run.add_session({"started_at": started, "ended_at": now(),
+                     "wall_s": round(time.perf_counter() - wall, 3),
+                     "generated_tokens": generated, "prefill_tokens": prefill})
+    frame = run.finish([name for name, _ in units])
+    summary = summarize(frame, run.timing)
+    log.info("finished: %s", summary)
+    registry.record(run.path, "generate", started, "finished", config.model_dump(), summary)
+    return run

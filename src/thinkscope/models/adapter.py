@@ -1,0 +1,131 @@
+"""Find the parts of any Hugging Face causal LM that thinkscope needs, by probing the model.
+
+No per-architecture naming table: the decoder blocks are the ``nn.ModuleList`` whose length
+is the model's layer count, the final norm is the normalisation module that sits directly on
+the base model, the unembedding is ``get_output_embeddings()``, and the logit post-processing
+(Gemma 2's soft-capping, Cohere's and Granite's logit scaling) is read from the config.
+:func:`verify_head` then checks the whole head against the model's own logits, so an
+architecture this module does not understand fails loudly instead of giving wrong numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from thinkscope.errors import UserError
+
+
+@dataclass(frozen=True)
+class Anatomy:
+    """The modules of a decoder-only transformer that the lens and the hooks address."""
+
+    layers: nn.ModuleList  # decoder blocks, input to output
+    final_norm: nn.Module | None  # applied to the last residual stream before the unembedding
+    unembed: nn.Module  # d -> V
+    attentions: tuple[nn.Module, ...]  # one self-attention module per block
+    mlps: tuple[nn.Module, ...]  # one MLP module per block
+    softcap: float | None  # logits = cap * tanh(logits / cap)
+    logit_multiplier: float  # logits *= multiplier (Cohere logit_scale, 1/Granite logits_scaling)
+
+
+def _n_layers(config) -> int:
+    for name in ("num_hidden_layers", "n_layer", "num_layers"):
+        value = getattr(config, name, None)
+        if isinstance(value, int):
+            return value
+    raise UserError(f"cannot tell how many layers a {config.model_type!r} model has from its config")
+
+
+def _find_layers(model: nn.Module, n_layers: int) -> nn.ModuleList:
+    candidates = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.ModuleList) and len(module) == n_layers
+    ]
+    if not candidates:
+        raise UserError(f"found no list of {n_layers} decoder blocks in {type(model).__name__}")
+    return min(candidates, key=lambda item: item[0].count("."))[1]
+
+
+def _is_norm(module: nn.Module) -> bool:
+    return isinstance(module, nn.LayerNorm) or "norm" in type(module).__name__.lower()
+
+
+def _find_final_norm(model: nn.Module, layers: nn.ModuleList) -> nn.Module | None:
+    """The norm that is a sibling of the decoder-block list (``model.norm``, ``transformer.ln_f``)."""
+    for module in model.modules():
+        children = list(module.children())
+        if any(child is layers for child in children):
+            norms = [child for child in children if _is_norm(child)]
+            return norms[-1] if norms else None
+    return None
+
+
+def _find_child(block: nn.Module, words: tuple[str, ...]) -> nn.Module:
+    for name, child in block.named_children():
+        if any(word in name.lower() for word in words):
+            return child
+    raise UserError(f"found no {'/'.join(words)} module in {type(block).__name__}")
+
+
+def inspect_model(model: nn.Module) -> Anatomy:
+    """Probe ``model`` for its decoder blocks, final norm, unembedding and logit post-processing."""
+    config = model.config
+    layers = _find_layers(model, _n_layers(config))
+    unembed = model.get_output_embeddings()
+    if unembed is None:
+        raise UserError(f"{type(model).__name__} has no output embeddings: not a causal LM")
+    cap = getattr(config, "final_logit_softcapping", None)
+    multiplier = float(getattr(config, "logit_scale", None) or 1.0)
+    if getattr(config, "logits_scaling", None):
+        multiplier /= float(config.logits_scaling)
+    return Anatomy(
+        layers=layers,
+        final_norm=_find_final_norm(model, layers),
+        unembed=unembed,
+        attentions=tuple(_find_child(b, ("attn", "attention")) for b in layers),
+        mlps=tuple(_find_child(b, ("mlp", "feed_forward", "ffn")) for b in layers),
+        softcap=float(cap) if cap else None,
+        logit_multiplier=multiplier,
+    )
+
+
+def apply_head(anatomy: Anatomy, hidden: torch.Tensor) -> torch.Tensor:
+    """Logits ``[..., V]`` from residual-stream states ``[..., d]`` taken before the final norm."""
+    if anatomy.final_norm is not None:
+        hidden = anatomy.final_norm(hidden)
+    logits = anatomy.unembed(hidden)
+    if anatomy.logit_multiplier != 1.0:
+        logits = logits * anatomy.logit_multiplier
+    if anatomy.softcap is not None:
+        logits = torch.tanh(logits / anatomy.softcap) * anatomy.softcap
+    return logits
+
+
+def block_output(output) -> torch.Tensor:
+    """The residual stream from a decoder block's forward output (a tensor or a tuple)."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+@torch.no_grad()
+def verify_head(model: nn.Module, anatomy: Anatomy, atol: float = 1e-4) -> None:
+    """Check that the head applied to the last block's output reproduces the model's logits."""
+    captured: list[torch.Tensor] = []
+    hook = anatomy.layers[-1].register_forward_hook(
+        lambda _m, _i, out: captured.append(block_output(out))
+    )
+    try:
+        ids = torch.arange(1, 6, device=model.device).unsqueeze(0) % model.config.vocab_size
+        logits = model(input_ids=ids).logits
+    finally:
+        hook.remove()
+    mine = apply_head(anatomy, captured[-1])
+    scale = logits.abs().max().clamp(min=1.0)
+    if not torch.allclose(mine.float(), logits.float(), atol=atol * float(scale), rtol=0):
+        raise UserError(
+            f"the output head of {type(model).__name__} could not be reproduced from its last "
+            "block: thinkscope's lens does not support this architecture yet"
+        )
