@@ -109,20 +109,51 @@ def _resolve(spec: str) -> Path | str:
     return spec  # a Hugging Face model id
 
 
+def _hub_reachable() -> bool:
+    """Whether the Hugging Face hub answers DNS, so that offline machines fail fast."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        return False
+    return True
+
+
+def _from_pretrained(source: Path | str, torch_dtype: torch.dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    def load(local_only: bool):
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype=torch_dtype, local_files_only=local_only
+        )
+        return model, tokenizer
+
+    try:
+        return load(local_only=True)
+    except OSError:
+        if isinstance(source, Path) or not _hub_reachable():
+            raise
+        return load(local_only=False)
+
+
 def load_model(spec: str = BUNDLED_NAME, device: str | None = None, dtype: str | None = None) -> LM:
     """Load ``spec``: ``smollm2-135m`` (bundled), a local directory, a ``.gguf`` file or a hub id.
 
     fp32 on CPU; bf16 (or fp16) on CUDA unless ``dtype`` says otherwise.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch_dtype = getattr(torch, dtype) if dtype else default_dtype(target)
     source = _resolve(spec)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
-    except OSError as err:
+        model, tokenizer = _from_pretrained(source, torch_dtype)
+    except (OSError, ValueError) as err:
         raise UserError(
             f"unknown model {spec!r}: not the bundled {BUNDLED_NAME!r}, a local model directory, "
             "a .gguf file, or a Hugging Face model id that could be fetched"

@@ -1,0 +1,28 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Keep the run registry per test session; share the converted bundled model."""
+    home = Path(os.environ.get("THINKSCOPE_CACHE", Path.home() / ".cache" / "thinkscope"))
+    registry_home = tmp_path_factory.getbasetemp() / "thinkscope-home"
+    registry_home.mkdir(exist_ok=True)
+    models = registry_home / "models"
+    if not models.exists() and (home / "models").exists():
+        models.symlink_to(home / "models")
+    monkeypatch.setenv("THINKSCOPE_CACHE", str(registry_home))
+
+
+@pytest.fixture(scope="session")
+def bundled_lm():
+    from thinkscope.models import load_model
+
+    return load_model("smollm2-135m")
