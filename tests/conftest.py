@@ -26,3 +26,24 @@ def bundled_lm():
     from thinkscope.models import load_model
 
     return load_model("smollm2-135m")
+
+
+def _save_tiny(path: Path, chat: bool) -> Path:
+    from tiny import tiny_model, tiny_tokenizer
+
+    tiny_model("llama").save_pretrained(path)
+    tokenizer = tiny_tokenizer(chat=chat)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random llama with a chat template, saved like a hub checkpoint."""
+    return _save_tiny(tmp_path_factory.mktemp("tiny-llama"), chat=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir_no_chat(tmp_path_factory) -> Path:
+    """The same tiny llama whose tokenizer has no chat template."""
+    return _save_tiny(tmp_path_factory.mktemp("tiny-llama-plain"), chat=False)

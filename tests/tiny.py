@@ -28,8 +28,13 @@ FAMILIES = {
     "qwen3": dict(model_type="qwen3", num_key_value_heads=2, head_dim=16),
     "gpt2": dict(model_type="gpt2", n_embd=64, n_layer=4, n_head=4, n_positions=256),
     "gemma": dict(model_type="gemma", num_key_value_heads=1, head_dim=16),
-    "gemma2": dict(model_type="gemma2", num_key_value_heads=2, head_dim=16,
-                   final_logit_softcapping=5.0, attn_logit_softcapping=50.0),
+    "gemma2": dict(
+        model_type="gemma2",
+        num_key_value_heads=2,
+        head_dim=16,
+        final_logit_softcapping=5.0,
+        attn_logit_softcapping=50.0,
+    ),
     "phi3": dict(model_type="phi3", num_key_value_heads=4),
     "phi": dict(model_type="phi", num_key_value_heads=4),
 }
@@ -42,8 +47,11 @@ def tiny_tokenizer(chat: bool = True) -> PreTrainedTokenizerFast:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     specials = ["<pad>", "<eos>", "<|user|>", "<|assistant|>", "<|system|>"]
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=320,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(CORPUS, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>")
     if chat:
@@ -55,14 +63,23 @@ def tiny_model(family: str, n_layers: int = 4, seed: int = 0, vocab: int | None 
     """A randomly initialised model of ``family`` with hidden size 64 and ``n_layers`` blocks."""
     extra = dict(FAMILIES[family])
     model_type = extra.pop("model_type")
-    size = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=n_layers,
-                num_attention_heads=4, max_position_embeddings=256)
+    size = dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=n_layers,
+        num_attention_heads=4,
+        max_position_embeddings=256,
+    )
     if model_type == "gpt2":
         size = {"n_layer": n_layers}
     tok = tiny_tokenizer()
     config = AutoConfig.for_model(
-        model_type, vocab_size=vocab or len(tok), pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id, **{**size, **extra},
+        model_type,
+        vocab_size=vocab or len(tok),
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.eos_token_id,
+        **{**size, **extra},
     )
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)

@@ -11,8 +11,12 @@ from rich.table import Table
 
 from thinkscope.errors import UserError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Measure how deeply a language model thinks while it reasons.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Measure how deeply a language model thinks while it reasons.",
+)
 runs_app = typer.Typer(no_args_is_help=True, help="List, show and compare registered runs.")
 app.add_typer(runs_app, name="runs")
 console = Console()
@@ -31,8 +35,12 @@ def _fields(pairs: list[str]) -> dict[str, str]:
 @app.command()
 def generate(
     out: Path = typer.Option(..., help="Run folder to create (or to resume)."),
-    model: str = typer.Option("smollm2-135m", help="smollm2-135m, a model directory, a .gguf file or a hub id."),
-    task: str = typer.Option("gsm8k", help="gsm8k, gym:<name>[?k=v&...], jsonl:<path>, or a preset."),
+    model: str = typer.Option(
+        "smollm2-135m", help="smollm2-135m, a model directory, a .gguf file or a hub id."
+    ),
+    task: str = typer.Option(
+        "gsm8k", help="gsm8k, gym:<name>[?k=v&...], jsonl:<path>, or a preset."
+    ),
     questions: int = typer.Option(20, help="How many problems."),
     n: int = typer.Option(4, help="Samples per problem."),
     seed: int = typer.Option(0),
@@ -54,10 +62,23 @@ def generate(
     from thinkscope.generate.pipeline import GenerateConfig, generate_run, summarize
 
     config = GenerateConfig.parse(
-        model=model, task=task, questions=questions, n=n, seed=seed,
-        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
-        min_p=min_p, prompt_style=prompt_style, template=template, fewshot=fewshot, stop=stop,
-        top_logprobs=top_logprobs, batch_size=batch_size, fields=_fields(field),
+        model=model,
+        task=task,
+        questions=questions,
+        n=n,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        min_p=min_p,
+        prompt_style=prompt_style,
+        template=template,
+        fewshot=fewshot,
+        stop=stop,
+        top_logprobs=top_logprobs,
+        batch_size=batch_size,
+        fields=_fields(field),
     )
     run = generate_run(config, out, resume=resume)
     _print_summary(summarize(run.traces(), run.timing), run.path)
@@ -87,9 +108,16 @@ def runs_list() -> None:
     table = Table("id", "kind", "created", "status", "model", "task", "accuracy", "path")
     for run in list_runs():
         cfg, summ = run["config"], run["summary"]
-        table.add_row(str(run["id"]), run["kind"], run["created"], run["status"],
-                      str(cfg.get("model")), str(cfg.get("task")), str(summ.get("accuracy")),
-                      run["path"])
+        table.add_row(
+            str(run["id"]),
+            run["kind"],
+            run["created"],
+            run["status"],
+            str(cfg.get("model")),
+            str(cfg.get("task")),
+            str(summ.get("accuracy")),
+            run["path"],
+        )
     console.print(table)
 
 

@@ -10,8 +10,15 @@ from rich.console import Console
 from thinkscope.generate.pipeline import GenerateConfig, generate_run, summarize
 
 DEMO_CONFIG = GenerateConfig(
-    model="smollm2-135m", task="demo-arith", questions=24, n=4, seed=0, max_new_tokens=48,
-    temperature=0.7, prompt_style="fewshot", fewshot=2,
+    model="smollm2-135m",
+    task="demo-arith",
+    questions=24,
+    n=4,
+    seed=0,
+    max_new_tokens=48,
+    temperature=0.7,
+    prompt_style="fewshot",
+    fewshot=2,
 )
 
 

@@ -52,12 +52,18 @@ class GenerateConfig(BaseModel):
             return cls(**values)
         except ValidationError as err:
             first = err.errors()[0]
-            raise UserError(f"--{'-'.join(map(str, first['loc'])).replace('_', '-')}: {first['msg']}") from err
+            raise UserError(
+                f"--{'-'.join(map(str, first['loc'])).replace('_', '-')}: {first['msg']}"
+            ) from err
 
     def sampling(self, stop: tuple[str, ...] = ()) -> SamplingParams:
         return SamplingParams(
-            temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, min_p=self.min_p,
-            max_new_tokens=self.max_new_tokens, stop=(*stop, *self.stop),
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            min_p=self.min_p,
+            max_new_tokens=self.max_new_tokens,
+            stop=(*stop, *self.stop),
             top_logprobs=self.top_logprobs,
         )
 
@@ -77,29 +83,46 @@ def _units(problems: list[Problem], per_unit: int) -> Iterator[tuple[str, list[P
         yield f"{start // per_unit:05d}", problems[start : start + per_unit]
 
 
-def generate_unit(lm: LM, problems: list[Problem], config: GenerateConfig) -> tuple[list[Trace], BatchSampler]:
+def generate_unit(
+    lm: LM, problems: list[Problem], config: GenerateConfig
+) -> tuple[list[Trace], BatchSampler]:
     """Sample ``config.n`` completions of each problem in one batch and grade them."""
     shots = fewshot_examples(config.task, config.shots, config.seed)
-    prompts = [render_prompt(lm.tokenizer, p, config.prompt_style, config.template, shots)
-               for p in problems]
+    prompts = [
+        render_prompt(lm.tokenizer, p, config.prompt_style, config.template, shots)
+        for p in problems
+    ]
     prompt_ids = [lm.tokenizer(p.text, add_special_tokens=not p.chat)["input_ids"] for p in prompts]
     rows = [(i, k) for i in range(len(problems)) for k in range(config.n)]
     seeds = [sample_seed(config.seed, problems[i].id, k) for i, k in rows]
-    sampler = BatchSampler(lm, [prompt_ids[i] for i, _ in rows], seeds,
-                           config.sampling(prompts[0].stop))
+    sampler = BatchSampler(
+        lm, [prompt_ids[i] for i, _ in rows], seeds, config.sampling(prompts[0].stop)
+    )
     sampler.run()
     traces = []
     for (i, k), seed, done in zip(rows, seeds, sampler.completions, strict=True):
         problem = problems[i]
         text = lm.tokenizer.decode(done.token_ids, skip_special_tokens=True)
         graded = grade(text, problem.answer)
-        traces.append(Trace(
-            problem_id=problem.id, sample_idx=k, question=problem.question, gold=problem.answer,
-            prompt=prompts[i].text, completion=text, prompt_ids=prompt_ids[i],
-            token_ids=done.token_ids, token_logprobs=done.logprobs,
-            finish_reason=done.finish_reason, pred=graded.pred, correct=graded.correct,
-            sample_seed=seed, top_ids=done.top_ids, top_logprobs=done.top_logprobs,
-        ))
+        traces.append(
+            Trace(
+                problem_id=problem.id,
+                sample_idx=k,
+                question=problem.question,
+                gold=problem.answer,
+                prompt=prompts[i].text,
+                completion=text,
+                prompt_ids=prompt_ids[i],
+                token_ids=done.token_ids,
+                token_logprobs=done.logprobs,
+                finish_reason=done.finish_reason,
+                pred=graded.pred,
+                correct=graded.correct,
+                sample_seed=seed,
+                top_ids=done.top_ids,
+                top_logprobs=done.top_logprobs,
+            )
+        )
     return traces, sampler
 
 
@@ -112,8 +135,13 @@ def summarize(frame: pd.DataFrame, timing: dict) -> dict:
     }
 
 
-def generate_run(config: GenerateConfig, out, resume: bool = False, lm: LM | None = None,
-                 show_progress: bool = True) -> Run:
+def generate_run(
+    config: GenerateConfig,
+    out,
+    resume: bool = False,
+    lm: LM | None = None,
+    show_progress: bool = True,
+) -> Run:
     """Generate and grade ``config.n`` samples per problem into the run folder ``out``."""
     problems = load_problems(config.task, config.questions, config.seed, config.fields)
     lm = lm or load_model(config.model)
@@ -123,11 +151,21 @@ def generate_run(config: GenerateConfig, out, resume: bool = False, lm: LM | Non
     per_unit = max(1, config.batch_size // config.n)
     units = list(_units(problems, per_unit))
     done = run.done_units()
-    log.info("generate: %d problems x %d samples, %d units, %d already done",
-             len(problems), config.n, len(units), len(done))
+    log.info(
+        "generate: %d problems x %d samples, %d units, %d already done",
+        len(problems),
+        config.n,
+        len(units),
+        len(done),
+    )
     started, wall, generated, prefill = now(), time.perf_counter(), 0, 0
-    columns = [TextColumn("[bold]generate"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("samples {task.fields[rate]}"), TimeElapsedColumn()]
+    columns = [
+        TextColumn("[bold]generate"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("samples {task.fields[rate]}"),
+        TimeElapsedColumn(),
+    ]
     with Progress(*columns, disable=not show_progress, transient=False) as progress:
         bar = progress.add_task("generate", total=len(problems) * config.n, rate="")
         progress.advance(bar, sum(len(u) for name, u in units if name in done) * config.n)
@@ -141,9 +179,15 @@ def generate_run(config: GenerateConfig, out, resume: bool = False, lm: LM | Non
             rate = generated / (time.perf_counter() - wall)
             progress.update(bar, advance=len(traces), rate=f"{rate:.1f} tok/s")
             log.info("unit %s: %d samples, %d tokens", name, len(traces), sampler.generated_tokens)
-    run.add_session({"started_at": started, "ended_at": now(),
-                     "wall_s": round(time.perf_counter() - wall, 3),
-                     "generated_tokens": generated, "prefill_tokens": prefill})
+    run.add_session(
+        {
+            "started_at": started,
+            "ended_at": now(),
+            "wall_s": round(time.perf_counter() - wall, 3),
+            "generated_tokens": generated,
+            "prefill_tokens": prefill,
+        }
+    )
     frame = run.finish([name for name, _ in units])
     summary = summarize(frame, run.timing)
     log.info("finished: %s", summary)

@@ -62,9 +62,12 @@ class SamplingParams:
 
 @dataclass
 class Completion:
-    """What one sample generated. ``logprobs`` are under the model's own distribution (before
-    temperature and truncation); ``finish_reason`` is ``stop`` (EOS or stop string), ``length``, or ``pruned`` (dropped by
-    :meth:`BatchSampler.keep`)."""
+    """What one sample generated.
+
+    ``logprobs`` are under the model's own distribution (before temperature and truncation);
+    ``finish_reason`` is ``stop`` (EOS or stop string), ``length``, or ``pruned`` (dropped by
+    :meth:`BatchSampler.keep`).
+    """
 
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
@@ -108,7 +111,9 @@ class BatchSampler:
         return sum(len(c.token_ids) for c in self.completions)
 
     @torch.no_grad()
-    def run(self, max_new_tokens: int | None = None, on_hidden: HiddenCallback | None = None) -> None:
+    def run(
+        self, max_new_tokens: int | None = None, on_hidden: HiddenCallback | None = None
+    ) -> None:
         """Decode until every row stops or holds ``max_new_tokens`` tokens (default: the params').
 
         ``on_hidden(rows, states)`` receives, before each token is sampled, the original row
@@ -145,8 +150,11 @@ class BatchSampler:
         self._positions = positions
         with self.lm.record_blocks() if record else nullcontext() as states:
             logits = model(
-                input_ids=ids, attention_mask=self._mask, position_ids=positions,
-                use_cache=True, **{self._cache_arg: self._cache},
+                input_ids=ids,
+                attention_mask=self._mask,
+                position_ids=positions,
+                use_cache=True,
+                **{self._cache_arg: self._cache},
             ).logits
         self._input_ids = torch.cat([self._input_ids, ids], dim=1)
         return logits, states or []
@@ -163,8 +171,11 @@ class BatchSampler:
         self._cache = DynamicCache(config=self.lm.model.config)
         with self.lm.record_blocks() if record else nullcontext() as states:
             logits = self.lm.model(
-                input_ids=ids, attention_mask=mask, position_ids=positions,
-                use_cache=True, **{self._cache_arg: self._cache},
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=True,
+                **{self._cache_arg: self._cache},
             ).logits[:, -1:]
         self.prefill_tokens = sum(len(p) for p in unique)
         self._cache.batch_select_indices(index)
@@ -178,8 +189,12 @@ class BatchSampler:
             tokens = scores.argmax(dim=-1)
         else:
             cdf = torch.softmax(scores, dim=-1, dtype=torch.float64).cumsum(dim=-1)
-            draws = torch.cat([torch.rand(1, generator=self.generators[r], dtype=torch.float64)
-                               for r in self._active]).to(cdf.device)
+            draws = torch.cat(
+                [
+                    torch.rand(1, generator=self.generators[r], dtype=torch.float64)
+                    for r in self._active
+                ]
+            ).to(cdf.device)
             tokens = torch.searchsorted(cdf, (draws * cdf[:, -1]).unsqueeze(1), right=True)
             tokens = tokens.squeeze(1).clamp(max=logits.shape[-1] - 1)
         chosen = logprobs.gather(1, tokens.unsqueeze(1)).squeeze(1)
@@ -211,7 +226,7 @@ class BatchSampler:
     def _hit_stop_string(self, token_ids: list[int]) -> bool:
         if not self._max_stop:
             return False
-        tail = self.lm.tokenizer.decode(token_ids[-(self._max_stop + 2):])
+        tail = self.lm.tokenizer.decode(token_ids[-(self._max_stop + 2) :])
         return any(stop in tail for stop in self.params.stop)
 
     def _select(self, keep: list[int]) -> None:
@@ -223,4 +238,3 @@ class BatchSampler:
             self._cache.batch_select_indices(index)
             self._mask, self._positions = self._mask[index], self._positions[index]
             self._input_ids = self._input_ids[index]
-

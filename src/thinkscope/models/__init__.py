@@ -13,7 +13,7 @@ from thinkscope.errors import UserError
 from thinkscope.models.adapter import Anatomy, apply_head, block_output, inspect_model, verify_head
 from thinkscope.models.bundled import BUNDLED_NAME, bundled_gguf, converted_gguf
 
-__all__ = ["LM", "load_model", "BUNDLED_NAME", "default_dtype"]
+__all__ = ["LM", "load_model", "load_tokenizer", "BUNDLED_NAME", "default_dtype"]
 
 
 @dataclass
@@ -159,3 +159,16 @@ def load_model(spec: str = BUNDLED_NAME, device: str | None = None, dtype: str |
             "a .gguf file, or a Hugging Face model id that could be fetched"
         ) from err
     return LM.wrap(model.to(target), tokenizer, name=spec)
+
+
+def load_tokenizer(spec: str = BUNDLED_NAME):
+    """Just the tokenizer of ``spec`` (fast: no weights are loaded)."""
+    from transformers import AutoTokenizer
+
+    source = _resolve(spec)
+    try:
+        return AutoTokenizer.from_pretrained(source, local_files_only=True)
+    except OSError:
+        if isinstance(source, Path) or not _hub_reachable():
+            raise UserError(f"unknown model {spec!r}: its tokenizer is not available") from None
+        return AutoTokenizer.from_pretrained(source)

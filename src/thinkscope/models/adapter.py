@@ -36,7 +36,9 @@ def _n_layers(config) -> int:
         value = getattr(config, name, None)
         if isinstance(value, int):
             return value
-    raise UserError(f"cannot tell how many layers a {config.model_type!r} model has from its config")
+    raise UserError(
+        f"cannot tell how many layers a {config.model_type!r} model has from its config"
+    )
 
 
 def _find_layers(model: nn.Module, n_layers: int) -> nn.ModuleList:
@@ -55,7 +57,7 @@ def _is_norm(module: nn.Module) -> bool:
 
 
 def _find_final_norm(model: nn.Module, layers: nn.ModuleList) -> nn.Module | None:
-    """The norm that is a sibling of the decoder-block list (``model.norm``, ``transformer.ln_f``)."""
+    """The norm beside the decoder-block list (``model.norm``, ``transformer.ln_f``)."""
     for module in model.modules():
         children = list(module.children())
         if any(child is layers for child in children):

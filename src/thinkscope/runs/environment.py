@@ -12,20 +12,40 @@ from pathlib import Path
 import torch
 
 _PACKAGES = (
-    "thinkscope", "torch", "transformers", "numpy", "pandas", "pyarrow", "scipy",
-    "scikit-learn", "math-verify", "reasoning-gym", "gguf", "vllm", "peft", "trl",
+    "thinkscope",
+    "torch",
+    "transformers",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "scipy",
+    "scikit-learn",
+    "math-verify",
+    "reasoning-gym",
+    "gguf",
+    "vllm",
+    "peft",
+    "trl",
 )
 
 
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
-            capture_output=True, text=True, timeout=5, check=True,
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         )
         dirty = subprocess.run(
-            ["git", "status", "--porcelain"], cwd=Path(__file__).parent,
-            capture_output=True, text=True, timeout=5, check=True,
+            ["git", "status", "--porcelain"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None

@@ -61,11 +61,17 @@ class Run:
             if run.finished:
                 raise UserError(f"{run.path} holds a finished run; choose another --out")
             if not resume:
-                raise UserError(f"{run.path} holds an unfinished run; pass --resume or choose another --out")
+                raise UserError(
+                    f"{run.path} holds an unfinished run; pass --resume or choose another --out"
+                )
             stored = run.config
-            changed = sorted(k for k in config.keys() | stored.keys() if config.get(k) != stored.get(k))
+            changed = sorted(
+                k for k in config.keys() | stored.keys() if config.get(k) != stored.get(k)
+            )
             if changed:
-                raise UserError(f"cannot resume {run.path}: its config differs in {', '.join(changed)}")
+                raise UserError(
+                    f"cannot resume {run.path}: its config differs in {', '.join(changed)}"
+                )
         elif run.path.exists() and any(run.path.iterdir()):
             raise UserError(f"{run.path} exists and is not a run folder; choose another --out")
         else:

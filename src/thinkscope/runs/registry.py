@@ -45,11 +45,19 @@ def record(path: Path, kind: str, created: str, status: str, config: dict, summa
 
 def list_runs() -> list[dict]:
     with closing(_connect()) as db:
-        rows = db.execute("SELECT path, kind, created, status, config, summary FROM runs "
-                          "ORDER BY created").fetchall()
+        rows = db.execute(
+            "SELECT path, kind, created, status, config, summary FROM runs ORDER BY created"
+        ).fetchall()
     return [
-        {"id": i + 1, "path": p, "kind": k, "created": c, "status": s,
-         "config": json.loads(cfg), "summary": json.loads(summ)}
+        {
+            "id": i + 1,
+            "path": p,
+            "kind": k,
+            "created": c,
+            "status": s,
+            "config": json.loads(cfg),
+            "summary": json.loads(summ),
+        }
         for i, (p, k, c, s, cfg, summ) in enumerate(rows)
     ]
 
@@ -68,9 +76,16 @@ def find_run(ref: str) -> dict:
 
 def diff(a: dict, b: dict) -> list[tuple[str, object, object]]:
     """The config and summary keys on which two runs differ: ``(key, value_a, value_b)``."""
-    flat_a = {**{f"config.{k}": v for k, v in a["config"].items()},
-              **{f"summary.{k}": v for k, v in a["summary"].items()}}
-    flat_b = {**{f"config.{k}": v for k, v in b["config"].items()},
-              **{f"summary.{k}": v for k, v in b["summary"].items()}}
-    return [(k, flat_a.get(k), flat_b.get(k)) for k in sorted(flat_a.keys() | flat_b.keys())
-            if flat_a.get(k) != flat_b.get(k)]
+    flat_a = {
+        **{f"config.{k}": v for k, v in a["config"].items()},
+        **{f"summary.{k}": v for k, v in a["summary"].items()},
+    }
+    flat_b = {
+        **{f"config.{k}": v for k, v in b["config"].items()},
+        **{f"summary.{k}": v for k, v in b["summary"].items()},
+    }
+    return [
+        (k, flat_a.get(k), flat_b.get(k))
+        for k in sorted(flat_a.keys() | flat_b.keys())
+        if flat_a.get(k) != flat_b.get(k)
+    ]

@@ -1,4 +1,4 @@
-"""Task specs to problems: ``gsm8k``, ``gym:<name>[?k=v&...]``, ``jsonl:<path>`` or ``<path>.jsonl``.
+"""Task specs to problems: ``gsm8k``, ``gym:<name>[?k=v&...]``, ``jsonl:<path>``, ``<path>.jsonl``.
 
 A task is a string, not a class; the demo mix and other presets live in ``data/tasks.yaml``.
 """
@@ -33,12 +33,16 @@ def load_problems(
         return _load_preset(task, questions, seed)
     if task == "gsm8k":
         problems = _load_gsm8k(questions)
+    elif task.startswith("openai/gsm8k"):
+        problems = load_gsm8k_online(task.partition(":")[2] or "test")
     elif task.startswith("gym:"):
         problems = _load_gym(task[4:], questions or 50, seed)
     elif task.startswith("jsonl:") or task.endswith(".jsonl"):
         problems = load_jsonl(Path(task.removeprefix("jsonl:")), fields or {})
     else:
-        known = ", ".join(["gsm8k", "gym:<name>", "jsonl:<path>", *presets()])
+        known = ", ".join(
+            ["gsm8k", "openai/gsm8k[:split]", "gym:<name>", "jsonl:<path>", *presets()]
+        )
         raise UserError(f"unknown task {task!r}; known: {known}")
     return problems[:questions] if questions else problems
 
@@ -79,10 +83,19 @@ def _load_gsm8k(questions: int | None) -> list[Problem]:
 
 
 def load_gsm8k_online(split: str = "test") -> list[Problem]:
-    """GSM8K from the Hugging Face hub through ``datasets`` (needs network and the extra)."""
-    from datasets import load_dataset
+    """GSM8K from the Hugging Face hub through ``datasets`` (``openai/gsm8k[:split]``)."""
+    try:
+        from datasets import load_dataset
 
-    rows = load_dataset("openai/gsm8k", "main", split=split)
+        rows = load_dataset("openai/gsm8k", "main", split=split)
+    except ImportError as err:
+        raise UserError(
+            "openai/gsm8k needs the datasets package: pip install 'thinkscope[online]'"
+        ) from err
+    except (OSError, ValueError, ConnectionError) as err:
+        raise UserError(
+            f"could not load openai/gsm8k:{split} from the hub (offline? use --task gsm8k)"
+        ) from err
     return [_gsm8k_problem(f"gsm8k-{split}-{i}", row) for i, row in enumerate(rows)]
 
 
@@ -139,4 +152,3 @@ def load_jsonl(path: Path, fields: dict[str, str]) -> list[Problem]:
     if not problems:
         raise UserError(f"task file {path} holds no problems")
     return problems
-

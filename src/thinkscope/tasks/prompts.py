@@ -1,4 +1,4 @@
-"""Prompt styles (``cot``, ``direct``, ``r1``, ``fewshot``) rendered through a chat or plain template."""
+"""Prompt styles (``cot``, ``direct``, ``r1``, ``fewshot``) through a chat or a plain template."""
 
 from __future__ import annotations
 
@@ -48,7 +48,10 @@ def _user_turn(question: str, style: str) -> str:
 
 
 def render_prompt(
-    tokenizer, problem: Problem, style: str = "cot", template: str = "auto",
+    tokenizer,
+    problem: Problem,
+    style: str = "cot",
+    template: str = "auto",
     fewshot: list[Problem] = (),
 ) -> Prompt:
     """Render ``problem`` in ``style``; ``template`` is ``chat``, ``plain``, or ``auto`` (chat if
@@ -66,7 +69,10 @@ def render_prompt(
     if chat:
         messages = [{"role": "system", "content": R1_SYSTEM}] if style == "r1" else []
         for user, assistant in turns:
-            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+            messages += [
+                {"role": "user", "content": user},
+                {"role": "assistant", "content": assistant},
+            ]
         messages.append({"role": "user", "content": question})
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         if style == "r1":
