@@ -19,6 +19,8 @@ app = typer.Typer(
 )
 runs_app = typer.Typer(no_args_is_help=True, help="List, show and compare registered runs.")
 app.add_typer(runs_app, name="runs")
+experiment_app = typer.Typer(no_args_is_help=True, help="One-command experiments around DTR.")
+app.add_typer(experiment_app, name="experiment")
 console = Console()
 
 
@@ -105,7 +107,8 @@ def runs_list() -> None:
     """Every registered run."""
     from thinkscope.runs.registry import list_runs
 
-    table = Table("id", "kind", "created", "status", "model", "task", "accuracy", "path")
+    table = Table("id", "kind", "created", "status", "model", "task", "accuracy")
+    table.add_column("path", overflow="fold")
     for run in list_runs():
         cfg, summ = run["config"], run["summary"]
         table.add_row(
@@ -145,6 +148,54 @@ def runs_diff(a: str, b: str) -> None:
     for key, value_a, value_b in diff(run_a, run_b):
         table.add_row(key, str(value_a), str(value_b))
     console.print(table)
+
+
+def _experiment_command(name: str, doc: str):
+    def command(
+        out: Path = typer.Option(..., help="Result folder for the experiment."),
+        model: str = typer.Option("smollm2-135m"),
+        task: str = typer.Option("demo-arith"),
+        questions: int = typer.Option(12),
+        samples_per_question: int = typer.Option(4),
+        max_new_tokens: int = typer.Option(64),
+        temperature: float = typer.Option(0.7),
+        prompt_style: str = typer.Option("fewshot"),
+        seed: int = typer.Option(0),
+        g: float = typer.Option(0.5, help="Settling threshold on the JSD (nats)."),
+        rho: float = typer.Option(0.85, help="Deep from layer ceil(rho * L)."),
+        plot_out: Path = typer.Option(None, help="Also save the main figure here."),
+    ) -> None:
+        from thinkscope.experiments import EXPERIMENTS, Experiment, ExperimentConfig
+
+        config = ExperimentConfig(
+            out=out, model=model, task=task, questions=questions,
+            samples_per_question=samples_per_question, max_new_tokens=max_new_tokens,
+            temperature=temperature, prompt_style=prompt_style, seed=seed, g=g, rho=rho,
+            plot_out=plot_out,
+        )
+        table = EXPERIMENTS[name](Experiment(name, config))
+        console.print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+        console.print(f"results: {out / 'results.csv'}; figures: {out / 'figures'}")
+
+    command.__doc__ = doc
+    return command
+
+
+def _register_experiments() -> None:
+    names_and_docs = {
+        "threshold-sweep": "Settling depths and DTR across thresholds g.",
+        "temperature-sweep": "DTR and accuracy at T = 0 / 0.4 / 0.8.",
+        "cot-vs-direct": "Prompting control: chain of thought against direct answers.",
+        "token-types": "Settling depth by token type: digits, operators, words, punctuation.",
+        "length-vs-dtr": "Correlation of completion length with DTR, with a scatter plot.",
+        "jsd-diagnostic": "Raw JSD per layer for chosen traces, as heatmaps.",
+        "dtr-accuracy": "The DTR paper's correlation protocol and accuracy by DTR quintile.",
+    }
+    for name, doc in names_and_docs.items():
+        experiment_app.command(name)(_experiment_command(name, doc))
+
+
+_register_experiments()
 
 
 def main() -> None:
