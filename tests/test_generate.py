@@ -141,6 +141,7 @@ def test_bad_input_gets_one_line_and_exit_code_2(
     assert not (tmp_path / "x").exists(), "nothing is written for bad input"
     finished = generate_run(_config(tiny_model_dir), tmp_path / "done", show_progress=False)
     before = {p: p.read_bytes() for p in finished.path.iterdir() if p.is_file()}
+    capsys.readouterr()  # drop what loading the model printed
     assert "finished run" in _error(
         capsys, "generate", *model, "--task", GYM, "--out", str(finished.path)
     )

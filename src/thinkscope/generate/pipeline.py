@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from thinkscope.errors import UserError
 from thinkscope.generate.sampler import BatchSampler, SamplingParams
-from thinkscope.models import LM, load_model
+from thinkscope.models import LM, load_model, load_tokenizer
 from thinkscope.runs import registry
 from thinkscope.runs.folder import Run, now
 from thinkscope.tasks.answers import grade
@@ -144,8 +144,10 @@ def generate_run(
 ) -> Run:
     """Generate and grade ``config.n`` samples per problem into the run folder ``out``."""
     problems = load_problems(config.task, config.questions, config.seed, config.fields)
+    tokenizer = lm.tokenizer if lm else load_tokenizer(config.model)
+    render_prompt(tokenizer, problems[0], config.prompt_style, config.template)  # fail early
+    Run.check_start(out, config.model_dump(), resume=resume)
     lm = lm or load_model(config.model)
-    render_prompt(lm.tokenizer, problems[0], config.prompt_style, config.template)  # fail early
     run = Run.start(out, config.model_dump(), resume=resume)
     log = run.logger()
     per_unit = max(1, config.batch_size // config.n)

@@ -56,6 +56,16 @@ class Run:
     @classmethod
     def start(cls, path: Path | str, config: dict, resume: bool = False) -> Run:
         """Create a run folder for ``config``, or reopen an unfinished one when ``resume``."""
+        run = cls.check_start(path, config, resume)
+        if not run.config_path.is_file():
+            run.path.mkdir(parents=True, exist_ok=True)
+            write_yaml(run.config_path, config)
+        write_json(run.path / "env.json", environment())
+        return run
+
+    @classmethod
+    def check_start(cls, path: Path | str, config: dict, resume: bool = False) -> Run:
+        """Raise the error :meth:`start` would raise, without writing anything."""
         run = cls(path)
         if run.config_path.is_file():
             if run.finished:
@@ -74,10 +84,6 @@ class Run:
                 )
         elif run.path.exists() and any(run.path.iterdir()):
             raise UserError(f"{run.path} exists and is not a run folder; choose another --out")
-        else:
-            run.path.mkdir(parents=True, exist_ok=True)
-            write_yaml(run.config_path, config)
-        write_json(run.path / "env.json", environment())
         return run
 
     @property
