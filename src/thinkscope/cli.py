@@ -150,6 +150,22 @@ def runs_diff(a: str, b: str) -> None:
     console.print(table)
 
 
+def _register_stages() -> None:
+    """Commands that live beside the functions they wrap."""
+    from thinkscope.analyze import analyze_command
+    from thinkscope.report import report_command
+    from thinkscope.scoring import score_command
+    from thinkscope.select.command import think_at_n_command
+
+    app.command("score")(score_command)
+    app.command("analyze")(analyze_command)
+    app.command("report")(report_command)
+    app.command("think-at-n")(think_at_n_command)
+
+
+_register_stages()
+
+
 def _experiment_command(name: str, doc: str):
     def command(
         out: Path = typer.Option(..., help="Result folder for the experiment."),
@@ -168,9 +184,17 @@ def _experiment_command(name: str, doc: str):
         from thinkscope.experiments import EXPERIMENTS, Experiment, ExperimentConfig
 
         config = ExperimentConfig(
-            out=out, model=model, task=task, questions=questions,
-            samples_per_question=samples_per_question, max_new_tokens=max_new_tokens,
-            temperature=temperature, prompt_style=prompt_style, seed=seed, g=g, rho=rho,
+            out=out,
+            model=model,
+            task=task,
+            questions=questions,
+            samples_per_question=samples_per_question,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            prompt_style=prompt_style,
+            seed=seed,
+            g=g,
+            rho=rho,
             plot_out=plot_out,
         )
         table = EXPERIMENTS[name](Experiment(name, config))

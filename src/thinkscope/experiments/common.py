@@ -1,0 +1,130 @@
+"""What every experiment shares: its config, its scored runs, its tables and figures.
+
+An experiment is a function from an :class:`ExperimentConfig` to a result folder::
+
+    OUT/experiment.yaml   the experiment's name and config
+    OUT/runs/<variant>/   one scored run folder per variant (reused when already finished)
+    OUT/results.csv       the experiment's table (also printed)
+    OUT/figures/*.png     its figures (``--plot-out`` copies the main one elsewhere)
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import torch
+
+from thinkscope.errors import UserError
+from thinkscope.generate.pipeline import GenerateConfig, generate_run
+from thinkscope.metrics.dtr import deep_layer, settling_depth
+from thinkscope.models import LM, load_model
+from thinkscope.runs.atomic import write_yaml
+from thinkscope.runs.folder import Run
+from thinkscope.scoring import score
+
+matplotlib.use("Agg")
+SCORED_METRICS = "dtr,length,jsd-profile"
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """The knobs the experiments share (each uses the ones that make sense for it)."""
+
+    out: Path
+    model: str = "smollm2-135m"
+    task: str = "demo-arith"
+    questions: int = 12
+    samples_per_question: int = 4
+    max_new_tokens: int = 64
+    temperature: float = 0.7
+    prompt_style: str = "fewshot"
+    seed: int = 0
+    g: float = 0.5
+    rho: float = 0.85
+    plot_out: Path | None = None
+
+    def generation(self, **overrides) -> GenerateConfig:
+        values = dict(
+            model=self.model,
+            task=self.task,
+            questions=self.questions,
+            n=self.samples_per_question,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            prompt_style=self.prompt_style,
+            seed=self.seed,
+        )
+        return GenerateConfig.parse(**{**values, **overrides})
+
+
+class Experiment:
+    """One experiment's folder, model and scored runs."""
+
+    def __init__(self, name: str, config: ExperimentConfig, lm: LM | None = None) -> None:
+        self.name, self.config = name, config
+        self.out = Path(config.out)
+        if (self.out / "results.csv").is_file():
+            raise UserError(f"{self.out} holds a finished experiment; choose another --out")
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_yaml(self.out / "experiment.yaml", {"experiment": name, **_plain(asdict(config))})
+        self._lm = lm
+
+    @property
+    def lm(self) -> LM:
+        if self._lm is None:
+            self._lm = load_model(self.config.model)
+        return self._lm
+
+    def scored_run(self, variant: str, **overrides) -> tuple[Run, pd.DataFrame, pd.DataFrame]:
+        """Generate (or reuse) and score the run ``variant``; its traces and token metrics."""
+        path = self.out / "runs" / variant
+        if not Run(path).finished:
+            generate_run(self.config.generation(**overrides), path, resume=True, lm=self.lm)
+        score(self.lm, path, metrics=SCORED_METRICS)
+        run = Run.open(path)
+        return run, run.traces(), pd.read_parquet(path / "token_metrics.parquet")
+
+    def figure(self, name: str, fig) -> Path:
+        path = self.out / "figures" / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=130, bbox_inches="tight")
+        plt.close(fig)
+        return path
+
+    def finish(self, table: pd.DataFrame, main_figure: Path) -> pd.DataFrame:
+        """Write the table last (it marks the experiment finished) and copy the main figure."""
+        if self.config.plot_out:
+            Path(self.config.plot_out).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(main_figure, self.config.plot_out)
+        from thinkscope.runs.atomic import atomic_write
+
+        atomic_write(self.out / "results.csv", lambda tmp: table.to_csv(tmp, index=False))
+        return table
+
+
+def jsd_matrix(token_metrics: pd.DataFrame) -> list[np.ndarray]:
+    """Per trace, the JSD profile ``[T, L]`` (nats) as a float array."""
+    return [
+        np.asarray(list(profile), dtype=np.float64).reshape(len(profile), -1)
+        for profile in token_metrics["jsd_profile"]
+    ]
+
+
+def settling_depths(jsd: np.ndarray, g: float) -> np.ndarray:
+    """``[T]`` settling depths (1-indexed) of a JSD profile ``[T, L]`` in nats."""
+    return settling_depth(torch.from_numpy(jsd), g).numpy()
+
+
+def dtr(depths: np.ndarray, n_layers: int, rho: float) -> float:
+    """The share of tokens that settle at layer ``ceil(rho * L)`` or deeper (NaN when none)."""
+    return float(np.mean(depths >= deep_layer(n_layers, rho))) if len(depths) else float("nan")
+
+
+def _plain(values: dict) -> dict:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}

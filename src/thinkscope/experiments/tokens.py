@@ -1,0 +1,111 @@
+"""Where in the network different kinds of tokens settle, and the raw JSD behind it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from thinkscope.experiments.common import Experiment, jsd_matrix, plt, settling_depths
+from thinkscope.models import load_tokenizer
+
+OPERATORS = set("+-*/=×÷^%<>()")
+CATEGORIES = ("digit", "operator", "word", "punctuation", "whitespace", "special")
+
+
+def token_category(text: str, special: bool) -> str:
+    """``digit``, ``operator``, ``word``, ``punctuation``, ``whitespace`` or ``special``."""
+    stripped = text.strip()
+    if special:
+        return "special"
+    if not stripped:
+        return "whitespace"
+    if stripped.replace(".", "").replace(",", "").isdigit():
+        return "digit"
+    if all(ch in OPERATORS for ch in stripped):
+        return "operator"
+    if any(ch.isalpha() for ch in stripped):
+        return "word"
+    return "punctuation"
+
+
+def token_types(exp: Experiment) -> pd.DataFrame:
+    """Mean settling depth and deep share per token category."""
+    run, traces, tokens = exp.scored_run("main")
+    tokenizer = load_tokenizer(exp.config.model)
+    special = set(tokenizer.all_special_ids)
+    merged = traces[["problem_id", "sample_idx", "token_ids"]].merge(
+        tokens, on=["problem_id", "sample_idx"]
+    )
+    records = []
+    for ids, profile in zip(merged["token_ids"], jsd_matrix(merged), strict=True):
+        depths = settling_depths(profile, exp.config.g)
+        for token, depth in zip(ids, depths, strict=True):
+            text = tokenizer.decode([int(token)])
+            records.append((token_category(text, int(token) in special), depth))
+    frame = pd.DataFrame(records, columns=["category", "settling_depth"])
+    n_layers = jsd_matrix(tokens)[0].shape[1]
+    frame["deep"] = frame["settling_depth"] >= np.ceil(exp.config.rho * n_layers)
+    table = (
+        frame.groupby("category")
+        .agg(
+            n_tokens=("deep", "size"),
+            mean_settling_depth=("settling_depth", "mean"),
+            deep_share=("deep", "mean"),
+        )
+        .reindex([c for c in CATEGORIES if c in set(frame["category"])])
+        .reset_index()
+    )
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    ax.bar(table["category"], table["mean_settling_depth"], color="#4c72b0")
+    for x, (n, depth) in enumerate(
+        zip(table["n_tokens"], table["mean_settling_depth"], strict=True)
+    ):
+        ax.text(x, depth, f"n={n}", ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel(f"mean settling depth (of {n_layers})")
+    ax.set_title(f"Settling depth by token type (g={exp.config.g})", fontsize=10)
+    return exp.finish(table, exp.figure("settling_depth_by_token_type", fig))
+
+
+def jsd_diagnostic(exp: Experiment, traces_to_plot: int = 4) -> pd.DataFrame:
+    """Mean JSD per layer (all, correct, wrong) and heatmaps of the first traces' raw JSD."""
+    _, traces, tokens = exp.scored_run("main")
+    merged = traces[["problem_id", "sample_idx", "correct"]].merge(
+        tokens, on=["problem_id", "sample_idx"]
+    )
+    profiles = jsd_matrix(merged)
+    correct = merged["correct"].to_numpy(bool)
+    n_layers = profiles[0].shape[1]
+
+    def layer_mean(mask) -> np.ndarray:
+        chosen = [p for p, keep in zip(profiles, mask, strict=True) if keep and len(p)]
+        return np.concatenate(chosen).mean(axis=0) if chosen else np.full(n_layers, np.nan)
+
+    table = pd.DataFrame(
+        {
+            "layer": np.arange(1, n_layers + 1),
+            "mean_jsd": layer_mean(np.ones_like(correct)),
+            "mean_jsd_correct": layer_mean(correct),
+            "mean_jsd_wrong": layer_mean(~correct),
+        }
+    )
+    shown = [i for i, p in enumerate(profiles) if len(p)][:traces_to_plot]
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.2), squeeze=False)
+    for ax, i in zip(axes[0], shown, strict=True):
+        image = ax.imshow(
+            profiles[i].T,
+            aspect="auto",
+            origin="lower",
+            cmap="magma",
+            vmin=0,
+            vmax=np.log(2),
+            extent=(0.5, len(profiles[i]) + 0.5, 0.5, n_layers + 0.5),
+        )
+        ax.set_title(
+            f"{merged['problem_id'][i]} #{merged['sample_idx'][i]} "
+            f"({'correct' if correct[i] else 'wrong'})",
+            fontsize=8,
+        )
+        ax.set_xlabel("generated token")
+        ax.set_ylabel("layer")
+    fig.colorbar(image, ax=axes[0].tolist(), label="JSD to final layer (nats)")
+    return exp.finish(table, exp.figure("jsd_heatmaps", fig))
