@@ -1,0 +1,61 @@
+"""``thinkscope think-at-n``: register with ``app.command("think-at-n")(think_at_n_command)``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+
+def think_at_n_command(
+    out: Path = typer.Option(..., help="Run folder to create (or to resume)."),
+    model: str = typer.Option(
+        "smollm2-135m", help="smollm2-135m, a model directory, a .gguf file or a hub id."),
+    task: str = typer.Option(
+        "demo-arith", help="gsm8k, gym:<name>[?k=v&...], jsonl:<path>, or a preset."),
+    questions: int = typer.Option(20, help="How many problems."),
+    n: int = typer.Option(8, help="Samples per problem."),
+    prefix_tokens: int = typer.Option(8, help="Think@n scores the first P tokens of each sample."),
+    keep_ratio: float = typer.Option(0.5, help="Share of samples Think@n keeps, in (0, 1]."),
+    repeats: int = typer.Option(3, help="Repeats; repeat r samples with seed + r."),
+    max_new_tokens: int = typer.Option(48),
+    seed: int = typer.Option(0),
+    temperature: float = typer.Option(0.7),
+    top_p: float = typer.Option(1.0),
+    prompt_style: str = typer.Option("fewshot", help="cot, direct, r1 or fewshot."),
+    template: str = typer.Option("auto", help="auto, chat or plain."),
+    fewshot: int = typer.Option(0, help="Worked examples (fewshot style: 2 when 0)."),
+    g: float = typer.Option(0.5, help="DTR settling threshold (JSD, in --base units)."),
+    base: str = typer.Option("e", help="Log base of --g: e (nats), 2 (bits) or 10."),
+    rho: float = typer.Option(0.85, help="DTR: deep if settled at layer >= ceil(rho L)."),
+    eta: float = typer.Option(0.5, help="DeepConf: share of samples kept."),
+    window: int = typer.Option(16, help="DeepConf group (window) size in tokens."),
+    warmup: int = typer.Option(None, help="DeepConf online warm-up samples (default n // 4)."),
+    batch_size: int = typer.Option(128, help="Sequences decoded at once."),
+    resume: bool = typer.Option(False, help="Continue a killed run in --out."),
+) -> None:
+    """Think@n, Self-Certainty@n, DeepConf and Cons@n on one sample pool: accuracy versus tokens."""
+    from thinkscope.select.experiment import SelectConfig, run_selection
+
+    config = SelectConfig.parse(
+        model=model, task=task, questions=questions, n=n, prefix_tokens=prefix_tokens,
+        keep_ratio=keep_ratio, repeats=repeats, max_new_tokens=max_new_tokens, seed=seed,
+        temperature=temperature, top_p=top_p, prompt_style=prompt_style, template=template,
+        fewshot=fewshot, g=g, base=base, rho=rho, eta=eta, window=window, warmup=warmup,
+        batch_size=batch_size,
+    )
+    table = run_selection(config, out, resume=resume)
+    print_table(table, Console())
+    Console().print(f"run folder: {out}  (selection.csv, selection.png)")
+
+
+def print_table(table: pd.DataFrame, console: Console) -> None:
+    view = Table("method", "accuracy", "± std", "tokens", "prefill", "relative cost", "voters")
+    for row in table.itertuples():
+        view.add_row(row.method, f"{row.accuracy:.3f}", f"{row.accuracy_std:.3f}",
+                     f"{row.tokens:,.0f}", f"{row.prefill_tokens:,.0f}",
+                     f"{row.relative_cost:.2f}", f"{row.voters:.1f}")
+    console.print(view)

@@ -1,0 +1,226 @@
+"""The selection experiment: every method on one shared sample pool, honest token accounting.
+
+For repeat r and question q, sample k has seed ``sample_seed(seed + r, q.id, k)`` under every
+method. Per (repeat, unit of questions) one shard of outcome rows (one per question and method)
+is written atomically, so a killed run resumes where it stopped. Layout of ``DIR``::
+
+    config.yaml, env.json, log.txt, timing.json   as for any run folder
+    shards/r{repeat}-q{first question}.parquet    outcome rows (kept: they are the data)
+    outcomes.parquet                              all outcome rows
+    selection.png                                 accuracy versus relative cost
+    selection.csv                                 the table (written last: marks the run done)
+
+Columns of the table, per method, averaged over repeats: ``accuracy`` (``accuracy_std``: std
+over repeats), ``tokens`` (every sampled token summed over questions, EOS and pruned prefixes
+included), ``prefill_tokens`` (prompt tokens run through the model: each distinct prompt once
+per sampler, so DeepConf online, with two samplers, prefills twice), ``relative_cost`` (tokens
+over Cons@n's), ``voters`` (samples voting per question), ``pool_mismatches`` (samples whose
+tokens differ from Cons@n's, summed: non-zero only through batch-shape float noise) and
+``wall_s`` (the method's own seconds; Think@n's include the lens; noisy on a shared machine).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import pandas as pd
+from pydantic import Field, field_validator
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from thinkscope.errors import UserError
+from thinkscope.generate.pipeline import GenerateConfig, sample_seed
+from thinkscope.lens import ln_base
+from thinkscope.models import LM, load_model
+from thinkscope.runs import registry
+from thinkscope.runs.atomic import write_parquet, write_text
+from thinkscope.runs.folder import Run, now
+from thinkscope.select.deepconf import deepconf_offline, deepconf_online
+from thinkscope.select.figure import plot_selection
+from thinkscope.select.pool import Generation, Pool, cons_at_n, pool_mismatches
+from thinkscope.select.think import PrefixDTR, PrefixSelfCertainty, think_at_n
+from thinkscope.select.vote import vote
+from thinkscope.tasks.answers import Grade, grade
+from thinkscope.tasks.loaders import fewshot_examples, load_problems
+from thinkscope.tasks.problem import Problem
+from thinkscope.tasks.prompts import render_prompt
+
+METHODS = ("pass@1", "cons@n", "think@n", "self-certainty@n", "deepconf-offline",
+           "deepconf-online")
+
+
+class SelectConfig(GenerateConfig):
+    """A selection experiment: the sampling of :class:`GenerateConfig` plus the methods' knobs."""
+
+    task: str = "demo-arith"
+    n: int = Field(8, ge=1)
+    max_new_tokens: int = Field(48, ge=1)
+    prompt_style: str = "fewshot"
+    top_logprobs: int = Field(20, ge=1)  # DeepConf's k
+    batch_size: int = Field(128, ge=1)
+    prefix_tokens: int = Field(8, ge=1)
+    keep_ratio: float = Field(0.5, gt=0, le=1)
+    repeats: int = Field(3, ge=1)
+    g: float = Field(0.5, gt=0)  # settling threshold, JSD in log-`base` units
+    base: str = "e"  # log base of g: "e" (nats), "2" (bits) or "10"
+    rho: float = Field(0.85, gt=0, le=1)
+    eta: float = Field(0.5, gt=0, le=1)  # DeepConf: share of samples kept
+    window: int = Field(16, ge=1)  # DeepConf group size, tokens
+    warmup: int | None = Field(None, ge=1)  # DeepConf online warm-up samples (None: n // 4)
+
+    @field_validator("base")
+    @classmethod
+    def _known_base(cls, base: str) -> str:
+        try:
+            ln_base(base)
+        except ValueError:
+            raise ValueError("must be e, 2, 10 or another number > 1") from None
+        return base
+
+    @property
+    def warmup_samples(self) -> int:
+        warmup = self.warmup or max(1, self.n // 4)
+        if warmup > self.n:
+            raise UserError(f"--warmup must be at most --n ({self.n}), got {warmup}")
+        return warmup
+
+
+def run_methods(pool: Pool, config: SelectConfig) -> dict[str, tuple[Generation, float]]:
+    """Each method's generation on ``pool`` and its wall time in seconds (DeepConf offline
+    reuses Cons@n's generation, so it gets Cons@n's tokens and time)."""
+    methods = {
+        "cons@n": lambda: cons_at_n(pool),
+        "think@n": lambda: think_at_n(pool, PrefixDTR(pool.lm, config.g, config.rho, config.base),
+                                      config.prefix_tokens, config.keep_ratio),
+        "self-certainty@n": lambda: think_at_n(pool, PrefixSelfCertainty(pool.lm),
+                                               config.prefix_tokens, config.keep_ratio),
+        "deepconf-online": lambda: deepconf_online(pool, config.warmup_samples, config.eta,
+                                                   config.window),
+    }
+    out = {}
+    for name, method in methods.items():
+        start = time.perf_counter()
+        out[name] = (method(), time.perf_counter() - start)
+    cons, wall = out["cons@n"]  # offline filtering needs Cons@n's complete pool: its cost
+    out["deepconf-offline"] = (deepconf_offline(cons, config.eta, config.window), wall)
+    return out
+
+
+def outcome_rows(pool: Pool, problems: list[Problem], generations: dict, repeat: int) -> list[dict]:
+    """One row per question and method (and pass@1), graded and voted; ``sample_scores`` are
+    the method's selection scores of the n samples, ``sample_correct`` their grades (Cons@n)."""
+    lm, cons = pool.lm, generations["cons@n"][0]
+    cache: dict[tuple[int, tuple[int, ...]], Grade] = {}
+
+    def graded(q: int, k: int, generation: Generation) -> Grade:
+        ids = tuple(generation.completions[q][k].token_ids)
+        if (q, ids) not in cache:
+            text = lm.tokenizer.decode(list(ids), skip_special_tokens=True)
+            cache[q, ids] = grade(text, problems[q].answer)
+        return cache[q, ids]
+
+    rows = []
+    cons_correct = [[graded(q, k, cons).correct for k in range(pool.n)]
+                    for q in range(len(problems))]
+    for method, (gen, wall) in generations.items():
+        tokens, mismatches = gen.tokens(), pool_mismatches(gen, cons)
+        for q, problem in enumerate(problems):
+            grades = [graded(q, k, gen) for k in gen.voters[q]]
+            answer = vote([g.pred for g in grades], gen.weights[q])
+            correct = any(g.correct for g in grades if g.pred == answer and answer is not None)
+            rows.append(dict(
+                repeat=repeat, question_id=problem.id, gold=problem.answer, method=method,
+                answer=answer, correct=float(correct), tokens=float(tokens[q]),
+                prefill_tokens=gen.prefill_tokens[q], voters=len(grades),
+                pool_mismatches=mismatches[q], wall_s=wall / len(problems),
+                sample_scores=gen.scores[q], sample_correct=cons_correct[q],
+            ))
+    cons_tokens, cons_wall = cons.tokens(), generations["cons@n"][1]
+    for q, problem in enumerate(problems):  # pass@1: one sample of the Cons@n pool
+        rows.append(dict(
+            repeat=repeat, question_id=problem.id, gold=problem.answer, method="pass@1",
+            answer=None, correct=sum(cons_correct[q]) / pool.n,
+            tokens=cons_tokens[q] / pool.n, prefill_tokens=cons.prefill_tokens[q], voters=1,
+            pool_mismatches=0, wall_s=cons_wall / len(problems) / pool.n,
+            sample_scores=[math.nan] * pool.n, sample_correct=cons_correct[q],
+        ))
+    return rows
+
+
+def summarize(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """The selection table: per method, accuracy (mean and std over repeats) and cost per
+    repeat (summed over questions, averaged over repeats); ``relative_cost`` is tokens over
+    Cons@n's."""
+    per_repeat = outcomes.groupby(["method", "repeat"]).agg(
+        accuracy=("correct", "mean"), tokens=("tokens", "sum"),
+        prefill_tokens=("prefill_tokens", "sum"), voters=("voters", "mean"),
+        pool_mismatches=("pool_mismatches", "sum"), wall_s=("wall_s", "sum"),
+    )
+    table = per_repeat.groupby("method").agg(
+        accuracy=("accuracy", "mean"), accuracy_std=("accuracy", "std"),
+        tokens=("tokens", "mean"), prefill_tokens=("prefill_tokens", "mean"),
+        voters=("voters", "mean"), pool_mismatches=("pool_mismatches", "sum"),
+        wall_s=("wall_s", "mean"),
+    )
+    table["accuracy_std"] = table["accuracy_std"].fillna(0.0)
+    table["relative_cost"] = table["tokens"] / table.loc["cons@n", "tokens"]
+    table = table.reindex([m for m in METHODS if m in table.index]).reset_index()
+    columns = ["method", "accuracy", "accuracy_std", "tokens", "prefill_tokens",
+               "relative_cost", "voters", "pool_mismatches", "wall_s"]
+    return table[columns].round(4)
+
+
+def run_selection(config: SelectConfig, out: Path | str, resume: bool = False,
+                  lm: LM | None = None, show_progress: bool = True) -> pd.DataFrame:
+    """Run every method ``config.repeats`` times on ``config.questions`` problems into ``out``;
+    return the selection table (also written to ``out/selection.csv``)."""
+    out = Path(out)
+    if (out / "selection.csv").is_file():
+        raise UserError(f"{out} holds a finished selection run; choose another --out")
+    warmup = config.warmup_samples  # fail early on a bad --warmup
+    problems = load_problems(config.task, config.questions, config.seed, config.fields)
+    lm = lm or load_model(config.model)
+    shots = fewshot_examples(config.task, config.shots, config.seed)
+    prompts = [render_prompt(lm.tokenizer, p, config.prompt_style, config.template, shots)
+               for p in problems]
+    prompt_ids = [lm.tokenizer(p.text, add_special_tokens=not p.chat)["input_ids"] for p in prompts]
+    params = config.sampling(prompts[0].stop)
+    run = Run.start(out, config.model_dump(), resume=resume)
+    log, started, wall = run.logger(), now(), time.perf_counter()
+    per_unit = max(1, config.batch_size // config.n)
+    units = [(r, s) for r in range(config.repeats) for s in range(0, len(problems), per_unit)]
+    names = [f"r{r:03d}-q{s:05d}" for r, s in units]
+    done = run.done_units()
+    log.info("select: %d problems x %d samples x %d repeats (warm-up %d), %d units, %d done",
+             len(problems), config.n, config.repeats, warmup, len(units), len(done))
+    columns = [TextColumn("[bold]select"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, disable=not show_progress) as progress:
+        bar = progress.add_task("select", total=len(units), completed=len(done & set(names)))
+        for (repeat, start), name in zip(units, names, strict=True):
+            if name in done:
+                continue
+            chunk = slice(start, start + per_unit)
+            seeds = [[sample_seed(config.seed + repeat, p.id, k) for k in range(config.n)]
+                     for p in problems[chunk]]
+            pool = Pool(lm, prompt_ids[chunk], seeds, params)
+            generations = run_methods(pool, config)
+            run.write_unit(name, pd.DataFrame(outcome_rows(pool, problems[chunk], generations,
+                                                           repeat)))
+            log.info("unit %s: tokens %s", name, {m: sum(g.tokens())
+                                                 for m, (g, _) in generations.items()})
+            progress.advance(bar)
+    outcomes = pd.concat([pd.read_parquet(run.shards_dir / f"{n}.parquet") for n in names],
+                         ignore_index=True)
+    table = summarize(outcomes)
+    write_parquet(out / "outcomes.parquet", outcomes)
+    plot_selection(table, out / "selection.png", title=f"{config.model} on {config.task}, "
+                   f"n={config.n}, prefix {config.prefix_tokens}, keep {config.keep_ratio}")
+    write_text(out / "selection.csv", table.to_csv(index=False))
+    run.add_session({"started_at": started, "ended_at": now(),
+                     "wall_s": round(time.perf_counter() - wall, 3)})
+    summary = {row.method: {"accuracy": row.accuracy, "relative_cost": row.relative_cost}
+               for row in table.itertuples()}
+    registry.record(run.path, "select", started, "finished", config.model_dump(), summary)
+    log.info("finished:\n%s", table.to_string(index=False))
+    return table
