@@ -25,3 +25,5 @@ def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'thinkscope' has no attribute {name!r}")
     return getattr(import_module(_EXPORTS[name]), name)
+_EXPORTS["score"] = "thinkscope.scoring"
+__all__.append("score")

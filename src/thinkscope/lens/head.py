@@ -1,0 +1,59 @@
+"""The model's output head, split so the lens can run it chunk by chunk into reused buffers.
+
+``lm.head(h)`` is final norm -> unembedding -> logit multiplier -> soft-cap. The lens needs
+the same function, but it writes the unembedding product into a preallocated ``[R, V]``
+buffer (``torch.mm(out=)``: no page faults for a fresh 50 MB tensor per chunk) and applies the
+elementwise post-processing later, on cache-sized sub-blocks. ``tests/test_lens.py`` checks
+``Head`` against ``lm.head`` on every tiny model family.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from thinkscope.models import LM
+
+
+class Head:
+    """``raw``: norm + unembedding into a buffer; ``finish_``: multiplier and soft-cap, in place."""
+
+    def __init__(self, lm: LM) -> None:
+        anatomy = lm.anatomy
+        self.norm = anatomy.final_norm
+        self.unembed = anatomy.unembed
+        self.linear = isinstance(anatomy.unembed, nn.Linear)
+        self.weight = anatomy.unembed.weight  # [V, d]
+        self.bias = getattr(anatomy.unembed, "bias", None) if self.linear else None
+        self.multiplier = anatomy.logit_multiplier
+        self.softcap = anatomy.softcap
+        self.vocab = self.weight.shape[0]
+
+    @torch.no_grad()
+    def raw(self, hidden: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Normed, unembedded states ``[R, d]`` -> ``out[:R]`` ``[R, V]`` (float32)."""
+        out = out[: hidden.shape[0]]
+        if self.norm is not None:
+            hidden = self.norm(hidden)
+        hidden = hidden.to(self.weight.dtype)
+        if not self.linear or out.dtype != self.weight.dtype:
+            out.copy_(self.unembed(hidden))
+        elif self.bias is not None:
+            torch.addmm(self.bias, hidden, self.weight.t(), out=out)
+        else:
+            torch.mm(hidden, self.weight.t(), out=out)
+        return out
+
+    def finish_(self, logits: torch.Tensor) -> torch.Tensor:
+        """Apply the logit multiplier and soft-cap to ``logits`` ``[S, V]`` in place."""
+        if self.multiplier != 1.0:
+            logits.mul_(self.multiplier)
+        if self.softcap is not None:
+            logits.div_(self.softcap).tanh_().mul_(self.softcap)
+        return logits
+
+    @torch.no_grad()
+    def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Full head ``[R, d] -> [R, V]`` float32 (allocates; for small inputs and tests)."""
+        out = torch.empty(hidden.shape[0], self.vocab, device=hidden.device, dtype=torch.float32)
+        return self.finish_(self.raw(hidden, out))

@@ -1,0 +1,189 @@
+"""Metrics by name, their parameters, and the column names they write.
+
+A metric maps one trace's lens results (:class:`TraceLens`) to a per-trace value and per-token
+arrays. Column naming is deterministic: the bare metric name for default parameters
+(``dtr``), else the name with the non-default parameters in sorted order (``dtr[g=0.6]``,
+``dtr[base=2,g=0.5]`` when g=0.5 is not the default...). The same ``name[k=v,...]`` syntax is
+what ``--metrics`` accepts. Per-token arrays are named the same way from the parameters they
+depend on (``settling_depth[g=0.6]``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from thinkscope.errors import UserError
+from thinkscope.lens import FinalStats, ln_base
+
+
+@dataclass
+class TraceLens:
+    """One trace's lens results; T generated tokens, L layers."""
+
+    n_layers: int
+    vocab: int
+    n_tokens: int
+    final: FinalStats | None  # [T] statistics of the model's output distribution
+    jsd: torch.Tensor | None = None  # [T, L] nats (full profile only)
+    depths: dict[float, torch.Tensor] = field(default_factory=dict)  # g in nats -> [T] int64
+    topk_ids: torch.Tensor | None = None  # [T, L, K]
+
+
+@dataclass
+class Result:
+    value: float | list[float]  # per trace: a scalar, or a per-layer vector (jsd-profile)
+    arrays: dict[str, torch.Tensor] = field(default_factory=dict)  # per token: [T] or [T, L]
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What the lens must compute for a set of metrics."""
+
+    lens: bool = False  # a scoring forward pass at all (``length`` needs none)
+    full: bool = False  # every layer's JSD (else the fast path, for ``thresholds`` only)
+    thresholds: frozenset[float] = frozenset()  # settling thresholds in nats
+    topk: int = 0  # per-layer top-K ids
+
+    def __or__(self, other: Needs) -> Needs:
+        return Needs(
+            self.lens or other.lens,
+            self.full or other.full,
+            self.thresholds | other.thresholds,
+            max(self.topk, other.topk),
+        )
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    compute: Callable[..., Result]  # (TraceLens, **params) -> Result
+    needs: Callable[..., Needs]  # (**params) -> Needs
+    defaults: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, tuple[str, ...]] = field(default_factory=dict)  # array -> params it uses
+    scalar: bool = True  # False: the per-trace value is a vector (token_metrics.parquet only)
+    doc: str = ""
+
+
+REGISTRY: dict[str, Metric] = {}
+GROUPS: dict[str, tuple[str, ...]] = {
+    "confidence": (
+        "logprob",
+        "neg-entropy",
+        "self-certainty",
+        "token-conf",
+        "group-conf-lowest",
+        "bottom10-conf",
+        "tail-conf",
+    ),
+}
+
+
+def register(metric: Metric) -> Metric:
+    REGISTRY[metric.name] = metric
+    return metric
+
+
+def _fmt(value: Any) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _suffix(params: dict[str, Any], defaults: dict[str, Any], keys: Iterable[str]) -> str:
+    changed = [f"{k}={_fmt(params[k])}" for k in sorted(keys) if params[k] != defaults[k]]
+    return f"[{','.join(changed)}]" if changed else ""
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric with its full parameter dict."""
+
+    metric: Metric
+    params: dict[str, Any]
+
+    @property
+    def column(self) -> str:
+        return self.metric.name + _suffix(self.params, self.metric.defaults, self.params)
+
+    def array_name(self, array: str) -> str:
+        return array + _suffix(self.params, self.metric.defaults, self.metric.arrays[array])
+
+    def needs(self) -> Needs:
+        return self.metric.needs(**self.params)
+
+    def compute(self, view: TraceLens) -> Result:
+        result = self.metric.compute(view, **self.params)
+        result.arrays = {self.array_name(k): v for k, v in result.arrays.items()}
+        return result
+
+
+def _coerce(metric: Metric, key: str, raw: str) -> Any:
+    if key not in metric.defaults:
+        known = ", ".join(metric.defaults) or "none"
+        raise UserError(f"metric {metric.name!r} has no parameter {key!r} (parameters: {known})")
+    default = metric.defaults[key]
+    try:
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        raise UserError(f"{metric.name}: {key}={raw!r} is not a number") from None
+    return raw
+
+
+def _base(raw: str) -> str:
+    """Canonical log base: ``"e"``, ``"2"``, ``"10"``, ``"1.5"``."""
+    if raw in ("e", "E"):
+        return "e"
+    try:
+        ln_base(raw)
+    except ValueError:
+        raise UserError(f"log base must be e or a number > 1, got {raw!r}") from None
+    return f"{float(raw):g}"
+
+
+def spec(name: str, **params: Any) -> MetricSpec:
+    """``spec("dtr", g=0.6)``: a metric with parameters (defaults filled in, types checked)."""
+    if name not in REGISTRY:
+        known = ", ".join([*REGISTRY, *GROUPS, "all"])
+        raise UserError(f"unknown metric {name!r}; known: {known}")
+    metric = REGISTRY[name]
+    full = dict(metric.defaults)
+    full.update({k: _coerce(metric, k, str(v)) for k, v in params.items()})
+    if "base" in full:
+        full["base"] = _base(full["base"])
+    return MetricSpec(metric, full)
+
+
+_ITEM = re.compile(r"\s*([\w-]+)\s*(?:\[([^\]]*)\])?\s*(?:,|$)")
+
+
+def parse_metrics(text: str | Iterable[str]) -> list[MetricSpec]:
+    """``"dtr,confidence,dtr[g=0.6]"`` -> specs; groups ``confidence`` and ``all`` expand."""
+    items = [text] if isinstance(text, str) else list(text)
+    specs: list[MetricSpec] = []
+    for item in items:
+        pos = 0
+        while pos < len(item):
+            match = _ITEM.match(item, pos)
+            if not match or match.end() == pos:
+                raise UserError(
+                    f"cannot parse metrics {item!r}: use name or name[k=v,...], comma-separated"
+                )
+            name, params, pos = match.group(1), match.group(2), match.end()
+            kwargs = dict(p.split("=", 1) for p in params.split(",") if "=" in p) if params else {}
+            if params and len(kwargs) != len([p for p in params.split(",") if p.strip()]):
+                raise UserError(f"cannot parse parameters [{params}]: use [k=v,...]")
+            kwargs = {k.strip(): v.strip() for k, v in kwargs.items()}
+            names = list(REGISTRY) if name == "all" else GROUPS.get(name, (name,))
+            if kwargs and len(names) > 1:
+                raise UserError(f"group {name!r} takes no parameters; give them per metric")
+            specs.extend(spec(n, **kwargs) for n in names)
+    unique = {s.column: s for s in specs}
+    if not unique:
+        raise UserError("no metrics given")
+    return list(unique.values())
