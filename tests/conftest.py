@@ -10,15 +10,14 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Keep the run registry per test session; share the converted bundled model."""
+def _isolated_cache(tmp_path, monkeypatch):
+    """A fresh run registry per test; converted models stay shared in the real cache."""
     home = Path(os.environ.get("THINKSCOPE_CACHE", Path.home() / ".cache" / "thinkscope"))
-    registry_home = tmp_path_factory.getbasetemp() / "thinkscope-home"
-    registry_home.mkdir(exist_ok=True)
-    models = registry_home / "models"
-    if not models.exists() and (home / "models").exists():
-        models.symlink_to(home / "models")
-    monkeypatch.setenv("THINKSCOPE_CACHE", str(registry_home))
+    (home / "models").mkdir(parents=True, exist_ok=True)
+    isolated = tmp_path / "thinkscope-home"
+    isolated.mkdir()
+    (isolated / "models").symlink_to(home / "models")
+    monkeypatch.setenv("THINKSCOPE_CACHE", str(isolated))
 
 
 @pytest.fixture(scope="session")
