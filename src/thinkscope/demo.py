@@ -31,7 +31,7 @@ DEMO_CONFIG = GenerateConfig(
     prompt_style="fewshot",
     fewshot=2,
 )
-DEMO_METRICS = "dtr,length,confidence,topk-agreement,jsd-profile"
+DEMO_METRICS = "all"  # every metric, and the per-token JSD profiles the report draws
 
 
 def run_demo(out: Path | None, console: Console) -> Path:
