@@ -8,7 +8,27 @@
 engine's row blocks. All four start from the same block outputs (one forward pass, timed
 apart). Peak extra memory = peak RSS during the call (``VmHWM`` after resetting it through
 ``/proc/self/clear_refs``) minus RSS before it, after ``malloc_trim``; the ``--memory-tokens``
-row runs (b) and (c) in a fresh subprocess. Never asserts on time: it prints ratios.
+row runs (b) and (c) in a fresh subprocess. Each of (b)-(d) runs ``--repeat`` times round-robin
+and keeps its best time. Never asserts on time: it prints ratios.
+
+Measured 2026-11-25 on this 2-core Xeon (AVX-512), load average 0.66 at the start (1.9 by the
+end of the T=4096 run), torch 2.13, 2 threads, ``python benchmarks/lens.py``::
+
+    forward pass (prompt 44 + 512 tokens): 0.81 s, 68 MB
+    method                                   time s  ms/token  x floor  peak extra MB
+    (a) plain per-layer fp32 loop             13.74     26.84     4.48            697
+    (b) engine, full profile (native kernel)   3.68      7.20     1.20            232
+    (c) DTR fast path, g=0.5 (native kernel)   2.56      4.99     0.83            198
+    (d) matmul floor, 512-row blocks           3.11      6.07     1.01             96
+    (d) matmul floor, 1024-row blocks          3.07      5.99     1.00             96
+    (b) with eager torch kernels               4.72      9.22     1.54            222
+    (c) with eager torch kernels               3.41      6.66     1.11            199
+    (a)/(b) = 3.73x; (c) multiplied 64% of the (token, layer) rows; max |JSD (b) - (a)| = 6.9e-06;
+    (c) depths == (b) depths: True
+    T=4096: (b) 28.6 s, peak extra 232 MB; (c) 23.0 s, peak extra 419 MB
+
+Runs at load 2-4 (other jobs on the machine) gave (b) 1.2-1.35x and (c) 0.8-0.9x of a floor
+that was itself 2x slower; the issue's "(d) about 12 s" was presumably measured under such load.
 """
 
 from __future__ import annotations
@@ -103,9 +123,9 @@ def eager(fn):
 
 
 @torch.no_grad()
-def matmul_floor(lm, states, rows: int = 512) -> None:
-    """(d): the fp32 unembedding products alone, ``rows`` positions per call (the fastest
-    block size measured here) with torch's threads, one reused output buffer."""
+def matmul_floor(lm, states, rows: int) -> None:
+    """(d): the fp32 unembedding products alone, ``rows`` positions per call with torch's
+    threads, into one reused output buffer."""
     weight = lm.anatomy.unembed.weight
     buf = torch.empty(rows, weight.shape[0])
     for layer in range(lm.n_layers):
@@ -134,6 +154,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=512)
     parser.add_argument("--memory-tokens", type=int, default=4096, help="0 skips the memory run")
     parser.add_argument("--g", type=float, default=0.5, help="fast-path threshold (nats)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; the best time is kept")
     parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     lm = load_model("smollm2-135m")
@@ -149,29 +170,37 @@ def main() -> None:
     )
     (states, targets), fwd_s, fwd_mb = measured(lambda: sampled_states(lm, [prompt], [tokens]))
     ref, a_s, a_mb = measured(lambda: plain_loop(lm, states))
-    prof, b_s, b_mb = measured(lambda: lens_profile(lm, states, targets=targets))
-    fast, c_s, c_mb = measured(lambda: settle(lm, states, [args.g], targets=targets))
-    _, d_s, d_mb = measured(lambda: matmul_floor(lm, states))
-    _, be_s, be_mb = measured(lambda: eager(lambda: lens_profile(lm, states, targets=targets)))
-    _, ce_s, ce_mb = measured(lambda: eager(lambda: settle(lm, states, [args.g], targets=targets)))
+    kernel = "native kernel" if native.kernel() else "no compiler: eager"
+    methods = {
+        f"(b) engine, full profile ({kernel})": lambda: lens_profile(lm, states, targets=targets),
+        f"(c) DTR fast path, g={args.g} ({kernel})": lambda: settle(lm, states, [args.g]),
+        "(d) matmul floor, 512-row blocks": lambda: matmul_floor(lm, states, 512),
+        "(d) matmul floor, 1024-row blocks": lambda: matmul_floor(lm, states, 1024),
+        "(b) with eager torch kernels": lambda: eager(
+            lambda: lens_profile(lm, states, targets=targets)
+        ),
+        "(c) with eager torch kernels": lambda: eager(lambda: settle(lm, states, [args.g])),
+    }
+    best: dict[str, tuple] = {}
+    for _ in range(args.repeat):  # round-robin, best of: a passing job hits all methods alike
+        for name, fn in methods.items():
+            out, sec, mb = measured(fn)
+            if name not in best or sec < best[name][1]:
+                best[name] = (out, sec, max(mb, best.get(name, (0, 0, 0))[2]))
+    prof, fast = best[next(iter(methods))][0], best[list(methods)[1]][0]
+    d_s = min(sec for name, (_, sec, _) in best.items() if name.startswith("(d)"))
     same = torch.equal(fast.depths[:, 0], settling_depth(prof.jsd, args.g))
     err = float((prof.jsd - ref).abs().max())
     T = len(tokens)
     print(f"forward pass (prompt {len(prompt)} + {T} tokens): {fwd_s:.2f} s, {fwd_mb:.0f} MB")
     print(f"{'method':44s} {'time s':>8s} {'ms/token':>9s} {'x floor':>8s} {'peak extra MB':>14s}")
-    kernel = "native kernel" if native.kernel() else "no compiler: eager"
-    rows = (
-        ("(a) plain per-layer fp32 loop", a_s, a_mb),
-        (f"(b) engine, full profile ({kernel})", b_s, b_mb),
-        (f"(c) DTR fast path, g={args.g} ({kernel})", c_s, c_mb),
-        ("(d) matmul floor", d_s, d_mb),
-        ("(b) with eager torch kernels", be_s, be_mb),
-        ("(c) with eager torch kernels", ce_s, ce_mb),
-    )
+    rows = [("(a) plain per-layer fp32 loop", a_s, a_mb)]
+    rows += [(name, sec, mb) for name, (_, sec, mb) in best.items()]
     for name, sec, mb in rows:
         print(f"{name:44s} {sec:8.2f} {1e3 * sec / T:9.2f} {sec / d_s:8.2f} {mb:14.0f}")
+    a_b = a_s / best[next(iter(methods))][1]
     print(
-        f"(a)/(b) = {a_s / b_s:.2f}x; (c) multiplied {fast.layer_rows / (T * lm.n_layers):.0%} of "
+        f"(a)/(b) = {a_b:.2f}x; (c) multiplied {fast.layer_rows / (T * lm.n_layers):.0%} of "
         f"the (token, layer) rows; max |JSD (b) - (a)| = {err:.1e}; "
         f"(c) depths == (b) depths: {same}"
     )

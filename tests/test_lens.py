@@ -125,7 +125,7 @@ def test_block_sizes_do_not_change_results():
     lm = tiny_lm("llama")
     states, targets = sampled_states(lm, [random_ids(4, 10)], [random_ids(30, 11)])
     big = lens_profile(lm, states, targets=targets, kl=True)
-    small = lens_profile(lm, states, targets=targets, kl=True, block_tokens=7)
+    small = lens_profile(lm, states, targets=targets, kl=True, chunk_rows=7)
     torch.testing.assert_close(small.jsd, big.jsd, atol=1e-6, rtol=0)
     torch.testing.assert_close(small.kl, big.kl, atol=1e-6, rtol=0)
 
@@ -136,7 +136,7 @@ def test_fast_path_gives_the_full_profiles_depths(family):
     states, targets = sampled_states(lm, [random_ids(5, 12)], [random_ids(40, 13)])
     jsd = lens_profile(lm, states, targets=targets).jsd
     gs = torch.quantile(jsd[:, :-1].flatten(), torch.tensor([0.1, 0.5, 0.9])).tolist()
-    fast = settle(lm, states, gs[::-1], targets=targets, block_tokens=16)
+    fast = settle(lm, states, gs[::-1], targets=targets, chunk_rows=16)
     for column, g in enumerate(gs[::-1]):
         assert torch.equal(fast.depths[:, column], settling_depth(jsd, g))
     assert settle(lm, states, gs[2:]).layer_rows < jsd.numel()  # settled tokens skip layers

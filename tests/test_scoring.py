@@ -57,6 +57,9 @@ def test_score_adds_columns_arrays_and_a_record(run_dir, lm):
     assert record["columns"]["dtr[g=0.002]"]["params"] == {"g": 0.002, "rho": 0.85, "base": "e"}
     assert record["columns"]["dtr[g=0.002]"]["model"] == lm.name
     assert record["vectors"]["jsd-profile"]["arrays"] == ["jsd_profile"]
+    assert (
+        record["n_layers"] == lm.n_layers and record["arrays"]["deep[g=0.002]"]["metric"] == "dtr"
+    )
     tokens = pd.read_parquet(run_dir / "token_metrics.parquet")
     assert list(tokens.columns[:2]) == ["problem_id", "sample_idx"]
     row, trace = tokens.iloc[0], stored.iloc[0]
@@ -160,7 +163,7 @@ def test_score_command(run_dir, lm, tmp_path):
             "score-command",
             str(run_dir),
             "--metrics",
-            "dtr,confidence",
+            "dtr[g=0.002],confidence",
             "--model",
             str(model_dir),
             "--device",
@@ -168,8 +171,8 @@ def test_score_command(run_dir, lm, tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "self-certainty" in result.output
-    assert {"dtr", "tail-conf"} <= set(pd.read_parquet(run_dir / "traces.parquet").columns)
+    assert "self-certainty" in result.output and "dtr[g=0.002]" in result.output
+    assert {"dtr[g=0.002]", "tail-conf"} <= set(pd.read_parquet(run_dir / "traces.parquet").columns)
 
 
 @pytest.mark.integration

@@ -8,7 +8,9 @@ Files written into the run folder::
                            (``settling_depth`` list<int>, ``deep`` list<bool>, ``token_conf``,
                            ``jsd_profile`` list<list<float>> [T][L] nats, ...) and per-trace
                            vectors (``jsd-profile``: mean JSD per layer)
-    scores.json            for every column/array: metric, full parameter dict, model, time
+    scores.json            {"columns": {column: entry}, "vectors": {...}, "arrays": {...},
+                           "model", "n_layers", "vocab_size"}; entry = {"metric", "params"
+                           (the full dict), "model", "arrays", "scored_at"}
     scoring/<job>/*.parquet  one shard per finished batch while scoring runs (atomic, removed
                            after the merge); a rerun with the same request skips finished batches
 
@@ -45,10 +47,9 @@ KEYS = ["problem_id", "sample_idx"]
 def check_tokenizer(lm: LM, frame: pd.DataFrame) -> None:
     """Raise :class:`UserError` if ``frame``'s token ids did not come from ``lm``'s tokenizer."""
     tok = lm.tokenizer
-    ids = [
-        i for col in ("prompt_ids", "token_ids") if col in frame for row in frame[col] for i in row
-    ]
-    if ids and (max(ids) >= lm.vocab_size or min(ids) < 0):
+    rows = [np.asarray(r, dtype=np.int64) for c in ("prompt_ids", "token_ids") for r in frame[c]]
+    ids = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    if len(ids) and (ids.max() >= lm.vocab_size or ids.min() < 0):
         raise UserError(
             f"the traces hold token ids outside {lm.name}'s vocabulary: "
             "they were made with a different tokenizer; score with the model that made them"
@@ -103,13 +104,13 @@ def score_batch(
     frame: pd.DataFrame,
     rows: list[int],
     specs: Sequence[MetricSpec],
-    block_tokens: int | None = None,
+    chunk_rows: int | None = None,
 ) -> pd.DataFrame:
     """Scores of ``frame.iloc[rows]``: ``_row``, one column per spec, one per per-token array."""
     sub = frame.iloc[rows]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="DTR is undefined")
-        results = measure(lm, list(sub["prompt_ids"]), list(sub["token_ids"]), specs, block_tokens)
+        results = measure(lm, list(sub["prompt_ids"]), list(sub["token_ids"]), specs, chunk_rows)
     out: dict[str, list] = {"_row": rows}
     for per_trace in results:
         arrays = {}
@@ -126,7 +127,7 @@ def score_frame(
     frame: pd.DataFrame,
     specs: Sequence[MetricSpec],
     batch_tokens: int = 4096,
-    block_tokens: int | None = None,
+    chunk_rows: int | None = None,
     shard_dir: Path | None = None,
     show_progress: bool = True,
 ) -> pd.DataFrame:
@@ -150,7 +151,7 @@ def score_frame(
             if shard is not None and shard.is_file():
                 part = pd.read_parquet(shard)
             else:
-                part = score_batch(lm, frame, rows, specs, block_tokens)
+                part = score_batch(lm, frame, rows, specs, chunk_rows)
                 if shard is not None:
                     write_parquet(shard, part)
             parts.append(part)
@@ -183,7 +184,7 @@ def score_run(
     path: Path | str,
     specs: Sequence[MetricSpec],
     batch_tokens: int = 4096,
-    block_tokens: int | None = None,
+    chunk_rows: int | None = None,
     show_progress: bool = True,
 ) -> pd.DataFrame:
     """Score the run folder ``path`` in place (see the module docstring); returns its traces."""
@@ -208,7 +209,7 @@ def score_run(
     ).hexdigest()[:12]
     log.info("score: %s with %s (job %s)", [s.column for s in todo], lm.name, job)
     shard_dir = run.path / "scoring" / job
-    scores = score_frame(lm, traces, todo, batch_tokens, block_tokens, shard_dir, show_progress)
+    scores = score_frame(lm, traces, todo, batch_tokens, chunk_rows, shard_dir, show_progress)
     stamp = now()
     for spec in todo:
         kind = "columns" if spec.metric.scalar else "vectors"
@@ -217,14 +218,18 @@ def score_run(
         target[spec.column] = (
             scores[spec.column].to_numpy() if spec.metric.scalar else scores[spec.column]
         )
-        for name in arrays:
+        for array, uses in spec.metric.arrays.items():  # each array with the params it uses
+            name = spec.array_name(array)
             tokens[name] = scores[name]
-            record.setdefault("arrays", {})[name] = {**_entry(spec, lm.name), "scored_at": stamp}
+            params = {k: spec.params[k] for k in uses}
+            entry = {**_entry(spec, lm.name), "params": params, "scored_at": stamp}
+            record.setdefault("arrays", {})[name] = entry
         record.setdefault(kind, {})[spec.column] = {
             **_entry(spec, lm.name),
             "arrays": arrays,
             "scored_at": stamp,
         }
+    record.update(model=lm.name, n_layers=lm.n_layers, vocab_size=lm.vocab_size)
     write_parquet(tokens_path, tokens)
     run.write_traces(traces)
     write_json(scores_path, record)
@@ -240,7 +245,7 @@ def score(
     traces: Run | str | Path | pd.DataFrame | Sequence[Trace],
     metrics: str | Sequence[str] = DEFAULT_METRICS,
     batch_tokens: int = 4096,
-    block_tokens: int | None = None,
+    chunk_rows: int | None = None,
     show_progress: bool = True,
 ) -> pd.DataFrame:
     """Score ``traces``: a run folder (path or :class:`Run`, scored in place, resumable), a
@@ -251,12 +256,12 @@ def score(
     specs = parse_metrics(metrics)
     if isinstance(traces, Run | str | Path):
         return score_run(
-            lm, getattr(traces, "path", traces), specs, batch_tokens, block_tokens, show_progress
+            lm, getattr(traces, "path", traces), specs, batch_tokens, chunk_rows, show_progress
         )
     frame = (
         pd.DataFrame([t.row() for t in traces]) if not isinstance(traces, pd.DataFrame) else traces
     )
-    scores = score_frame(lm, frame, specs, batch_tokens, block_tokens, None, show_progress)
+    scores = score_frame(lm, frame, specs, batch_tokens, chunk_rows, None, show_progress)
     out = frame.copy()
     for spec in specs:
         if spec.metric.scalar:
@@ -277,6 +282,7 @@ def score_command(
 ) -> None:
     """Add DTR, confidence and other metric columns to a run's traces."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     run = Run.open(run_dir)
@@ -287,9 +293,11 @@ def score_command(
     for spec in specs:
         if spec.metric.scalar:
             values = frame[spec.column]
-            table.add_row(spec.column, f"{values.mean():.4f}", str(int(values.notna().sum())))
+            table.add_row(
+                escape(spec.column), f"{values.mean():.4f}", str(int(values.notna().sum()))
+            )
     Console().print(table)
-    Console().print(f"scored {len(frame)} traces in {run.path}")
+    Console().print(f"scored {len(frame)} traces in {escape(str(run.path))}")
 
 
 __all__ = [

@@ -11,8 +11,8 @@ How, and what it costs (SmolLM2-135M: L=30, d=576, V=49152, fp32, 2 cores; measu
 - The work is the ``[rows, d] @ [d, V]`` unembedding products (the floor) plus about ten
   elementwise passes over every ``[rows, V]`` logit row. W single-threaded workers
   (W = torch threads; ``parallel.py``) each take every W-th position.
-- ``lens_profile``: a chunk is all L layers of ``c = block_tokens // L`` positions in one
-  product into a reused ``[L*c, V]`` buffer (50 MB per worker). It is post-processed in
+- ``lens_profile``: a chunk is all L layers of ``c = chunk_rows // L`` positions in one
+  product into a reused ``[L*c, V]`` buffer (100 MB per worker). It is post-processed in
   sub-blocks of S = 2 positions: their final layer gives ``p`` ``[S, V]``, which then stays in
   L2 cache while the other L - 1 layers of those positions are compared with it. Memory is
   W x (one chunk buffer + four ``[S, V]`` rows) whatever N is: it never grows with N x L x V.
@@ -41,7 +41,7 @@ from thinkscope.models import LM
 LN2 = math.log(2.0)
 CONF_K = 20  # DeepConf's top-k
 SUB_BYTES = 1 << 19  # 512 KB sub-blocks (S = 2 rows at V = 49152): z, p, a, t rows fit L2
-BLOCK_BYTES = 50 << 20  # per [rows, V] buffer and worker: 256 rows at V = 49152
+BLOCK_BYTES = 100 << 20  # per [rows, V] buffer and worker: 533 rows at V = 49152
 
 States = Sequence[torch.Tensor] | torch.Tensor  # L tensors [N, d], or [L, N, d]
 
@@ -93,7 +93,7 @@ class _Worker:
         self.z = new(rows)  # logits of one chunk
         self.p = new(rows if fast else s)  # final probabilities: the block's, or the sub-block's
         self.a, self.t = new(s), new(s)  # log-probs; products
-        self.pg = new(s) if fast else None  # p of the sub-block's active positions
+        self.pg = new(s) if fast else None  # gathered p rows (eager fast path)
         self.native = native.usable(self.z)
 
     def final(self, zs: torch.Tensor, p: torch.Tensor, stats: dict, r: slice, targets) -> None:
@@ -108,19 +108,25 @@ class _Worker:
             stats["tok_lp"][r] = a.gather(1, targets[:, None]).squeeze(1)
         p.clamp_(min=torch.finfo(torch.float32).tiny)  # s = p + q > 0 below: log s finite
 
-    def divergence(self, zs, p, neg_hq, sls, cross=None) -> None:
-        """Sums for JSD, entropy and KL of layer logits ``zs`` ``[S, V]`` or ``[layers, S, V]``
-        (may be overwritten) against ``p`` ``[S, V]``: ``neg_hq = sum q log q``,
-        ``sls = sum s log s`` (s = p + q), ``cross = sum p log q``, into ``[(layers,) S]``."""
+    def divergence(self, zs, p, neg_hq, sls, cross=None, p_rows=None) -> None:
+        """Sums for JSD, entropy and KL of layer logits ``zs`` ``[R, V]`` or ``[layers, R, V]``
+        (may be overwritten) against ``p`` ``[R, V]`` (or ``p[p_rows]``): ``neg_hq = sum q log q``,
+        ``sls = sum s log s`` (s = p + q), ``cross = sum p log q``, into ``[(layers,) R]``."""
         if self.native:
-            native.lens_rows(zs, p, self.t, neg_hq, sls, cross)
+            native.lens_rows(zs, p, self.t, neg_hq, sls, cross, p_rows)
             return
         if zs.dim() == 3:
             for i, layer in enumerate(zs):
-                self.divergence(
-                    layer, p, neg_hq[i], sls[i], cross[i] if cross is not None else None
-                )
+                self.divergence(layer, p, neg_hq[i], sls[i], None if cross is None else cross[i])
             return
+        for t0 in range(0, len(zs), self.s):
+            r = slice(t0, min(t0 + self.s, len(zs)))
+            n = r.stop - t0
+            rows = p[r] if p_rows is None else torch.index_select(p, 0, p_rows[r], out=self.pg[:n])
+            self._eager(zs[r], rows, neg_hq[r], sls[r], None if cross is None else cross[r])
+
+    def _eager(self, zs, p, neg_hq, sls, cross) -> None:
+        """:meth:`divergence` of at most S rows with torch ops into reused buffers."""
         a, t = self.a[: len(zs)], self.t[: len(zs)]
         torch.ops.aten._log_softmax.out(zs, -1, False, out=a)
         q = torch.exp(a, out=zs)
@@ -142,9 +148,9 @@ def _check(lm: LM, states: States) -> int:
     return states[0].shape[0]
 
 
-def _sizes(head: Head, block_tokens: int | None) -> tuple[int, int]:
+def _sizes(head: Head, chunk_rows: int | None) -> tuple[int, int]:
     """Rows per chunk (one ``[rows, V]`` logits buffer) and rows per sub-block."""
-    rows = max(1, block_tokens or BLOCK_BYTES // (4 * head.vocab))
+    rows = max(1, chunk_rows or BLOCK_BYTES // (4 * head.vocab))
     return rows, max(1, min(rows, SUB_BYTES // (4 * head.vocab)))
 
 
@@ -176,18 +182,17 @@ def lens_profile(
     targets: torch.Tensor | None = None,
     kl: bool = False,
     topk: int = 0,
-    block_tokens: int | None = None,
+    chunk_rows: int | None = None,
 ) -> LensProfile:
     """Full lens profile of N positions from block outputs ``states`` (L x ``[N, d]``).
 
     ``targets`` ``[N]`` are the tokens sampled from each position (for their log-probs);
-    ``topk`` > 0 also returns each layer's top-K token ids. A chunk is all L layers of
-    ``block_tokens // L`` positions in one product, so each sub-block's ``p`` stays in cache
-    while its L - 1 layers are compared with it.
+    ``topk`` > 0 also returns each layer's top-K token ids. ``chunk_rows`` (default: 100 MB of
+    logits per worker) is the rows per product: all L layers of ``chunk_rows // L`` positions.
     """
     n_pos, L, dev = _check(lm, states), lm.n_layers, lm.device
     head = Head(lm)
-    rows, s = _sizes(head, block_tokens)
+    rows, s = _sizes(head, chunk_rows)
     k, c = min(CONF_K, head.vocab), max(1, rows // L)
     final = _empty_final(n_pos, k, targets, dev)
     jsd, ent = torch.empty(n_pos, L, device=dev), torch.empty(n_pos, L, device=dev)
@@ -201,9 +206,9 @@ def lens_profile(
         stats, neg_hq, sls = (
             _stats(n, k, dev),
             torch.empty(L, n, device=dev),
-            torch.zeros(L, n, device=dev),
+            torch.empty(L, n, device=dev),
         )
-        cross = torch.zeros(L, n, device=dev) if kl else None
+        cross = torch.empty(L, n, device=dev) if kl else None
         top = torch.empty(L, n, topk, dtype=torch.long, device=dev) if topk else None
         for t0 in range(0, n, w.s):
             r = slice(t0, min(t0 + w.s, n))
@@ -240,17 +245,18 @@ def settle(
     states: States,
     thresholds: Sequence[float],
     targets: torch.Tensor | None = None,
-    block_tokens: int | None = None,
+    chunk_rows: int | None = None,
 ) -> Settling:
     """Settling depths for JSD thresholds (nats), computing layers bottom-up only as needed.
 
     Position t settles for threshold g at the first layer l with ``D_{t,l} <= g``; it leaves
     the computation once settled for the smallest threshold, so no layer above that is ever
     multiplied. Gives exactly the depths of ``settling_depth(lens_profile(...).jsd, g)``.
+    ``chunk_rows`` positions go through the layers together (default: 100 MB per worker).
     """
     n_pos, L, dev = _check(lm, states), lm.n_layers, lm.device
     head = Head(lm)
-    rows, s = _sizes(head, block_tokens)
+    rows, s = _sizes(head, chunk_rows)
     k = min(CONF_K, head.vocab)
     final = _empty_final(n_pos, k, targets, dev)
     g = torch.tensor(sorted(thresholds), dtype=torch.float32, device=dev)
@@ -279,10 +285,7 @@ def settle(
             m = len(active)
             z = head.raw(states[layer][pos[active]], w.z)
             neg_hq, sls = torch.empty(m, device=dev), torch.empty(m, device=dev)
-            for t0 in range(0, m, w.s):
-                r = slice(t0, min(t0 + w.s, m))
-                p = torch.index_select(w.p, 0, active[r], out=w.pg[: r.stop - t0])
-                w.divergence(head.finish_(z[r]), p, neg_hq[r], sls[r])
+            w.divergence(head.finish_(z), w.p, neg_hq, sls, p_rows=active)
             jsd = _jsd(stats["neg_h"][active], neg_hq, sls)
             hit = (jsd[:, None] <= g) & unset[active]
             depths[pos[active]] = torch.where(hit, layer + 1, depths[pos[active]])

@@ -3,8 +3,8 @@
 The eager path makes about ten passes over every ``[S, V]`` sub-block (log-softmax, exp, two
 products, add, log, sums). This kernel makes three per row (max; exp and sum; the fused sums)
 with one exp and one log per element from glibc's vector math library, reading the row from
-memory once. Measured on this 2-core machine (SmolLM2-135M, T=512, see ``benchmarks/lens.py``):
-full profile 9.3 s eager vs 7.6 s native at load 3, against a 6.2 s matmul floor.
+memory once. Measured on this 2-core machine (SmolLM2-135M, T=512, ``benchmarks/lens.py``):
+full profile 4.72 s eager vs 3.68 s native, fast path 3.41 s vs 2.56 s, matmul floor 3.07 s.
 
 It is compiled once per CPU into ``$THINKSCOPE_CACHE/native/`` (``-march=native``, so the CPU
 flags are part of the file name) and loaded with ctypes, which releases the GIL during the call,
@@ -35,14 +35,14 @@ SOURCE = r"""
 #include <float.h>
 #define BLOCK 2048  /* float partial sums per block, double across blocks */
 
-/* z [nl, n, V] (strides ldl, ldz, 1) layer logits; p [n, V] (stride ldp) final probabilities,
-   all > 0; e scratch [V]. Outputs [nl, n] (strides ldo, 1). Row-major over positions, so each
-   row of p stays in cache while its nl layers are compared with it. */
+/* z [nl, n, V] (strides ldl, ldz, 1) layer logits; p final probabilities (all > 0), row r at
+   p + (pidx ? pidx[r] : r) * ldp; e scratch [V]. Outputs [nl, n] (strides ldo, 1). Positions
+   outer, so each row of p stays in cache while its nl layers are compared with it. */
 void lens_rows(int64_t nl, int64_t n, int64_t V, const float *z, int64_t ldl, int64_t ldz,
-               const float *p, int64_t ldp, float *e, int64_t ldo, float *nhq, float *sls,
-               float *cross) {
+               const float *p, int64_t ldp, const int64_t *pidx, float *e, int64_t ldo,
+               float *nhq, float *sls, float *cross) {
     for (int64_t r = 0; r < n; r++) {
-        const float *pr = p + r * ldp;
+        const float *pr = p + (pidx ? pidx[r] : r) * ldp;
         for (int64_t l = 0; l < nl; l++) {
             const float *zr = z + l * ldl + r * ldz;
             float m = -FLT_MAX;
@@ -128,7 +128,7 @@ def kernel():
         return None
     fn.restype = None
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    fn.argtypes = [i64, i64, i64, ptr, i64, i64, ptr, i64, ptr, i64, ptr, ptr, ptr]
+    fn.argtypes = [i64, i64, i64, ptr, i64, i64, ptr, i64, ptr, ptr, i64, ptr, ptr, ptr]
     return fn
 
 
@@ -137,15 +137,17 @@ def usable(z: torch.Tensor) -> bool:
     return z.device.type == "cpu" and z.dtype == torch.float32 and kernel() is not None
 
 
-def lens_rows(z, p, scratch, neg_hq, sls, cross=None) -> None:
+def lens_rows(z, p, scratch, neg_hq, sls, cross=None, p_rows=None) -> None:
     """For layer logits ``z`` ``[layers, S, V]`` (or ``[S, V]``) and final probabilities ``p``
-    ``[S, V]``: ``neg_hq = sum q log q`` (q = softmax(z)), ``sls = sum s log s`` (s = p + q) and
-    ``cross = sum p log q``, written into ``[layers, S]`` (or ``[S]``) outputs."""
+    ``[S, V]`` (or ``p[p_rows]``, int64 ``[S]``): ``neg_hq = sum q log q`` (q = softmax(z)),
+    ``sls = sum s log s`` (s = p + q) and ``cross = sum p log q``, into ``[layers, S]`` (or
+    ``[S]``) outputs."""
     if z.dim() == 2:
         z, neg_hq, sls = z[None], neg_hq[None], sls[None]
         cross = cross[None] if cross is not None else None
     assert z.stride(-1) == p.stride(-1) == 1 and neg_hq.stride() == sls.stride()
     assert cross is None or cross.stride() == neg_hq.stride()
+    assert p_rows is None or (p_rows.dtype == torch.int64 and p_rows.is_contiguous())
     layers, rows, vocab = z.shape
     kernel()(
         layers,
@@ -156,6 +158,7 @@ def lens_rows(z, p, scratch, neg_hq, sls, cross=None) -> None:
         z.stride(1),
         p.data_ptr(),
         p.stride(0),
+        p_rows.data_ptr() if p_rows is not None else None,
         scratch.data_ptr(),
         neg_hq.stride(0),
         neg_hq.data_ptr(),

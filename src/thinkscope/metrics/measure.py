@@ -34,7 +34,7 @@ def lens_views(
     prompts: Sequence[Sequence[int]],
     completions: Sequence[Sequence[int]],
     needs: Needs,
-    block_tokens: int | None = None,
+    chunk_rows: int | None = None,
 ) -> list[TraceLens]:
     """Per-trace lens results for ``needs``: full profile, fast-path depths, or final layer only."""
     lengths = [len(c) for c in completions]
@@ -46,12 +46,10 @@ def lens_views(
     jsd = topk = None
     depths: dict[float, torch.Tensor] = {}
     if needs.full:
-        profile = lens_profile(
-            lm, states, targets=targets, topk=needs.topk, block_tokens=block_tokens
-        )
+        profile = lens_profile(lm, states, targets=targets, topk=needs.topk, chunk_rows=chunk_rows)
         jsd, topk, final = profile.jsd.cpu(), profile.topk_ids, profile.final
     else:
-        settled = settle(lm, states, thresholds, targets=targets, block_tokens=block_tokens)
+        settled = settle(lm, states, thresholds, targets=targets, chunk_rows=chunk_rows)
         depths = dict(zip(thresholds, settled.depths.cpu().T, strict=True))
         final = settled.final
     final = FinalStats(*(t.cpu() if t is not None else None for t in vars(final).values()))
@@ -77,8 +75,8 @@ def measure(
     prompts: Sequence[Sequence[int]],
     completions: Sequence[Sequence[int]],
     specs: Sequence[MetricSpec],
-    block_tokens: int | None = None,
+    chunk_rows: int | None = None,
 ) -> list[dict[str, Result]]:
     """For each trace, ``{column: Result}`` for every spec (one forward and one lens pass)."""
-    views = lens_views(lm, prompts, completions, needs_of(specs), block_tokens)
+    views = lens_views(lm, prompts, completions, needs_of(specs), chunk_rows)
     return [{spec.column: spec.compute(view) for spec in specs} for view in views]
