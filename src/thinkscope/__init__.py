@@ -16,6 +16,7 @@ _EXPORTS = {
     "Trace": "thinkscope.trace",
     "SamplingParams": "thinkscope.generate.sampler",
     "BatchSampler": "thinkscope.generate.sampler",
+    "score": "thinkscope.scoring",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -25,5 +26,3 @@ def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'thinkscope' has no attribute {name!r}")
     return getattr(import_module(_EXPORTS[name]), name)
-_EXPORTS["score"] = "thinkscope.scoring"
-__all__.append("score")
