@@ -29,27 +29,24 @@ _PACKAGES = (
 )
 
 
+def _git(*args: str) -> str:
+    out = subprocess.run(
+        ["git", *args],
+        cwd=Path(__file__).parent,
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
 def _git_commit() -> str | None:
+    """The commit of the thinkscope checkout, ``-dirty`` with uncommitted changes."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
+        return _git("rev-parse", "HEAD") + ("-dirty" if _git("status", "--porcelain") else "")
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() + ("-dirty" if dirty else "")
 
 
 def _version(name: str) -> str | None:
