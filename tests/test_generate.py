@@ -11,7 +11,7 @@ import pytest
 
 from thinkscope.cli import main
 from thinkscope.generate.pipeline import GenerateConfig, generate_run
-from thinkscope.runs.registry import list_runs
+from thinkscope.runstore.registry import list_runs
 from thinkscope.trace import TRACE_COLUMNS
 
 GYM = "gym:basic_arithmetic?min_terms=2&max_terms=2&min_digits=1&max_digits=1"

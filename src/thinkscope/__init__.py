@@ -8,7 +8,7 @@ from importlib import import_module
 _EXPORTS = {
     "LM": "thinkscope.models",
     "load_model": "thinkscope.models",
-    "Run": "thinkscope.runs",
+    "Run": "thinkscope.runstore",
     "Grade": "thinkscope.tasks.answers",
     "grade": "thinkscope.tasks.answers",
     "Problem": "thinkscope.tasks.problem",

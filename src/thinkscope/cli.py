@@ -105,7 +105,7 @@ def demo(out: Path = typer.Option(None, help="Run folder (default: runs/demo-<ti
 @runs_app.command("list")
 def runs_list() -> None:
     """Every registered run."""
-    from thinkscope.runs.registry import list_runs
+    from thinkscope.runstore.registry import list_runs
 
     table = Table("id", "kind", "created", "status", "model", "task", "accuracy")
     table.add_column("path", overflow="fold")
@@ -127,7 +127,7 @@ def runs_list() -> None:
 @runs_app.command("show")
 def runs_show(ref: str = typer.Argument(..., help="Run id (from `runs list`) or folder.")) -> None:
     """A run's config and summary."""
-    from thinkscope.runs.registry import find_run
+    from thinkscope.runstore.registry import find_run
 
     run = find_run(ref)
     table = Table("key", "value")
@@ -141,7 +141,7 @@ def runs_show(ref: str = typer.Argument(..., help="Run id (from `runs list`) or 
 @runs_app.command("diff")
 def runs_diff(a: str, b: str) -> None:
     """Where two runs' configs and summaries differ."""
-    from thinkscope.runs.registry import diff, find_run
+    from thinkscope.runstore.registry import diff, find_run
 
     run_a, run_b = find_run(a), find_run(b)
     table = Table("key", a, b)

@@ -36,8 +36,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from thinkscope.errors import UserError
 from thinkscope.metrics import MetricSpec, measure, parse_metrics
 from thinkscope.models import LM, load_model
-from thinkscope.runs.atomic import write_json, write_parquet
-from thinkscope.runs.folder import Run, now
+from thinkscope.runstore.atomic import write_json, write_parquet
+from thinkscope.runstore.folder import Run, now
 from thinkscope.trace import Trace
 
 DEFAULT_METRICS = "dtr,length,confidence"

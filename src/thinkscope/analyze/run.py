@@ -22,7 +22,7 @@ import pandas as pd
 
 from thinkscope.analyze.load import ScoredRun, load_scored, load_token_metrics
 from thinkscope.analyze.table import N_BINS, metric_table, quintile_table
-from thinkscope.runs.atomic import atomic_write, write_json
+from thinkscope.runstore.atomic import atomic_write, write_json
 
 
 @dataclass

@@ -23,8 +23,8 @@ from thinkscope.errors import UserError
 from thinkscope.generate.pipeline import GenerateConfig, generate_run
 from thinkscope.metrics.dtr import deep_layer, settling_depth
 from thinkscope.models import LM, load_model
-from thinkscope.runs.atomic import write_yaml
-from thinkscope.runs.folder import Run
+from thinkscope.runstore.atomic import write_yaml
+from thinkscope.runstore.folder import Run
 from thinkscope.scoring import score
 
 matplotlib.use("Agg")
@@ -102,7 +102,7 @@ class Experiment:
         if self.config.plot_out:
             Path(self.config.plot_out).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(main_figure, self.config.plot_out)
-        from thinkscope.runs.atomic import atomic_write
+        from thinkscope.runstore.atomic import atomic_write
 
         atomic_write(self.out / "results.csv", lambda tmp: table.to_csv(tmp, index=False))
         return table

@@ -13,8 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from thinkscope.errors import UserError
 from thinkscope.generate.sampler import BatchSampler, SamplingParams
 from thinkscope.models import LM, load_model, load_tokenizer
-from thinkscope.runs import registry
-from thinkscope.runs.folder import Run, now
+from thinkscope.runstore import registry
+from thinkscope.runstore.folder import Run, now
 from thinkscope.tasks.answers import grade
 from thinkscope.tasks.loaders import fewshot_examples, load_problems
 from thinkscope.tasks.problem import Problem

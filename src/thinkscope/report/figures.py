@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from scipy.stats import spearmanr
 
 from thinkscope.analyze.load import ScoredRun, TokenMetrics
-from thinkscope.runs.atomic import atomic_write
+from thinkscope.runstore.atomic import atomic_write
 
 CORRECT, WRONG, NEUTRAL = "#0072B2", "#D55E00", "#8c8c8c"  # Okabe-Ito: colour-blind safe
 STYLE = {

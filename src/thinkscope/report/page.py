@@ -20,7 +20,7 @@ from pathlib import Path
 from thinkscope.analyze import analyze_run, load_scored, load_token_metrics
 from thinkscope.analyze.load import ScoredRun
 from thinkscope.report.viewer import load_run_tokenizer, viewer_data
-from thinkscope.runs.atomic import atomic_write
+from thinkscope.runstore.atomic import atomic_write
 
 CAPTIONS = {
     "auroc.png": "AUROC of each metric for predicting a correct answer, with its bootstrap CI.",

@@ -33,9 +33,9 @@ from thinkscope.errors import UserError
 from thinkscope.generate.pipeline import GenerateConfig, sample_seed
 from thinkscope.lens import ln_base
 from thinkscope.models import LM, load_model
-from thinkscope.runs import registry
-from thinkscope.runs.atomic import write_parquet, write_text
-from thinkscope.runs.folder import Run, now
+from thinkscope.runstore import registry
+from thinkscope.runstore.atomic import write_parquet, write_text
+from thinkscope.runstore.folder import Run, now
 from thinkscope.select.deepconf import deepconf_offline, deepconf_online
 from thinkscope.select.figure import plot_selection
 from thinkscope.select.pool import Generation, Pool, cons_at_n, pool_mismatches

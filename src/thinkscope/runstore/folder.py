@@ -24,8 +24,8 @@ import pandas as pd
 import yaml
 
 from thinkscope.errors import UserError
-from thinkscope.runs.atomic import write_json, write_parquet, write_yaml
-from thinkscope.runs.environment import environment
+from thinkscope.runstore.atomic import write_json, write_parquet, write_yaml
+from thinkscope.runstore.environment import environment
 
 
 def now() -> str:
