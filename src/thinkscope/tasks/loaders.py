@@ -5,6 +5,7 @@ A task is a string, not a class; the demo mix and other presets live in ``data/t
 
 from __future__ import annotations
 
+import gzip
 import json
 from importlib import resources
 from pathlib import Path
@@ -31,8 +32,8 @@ def load_problems(
         raise UserError(f"--questions must be at least 1, got {questions}")
     if task in presets():
         return _load_preset(task, questions, seed)
-    if task == "gsm8k":
-        problems = _load_gsm8k(questions)
+    if task in ("gsm8k", "gsm8k:test", "gsm8k:train"):
+        problems = _load_gsm8k(task.partition(":")[2] or "test", questions)
     elif task.startswith("openai/gsm8k"):
         problems = load_gsm8k_online(task.partition(":")[2] or "test")
     elif task.startswith("gym:"):
@@ -41,7 +42,7 @@ def load_problems(
         problems = load_jsonl(Path(task.removeprefix("jsonl:")), fields or {})
     else:
         known = ", ".join(
-            ["gsm8k", "openai/gsm8k[:split]", "gym:<name>", "jsonl:<path>", *presets()]
+            ["gsm8k[:test|:train]", "openai/gsm8k[:split]", "gym:<name>", "jsonl:<path>", *presets()]
         )
         raise UserError(f"unknown task {task!r}; known: {known}")
     return problems[:questions] if questions else problems
@@ -53,7 +54,7 @@ def fewshot_examples(task: str, k: int, seed: int = 0) -> list[Problem]:
         return []
     if task in presets():
         task = presets()[task]["tasks"][0]
-    if task == "gsm8k":
+    if task.startswith("gsm8k"):
         rows = (_DATA / "gsm8k_fewshot.jsonl").read_text().splitlines()[:k]
         return [_gsm8k_problem(f"gsm8k-train-{i}", json.loads(r)) for i, r in enumerate(rows)]
     if task.startswith("gym:"):
@@ -77,9 +78,14 @@ def _gsm8k_problem(problem_id: str, row: dict) -> Problem:
     return Problem(problem_id, row["question"], answer.strip().replace(",", ""), solution=solution)
 
 
-def _load_gsm8k(questions: int | None) -> list[Problem]:
-    rows = (_DATA / "gsm8k_test.jsonl").read_text().splitlines()[:questions]
-    return [_gsm8k_problem(f"gsm8k-test-{i}", json.loads(r)) for i, r in enumerate(rows)]
+def _load_gsm8k(split: str, questions: int | None) -> list[Problem]:
+    """The bundled GSM8K split (test: 1,319 rows; train: 7,473, gzipped); solutions included."""
+    if split == "train":
+        text = gzip.decompress((_DATA / "gsm8k_train.jsonl.gz").read_bytes()).decode()
+    else:
+        text = (_DATA / "gsm8k_test.jsonl").read_text()
+    rows = text.splitlines()[:questions]
+    return [_gsm8k_problem(f"gsm8k-{split}-{i}", json.loads(r)) for i, r in enumerate(rows)]
 
 
 def load_gsm8k_online(split: str = "test") -> list[Problem]:
