@@ -38,6 +38,6 @@ def test_unknown_split_is_a_user_error():
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="the shared data folder is not beside the checkout")
 def test_bundled_train_split_equals_the_source_file():
-    rows = [json.loads(line) for line in open(SHARED / "train.jsonl")]
+    rows = [json.loads(line) for line in (SHARED / "train.jsonl").read_text().splitlines()]
     problems = load_problems("gsm8k:train")
     assert [p.question for p in problems] == [r["question"] for r in rows]

@@ -42,7 +42,13 @@ def load_problems(
         problems = load_jsonl(Path(task.removeprefix("jsonl:")), fields or {})
     else:
         known = ", ".join(
-            ["gsm8k[:test|:train]", "openai/gsm8k[:split]", "gym:<name>", "jsonl:<path>", *presets()]
+            [
+                "gsm8k[:test|:train]",
+                "openai/gsm8k[:split]",
+                "gym:<name>",
+                "jsonl:<path>",
+                *presets(),
+            ]
         )
         raise UserError(f"unknown task {task!r}; known: {known}")
     return problems[:questions] if questions else problems
