@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from importlib import resources
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -77,10 +78,14 @@ def _load_preset(name: str, questions: int | None, seed: int) -> list[Problem]:
     return mixed[:questions] if questions else mixed
 
 
+_CALCULATOR = re.compile(r"<<[^>]*>>")
+
+
 def _gsm8k_problem(problem_id: str, row: dict) -> Problem:
     if "solution" in row:
         return Problem(problem_id, row["question"], row["answer"], solution=row["solution"])
     solution, _, answer = row["answer"].rpartition("####")
+    solution = _CALCULATOR.sub("", solution).strip()  # GSM8K's <<48/2=24>> annotations
     return Problem(problem_id, row["question"], answer.strip().replace(",", ""), solution=solution)
 
 

@@ -34,7 +34,7 @@ class Prompt:
     chat: bool
 
 
-def _worked_answer(example: Problem) -> str:
+def worked_answer(example: Problem) -> str:
     """How a few-shot example is answered: its solution if any, then the answer sentence."""
     steps = example.solution.strip()
     if not steps and "expression" in example.meta:
@@ -64,7 +64,7 @@ def render_prompt(
     if template == "chat" and not has_chat:
         raise UserError("this model's tokenizer has no chat template; use --template plain")
     chat = has_chat if template == "auto" else template == "chat"
-    turns = [(_user_turn(ex.question, style), _worked_answer(ex)) for ex in fewshot]
+    turns = [(_user_turn(ex.question, style), worked_answer(ex)) for ex in fewshot]
     question = _user_turn(problem.question, style)
     if chat:
         messages = [{"role": "system", "content": R1_SYSTEM}] if style == "r1" else []
