@@ -1,0 +1,1 @@
+"""Hooks that change a model while they are active (steering, ablation, patching)."""
