@@ -1,0 +1,239 @@
+"""LoRA SFT (TRL + PEFT) on a tiny random llama: masks, resume, merge, bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+
+pytest.importorskip("trl")
+pytest.importorskip("peft")
+
+from transformers import TrainerCallback  # noqa: E402
+
+from thinkscope.cli import main  # noqa: E402
+from thinkscope.errors import UserError  # noqa: E402
+from thinkscope.models import load_model  # noqa: E402
+from thinkscope.train import TrainConfig, load_sft_rows, merge_adapter, train  # noqa: E402
+from thinkscope.train.trainer import build_trainer, last_checkpoint  # noqa: E402
+
+ROWS = [
+    {"prompt": f"Question: What is {a} + {b}?\nAnswer:", "response": f" {a} + {b} = {a + b}."}
+    for a, b in [(3, 5), (12, 7), (16, 3), (2, 2), (4, 1), (7, 7), (9, 1), (5, 3)]
+]
+
+
+def _write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    _write(folder / "sft_correct.jsonl", ROWS)
+    return folder
+
+
+def _config(model_dir, dataset, **kw) -> TrainConfig:
+    base = dict(
+        model=str(model_dir),
+        dataset=str(dataset),
+        max_steps=6,
+        batch_size=2,
+        learning_rate=1e-2,
+        lora_rank=4,
+        save_steps=2,
+        max_length=64,
+        lora_dropout=0.0,
+    )
+    return TrainConfig(**{**base, **kw})
+
+
+def _cli(monkeypatch, capsys, *args) -> tuple[int, str]:
+    monkeypatch.setattr(sys, "argv", ["thinkscope", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def test_loss_falls_on_the_response_only(tiny_model_dir, data_dir, tmp_path):
+    trainer = build_trainer(_config(tiny_model_dir, data_dir), tmp_path / "out", progress=False)
+    tok = trainer.processing_class
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    for i in range(3):
+        prompt = tok(ROWS[i]["prompt"])["input_ids"]
+        full = tok(ROWS[i]["prompt"] + ROWS[i]["response"] + tok.eos_token)["input_ids"]
+        labels, ids = batch["labels"][i].tolist(), batch["input_ids"][i].tolist()
+        assert ids[: len(full)] == full
+        assert labels[: len(prompt)] == [-100] * len(prompt)  # no loss on the prompt
+        assert labels[len(prompt) : len(full)] == full[len(prompt) :]  # loss on response + eos
+        assert all(x == -100 for x in labels[len(full) :])  # nor on padding
+
+
+def test_messages_rows_mask_the_chat_prompt(tiny_model_dir, tmp_path):
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": r["prompt"]},
+                {"role": "assistant", "content": r["response"]},
+            ]
+        }
+        for r in ROWS
+    ]
+    data = _write(tmp_path / "chat.jsonl", rows)
+    trainer = build_trainer(_config(tiny_model_dir, data), tmp_path / "out", progress=False)
+    tok = trainer.processing_class
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    prompt = tok.apply_chat_template(rows[0]["messages"][:1], add_generation_prompt=True)
+    prompt = prompt["input_ids"] if isinstance(prompt, dict) else prompt
+    labels = batch["labels"][0].tolist()
+    assert labels[: len(prompt)] == [-100] * len(prompt)
+    answer = tok.decode([t for t in labels if t != -100])
+    assert answer.startswith(ROWS[0]["response"]) and answer.endswith("<eos>")
+
+
+class _Kill(TrainerCallback):
+    """Stop the process (as a kill would) at the end of step ``at``, before it is saved."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.at:
+            raise KeyboardInterrupt
+
+
+def _step_losses(path) -> list[tuple[int, float]]:
+    history = json.loads((path / "trainer_state.json").read_text())["log_history"]
+    return [(e["step"], e["loss"]) for e in history if "loss" in e]
+
+
+def test_killed_train_resumes_without_lost_steps(tiny_model_dir, data_dir, tmp_path):
+    config = _config(tiny_model_dir, data_dir)
+    whole = train(config, tmp_path / "whole", progress=False)
+    killed = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        train(config, killed, callbacks=[_Kill(5)], progress=False)
+    assert last_checkpoint(killed / "checkpoints").name == "checkpoint-4"
+    with pytest.raises(UserError, match="--resume"):
+        train(config, killed, progress=False)
+    resumed = train(config, killed, resume=True, progress=False)
+    assert resumed.summary["resumed_from_step"] == 4
+    assert resumed.summary["global_step"] == whole.summary["global_step"] == 6
+    steps = _step_losses(killed)
+    assert [s for s, _ in steps] == [1, 2, 3, 4, 5, 6]  # every step once, none lost
+    assert [loss for _, loss in steps] == pytest.approx([x for _, x in _step_losses(whole.path)])
+    from safetensors.torch import load_file
+
+    a = load_file(whole.adapter / "adapter_model.safetensors")
+    b = load_file(resumed.adapter / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert (killed / "loss.png").stat().st_size > 1000
+
+
+def test_incomplete_checkpoint_is_skipped(tmp_path):
+    for step, complete in [(2, True), (4, True), (6, False)]:
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    assert last_checkpoint(tmp_path).name == "checkpoint-4"
+
+
+def test_merged_model_equals_base_plus_adapter(tiny_model_dir, data_dir, tmp_path):
+    from peft import PeftModel
+
+    result = train(
+        _config(tiny_model_dir, data_dir, eval_file=str(data_dir / "sft_correct.jsonl")),
+        tmp_path / "run",
+        progress=False,
+    )
+    assert result.summary["eval_loss_after"] < result.summary["eval_loss_before"]
+    merged = load_model(str(merge_adapter(result.path)), device="cpu")
+    ids = torch.tensor([[5, 17, 40, 99, 3, 250, 8]])
+    base = load_model(str(tiny_model_dir), device="cpu").model
+    with torch.no_grad():
+        want = PeftModel.from_pretrained(base, str(result.adapter)).eval()(input_ids=ids).logits
+        got = merged.model(input_ids=ids).logits
+        plain = load_model(str(tiny_model_dir), device="cpu").model(input_ids=ids).logits
+    assert torch.allclose(got, want, atol=1e-4)
+    assert (got - plain).abs().max() > 1e-2  # the adapter changed the model
+
+
+def test_cli_train_and_merge(tiny_model_dir, data_dir, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "cli"
+    code, _ = _cli(
+        monkeypatch,
+        capsys,
+        "train",
+        "--model",
+        tiny_model_dir,
+        "--dataset",
+        data_dir,
+        "--out",
+        out,
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--target-modules",
+        "q_proj",
+        "--target-modules",
+        "v_proj",
+        "--merge",
+    )
+    assert code in (0, None)
+    adapter = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert sorted(adapter["target_modules"]) == ["q_proj", "v_proj"]
+    assert (out / "merged" / "config.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([{"question": "q", "answer": "1"}], "expected string columns 'prompt' and 'response'"),
+        ([{"messages": [{"role": "user", "content": "hi"}]}], "must end with an assistant turn"),
+        ([], "holds no rows"),
+    ],
+)
+def test_bad_datasets_are_one_line_errors(rows, message, tmp_path, monkeypatch, capsys):
+    data = _write(tmp_path / "bad.jsonl", rows)
+    code, err = _cli(monkeypatch, capsys, "train", "--dataset", data, "--out", tmp_path / "o")
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_inputs(tmp_path, data_dir, monkeypatch, capsys):
+    code, err = _cli(monkeypatch, capsys, "merge", tmp_path)
+    assert code == 2 and "no LoRA adapter" in err
+    code, err = _cli(
+        monkeypatch,
+        capsys,
+        "train",
+        "--dataset",
+        data_dir,
+        "--file",
+        "sft_x.jsonl",
+        "--out",
+        tmp_path / "o",
+    )
+    assert code == 2 and "has no sft_x.jsonl" in err
+    code, err = _cli(
+        monkeypatch,
+        capsys,
+        "train",
+        "--dataset",
+        data_dir,
+        "--out",
+        tmp_path / "o",
+        "--lora-rank",
+        "0",
+    )
+    assert code == 2 and err.startswith("error: --lora-rank")
+    (tmp_path / "bad.jsonl").write_text('{"prompt": "a", "response": "b"}\n{oops\n')
+    with pytest.raises(UserError, match=":2: malformed JSON"):
+        load_sft_rows(tmp_path / "bad.jsonl")
