@@ -37,10 +37,10 @@ POSITIONS = ("last", "mean", "completion")
 
 @dataclass(frozen=True)
 class Sequence_:
-    """Token ids of one input; ``start`` is where its completion begins (0 for plain text)."""
+    """Token ids of one input; ``start`` is where its completion begins (None: plain text)."""
 
     ids: tuple[int, ...]
-    start: int = 0
+    start: int | None = None
 
 
 @dataclass
@@ -145,7 +145,7 @@ def batch_rows(lm: LM, seqs: list[Sequence_], layers: list[int], how: str) -> to
     width, pad = max(len(s.ids) for s in seqs), lm.tokenizer.pad_token_id or 0
     ids = torch.tensor([list(s.ids) + [pad] * (width - len(s.ids)) for s in seqs])
     real = torch.tensor([[1] * len(s.ids) + [0] * (width - len(s.ids)) for s in seqs]).bool()
-    starts = torch.tensor([s.start for s in seqs])
+    starts = torch.tensor([s.start or 0 for s in seqs])
     rows: dict[int, torch.Tensor] = {}
     hooks = []
     for layer in layers:
@@ -192,8 +192,8 @@ def collect(
     seqs = _as_sequences(lm, texts_or_run)
     if not seqs:
         raise UserError("collect needs at least one input")
-    if positions == "completion" and any(s.start >= len(s.ids) for s in seqs):
-        raise UserError("positions='completion' needs a completion after every prompt")
+    if positions == "completion" and any(s.start is None or s.start >= len(s.ids) for s in seqs):
+        raise UserError("positions='completion' needs a run's traces with non-empty completions")
     chosen = check_layers(lm, layers if layers is not None else range(1, lm.n_layers + 1))
     d = lm.anatomy.unembed.weight.shape[1]
     stats = RunningStats.empty(chosen, d, covariance)
