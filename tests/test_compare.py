@@ -1,0 +1,111 @@
+"""Base versus tuned: pass@k, McNemar, wins, and the whole loop on a tiny random llama."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import binomtest, chi2
+
+from thinkscope.compare import (
+    CompareConfig,
+    compare_models,
+    mcnemar_paired,
+    pass_at_k,
+    per_question,
+)
+from thinkscope.compare.core import resolve_model
+from thinkscope.errors import UserError
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 7])
+def test_pass_at_k_is_the_subset_probability(n):
+    for c in range(n + 1):
+        outcomes = [True] * c + [False] * (n - c)
+        for k in range(1, n + 1):
+            subsets = list(itertools.combinations(outcomes, k))
+            want = sum(any(s) for s in subsets) / len(subsets)  # draw k of n without replacement
+            assert pass_at_k(n, c, k) == pytest.approx(want, abs=1e-12)
+    with pytest.raises(UserError):
+        pass_at_k(3, 4, 1)
+
+
+def _series(values):
+    return pd.Series(np.array(values, dtype=bool), index=[f"q{i}" for i in range(len(values))])
+
+
+def test_mcnemar_matches_binomial_and_chi_square_references():
+    # 2 both, 1 base only, 6 tuned only, 3 neither: exact (7 discordant pairs)
+    base = _series([1, 1, 1] + [0] * 9)
+    tuned = _series([1, 1, 0] + [1] * 6 + [0] * 3)
+    test = mcnemar_paired(base, tuned)
+    assert (test.both, test.base_only, test.tuned_only, test.neither) == (2, 1, 6, 3)
+    assert test.exact and test.pvalue == pytest.approx(binomtest(1, 7, 0.5).pvalue)
+    # 30 discordant pairs (10 vs 20): chi-square with continuity correction
+    base, tuned = _series([1] * 10 + [0] * 20 + [1] * 5), _series([0] * 10 + [1] * 20 + [1] * 5)
+    test = mcnemar_paired(base, tuned)
+    stat = (abs(10 - 20) - 1) ** 2 / 30
+    assert not test.exact and test.statistic == pytest.approx(stat)
+    assert test.pvalue == pytest.approx(chi2.sf(stat, 1))
+    with pytest.raises(UserError, match="same questions"):
+        mcnemar_paired(base, tuned.iloc[::-1])
+
+
+def test_per_question_winners():
+    def frame(correct):
+        return pd.DataFrame(
+            {"problem_id": np.repeat(["a", "b", "c"], 2), "correct": np.array(correct, bool)}
+        )
+
+    table = per_question(frame([1, 0, 1, 1, 0, 0]), frame([1, 1, 0, 1, 0, 0]))
+    assert list(table["winner"]) == ["tuned", "base", "tie"]
+    assert list(table["base"]) == [0.5, 1.0, 0.0] and list(table["tuned"]) == [1.0, 0.5, 0.0]
+    with pytest.raises(UserError, match="different questions"):
+        per_question(frame([1] * 6), frame([1] * 6).assign(problem_id=list("abcdef")))
+
+
+def _config(base, tuned, **kw):
+    values = dict(
+        base=str(base),
+        tuned=str(tuned),
+        task="demo-arith",
+        questions=3,
+        n=2,
+        max_new_tokens=6,
+        temperature=1.0,
+        metrics="dtr,token-conf",
+    )
+    return CompareConfig(**{**values, **kw})
+
+
+def test_compare_a_model_with_itself_is_all_ties(tiny_model_dir, tmp_path):
+    result = compare_models(_config(tiny_model_dir, tiny_model_dir), tmp_path / "cmp", False)
+    base = pd.read_parquet(tmp_path / "cmp/runs/base/traces.parquet")
+    tuned = pd.read_parquet(tmp_path / "cmp/runs/tuned/traces.parquet")
+    for column in ("problem_id", "prompt", "sample_seed", "completion"):
+        assert list(base[column]) == list(tuned[column])
+    assert set(result.questions["winner"]) == {"tie"}
+    assert result.mcnemar.base_only == result.mcnemar.tuned_only == 0
+    row = result.summary.set_index("model").loc["base"]
+    assert row["accuracy"] == pytest.approx(base["correct"].mean())
+    assert row["dtr"] == pytest.approx(base["dtr"].mean()) and not math.isnan(row["dtr"])
+    assert {"pass@1", "pass@2", "greedy_accuracy", "mean_tokens", "token-conf"} <= set(row.index)
+    saved = json.loads((tmp_path / "cmp/compare.json").read_text())
+    assert saved["wins"] == {"tuned": 0, "base": 0, "tie": 3}
+    assert "McNemar" in (tmp_path / "cmp/report.html").read_text()
+    assert (tmp_path / "cmp/figures/compare.png").stat().st_size > 1000
+    again = compare_models(_config(tiny_model_dir, tiny_model_dir), tmp_path / "cmp", False)
+    assert again.summary.equals(result.summary)  # a rerun reuses the finished runs
+    with pytest.raises(UserError, match="other settings"):
+        compare_models(_config(tiny_model_dir, tiny_model_dir, n=3), tmp_path / "cmp", False)
+
+
+def test_unmerged_train_folder_is_refused(tmp_path):
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
+    with pytest.raises(UserError, match="thinkscope merge"):
+        resolve_model(str(tmp_path))
