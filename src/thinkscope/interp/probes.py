@@ -1,0 +1,87 @@
+"""Per-layer linear probes: scikit-learn logistic regression under stratified k-fold CV.
+
+Every input gets an out-of-fold prediction; accuracy (Wilson CI, statsmodels) and, for two
+classes, AUROC (bootstrap CI, :func:`thinkscope.stats.auroc`) are computed on those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from statsmodels.stats.proportion import proportion_confint
+
+from thinkscope.errors import UserError
+from thinkscope.stats import auroc
+
+COLUMNS = ["layer", "n", "accuracy", "acc_lo", "acc_hi", "auroc", "auroc_lo", "auroc_hi"]
+
+
+def _check(rows: np.ndarray, labels: np.ndarray, folds: int) -> None:
+    if rows.ndim != 3 or len(rows) != len(labels):
+        raise UserError(
+            f"probes need rows [N, layers, d] and N labels: {rows.shape}, {len(labels)}"
+        )
+    values, counts = np.unique(labels, return_counts=True)
+    if len(values) < 2:
+        raise UserError("probes need at least two label values (e.g. correct and wrong traces)")
+    if counts.min() < folds:
+        raise UserError(
+            f"the rarest label has {counts.min()} inputs, fewer than the {folds} CV folds; "
+            "collect more inputs or use fewer folds"
+        )
+
+
+def probe_layers(
+    rows: np.ndarray,
+    labels: Sequence,
+    layers: Sequence[int],
+    folds: int = 5,
+    C: float = 1.0,
+    seed: int = 0,
+    n_resamples: int = 2000,
+) -> pd.DataFrame:
+    """One row per layer: out-of-fold accuracy and AUROC of a logistic probe on ``rows[:, k]``
+    ``[N, d]`` predicting ``labels`` ``[N]``, with 95% CIs."""
+    rows, labels = np.asarray(rows), np.asarray(labels)
+    _check(rows, labels, folds)
+    binary = len(np.unique(labels)) == 2
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    out = []
+    for k, layer in enumerate(layers):
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+        proba = cross_val_predict(model, rows[:, k], labels, cv=splitter, method="predict_proba")
+        classes = np.unique(labels)
+        hits = int((classes[proba.argmax(1)] == labels).sum())
+        lo, hi = proportion_confint(hits, len(labels), method="wilson")
+        result = {"layer": layer, "n": len(labels), "accuracy": hits / len(labels)}
+        result.update(acc_lo=lo, acc_hi=hi, auroc=np.nan, auroc_lo=np.nan, auroc_hi=np.nan)
+        if binary:
+            a = auroc(proba[:, 1], labels == classes[1], n_resamples=n_resamples, seed=seed)
+            result.update(auroc=a.auroc, auroc_lo=a.lo, auroc_hi=a.hi)
+        out.append(result)
+    return pd.DataFrame(out, columns=COLUMNS)
+
+
+def probe_figure(table: pd.DataFrame, title: str) -> Figure:
+    """Accuracy and AUROC by layer with their CIs."""
+    fig = Figure(figsize=(6, 3.6))
+    ax = fig.subplots()
+    for name, colour in (("accuracy", "#0072B2"), ("auroc", "#D55E00")):
+        lo, hi = ("acc_lo", "acc_hi") if name == "accuracy" else ("auroc_lo", "auroc_hi")
+        if table[name].notna().any():
+            ax.plot(table["layer"], table[name], marker="o", color=colour, label=name)
+            ax.fill_between(table["layer"], table[lo], table[hi], color=colour, alpha=0.2)
+    ax.axhline(0.5, color="#8c8c8c", lw=0.8, ls="--")
+    ax.set_xlabel("layer")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig

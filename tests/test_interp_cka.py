@@ -1,0 +1,106 @@
+"""CKA against a plain numpy implementation with an explicit centring matrix, its invariances,
+the minibatch estimator converging to it, probes on planted signals, and transplantation."""
+
+import numpy as np
+import pytest
+import torch
+
+from thinkscope.errors import UserError
+from thinkscope.interp import steer
+from thinkscope.interp.activations import batch_rows, collect, sequences_from_texts
+from thinkscope.interp.cka import cka_matrix, linear_cka, unbiased_hsic
+from thinkscope.interp.directions import diff_in_means
+from thinkscope.interp.probes import probe_layers
+from thinkscope.interp.transplant import fit_map, transplant
+from tiny import tiny_lm
+
+RNG = np.random.default_rng(0)
+
+
+def numpy_cka(x, y):
+    """Kornblith et al. eq. (3) written out: H = I - 11^T/n, HSIC = tr(KHLH)/(n-1)^2."""
+    n = len(x)
+    h = np.eye(n) - np.ones((n, n)) / n
+    k, l_ = x @ x.T, y @ y.T
+
+    def hsic(a, b):
+        return np.trace(a @ h @ b @ h) / (n - 1) ** 2
+
+    return hsic(k, l_) / np.sqrt(hsic(k, k) * hsic(l_, l_))
+
+
+def test_linear_cka_matches_numpy_and_its_invariances():
+    x = RNG.normal(size=(40, 12))
+    y = np.tanh(x @ RNG.normal(size=(12, 7))) + 0.3 * RNG.normal(size=(40, 7))
+    value = linear_cka(x, y)
+    assert 0.2 < value < 0.98  # not a trivial case
+    assert value == pytest.approx(numpy_cka(x, y), abs=1e-12)
+    q, _ = np.linalg.qr(RNG.normal(size=(12, 12)))
+    assert linear_cka(x @ q, y) == pytest.approx(value, abs=1e-10)
+    assert linear_cka(3.7 * x, 0.2 * y) == pytest.approx(value, abs=1e-10)
+    assert linear_cka(x + 5.0, y) == pytest.approx(value, abs=1e-10)  # centring
+    assert linear_cka(x, x) == pytest.approx(1.0)
+    assert linear_cka(x, RNG.normal(size=(40, 7))) < value
+    # not invariant to a non-isotropic scaling: the test can tell the two apart
+    assert abs(linear_cka(x * np.linspace(0.1, 5, 12), y) - value) > 1e-3
+
+
+def test_unbiased_hsic_matches_the_formula_with_loops():
+    x, y = RNG.normal(size=(9, 3)), RNG.normal(size=(9, 2))
+    k, l_ = x @ x.T, y @ y.T
+    n = 9
+    kt, lt = k - np.diag(np.diag(k)), l_ - np.diag(np.diag(l_))
+    tr = sum(kt[i, j] * lt[j, i] for i in range(n) for j in range(n))
+    cross = sum(kt[i, j] * lt[j, m] for i in range(n) for j in range(n) for m in range(n))
+    want = (tr + kt.sum() * lt.sum() / ((n - 1) * (n - 2)) - 2 * cross / (n - 2)) / (n * (n - 3))
+    assert unbiased_hsic(k, l_) == pytest.approx(want, rel=1e-10)
+
+
+def test_minibatch_estimator_converges_to_full_cka():
+    n = 1200
+    x = RNG.normal(size=(n, 2, 10))
+    y = np.stack([x[:, 0] @ RNG.normal(size=(10, 6)), np.abs(x[:, 1, :6])], axis=1)
+    y += 0.5 * RNG.normal(size=y.shape)
+    full = cka_matrix(x, y)
+    assert abs(full[0, 1] - full[0, 0]) > 0.3
+    errors = [np.abs(cka_matrix(x, y, batch_size=b) - full).max() for b in (8, 64, 400)]
+    assert errors[2] < 0.02 and errors[2] < errors[0]
+
+
+def test_probes_find_a_planted_signal_only_where_it_is():
+    n = 120
+    labels = np.repeat([0, 1], n // 2)
+    rows = RNG.normal(size=(n, 2, 6))
+    rows[:, 1, 0] += 3.0 * labels  # layer 2 carries the label, layer 1 does not
+    table = probe_layers(rows, labels, layers=[1, 2], folds=5, n_resamples=500)
+    noise, signal = table.iloc[0], table.iloc[1]
+    assert signal.accuracy > 0.85 and signal.auroc > 0.9 and signal.acc_lo > 0.75
+    assert noise.acc_lo < 0.5 < noise.acc_hi + 0.1 and noise.auroc < 0.75
+    with pytest.raises(UserError):
+        probe_layers(rows[:6], labels[:6], layers=[1, 2], folds=5)
+
+
+def test_transplanted_direction_steers_a_second_tiny_model():
+    """Two different tiny models: with fewer inputs than dimensions the least-squares map
+    interpolates, so A's direction mapped into B equals B's own difference in means."""
+    a, b = tiny_lm("llama", n_layers=3, seed=0), tiny_lm("qwen2", n_layers=3, seed=1)
+    texts = ["What is 3 + 5?", "Janet has 16 eggs", "The answer is 8.", "Question: A: B:"]
+    controls = ["<think> reasoning", "Calculate 12 - 7.", "Think step by step", "#### 42"]
+    stats = {}
+    for name, lm in (("a", a), ("b", b)):
+        for part, inputs in (("r", texts), ("c", controls)):
+            stats[name, part] = collect(lm, inputs, layers=[2], rows=None)
+    rows = {}
+    for name, lm in (("a", a), ("b", b)):
+        rows[name] = batch_rows(lm, sequences_from_texts(lm, texts + controls), [2], "last")
+    dir_a = diff_in_means(stats["a", "r"], stats["a", "c"], "a")
+    dir_b = diff_in_means(stats["b", "r"], stats["b", "c"], "b")
+    mapping = fit_map(rows["a"][:, 0].numpy(), rows["b"][:, 0].numpy())
+    assert mapping.r2 == pytest.approx(1.0, abs=1e-6)
+    moved = transplant(dir_a, {2: mapping}, "b")
+    assert np.allclose(moved.raw, dir_b.raw, atol=1e-4)
+    assert abs(float(dir_a.unit[0] @ dir_b.unit[0])) < 0.5  # the raw A direction is not B's
+    ids = torch.tensor([b.tokenizer("What is 3 + 5?")["input_ids"]])
+    with steer(b, {2: moved.at(2, unit=False)}, alpha=1.0):
+        steered = b.model(input_ids=ids).logits
+    assert not torch.allclose(steered, b.model(input_ids=ids).logits, atol=1e-3)
