@@ -288,3 +288,37 @@ def test_sweep_summary_against_hand_counts(tmp_path):
     assert row["pass@1"] == pytest.approx(0.5)
     assert row["maj@k"] == pytest.approx(0.5)  # a: "1" wins (right); b: three-way tie -> "5"
     assert row["pass@k"] == 1.0 and row["mean_tokens"] == 35.0 and row["tokens_per_s"] == 12.5
+
+
+def test_decoding_report_writes_tables_figures_and_a_report_section(tmp_path):
+    from thinkscope.decoding.step_report import decoding_report
+    from thinkscope.report.sections import render_sections
+
+    traces = _random_steps(2, n=60)
+    traces["n_tokens"] = [len(r) for r in traces["step_rank"]]
+    run = Run(tmp_path / "run")
+    run.path.mkdir()
+    run.write_traces(traces)
+    bin_run = Run(tmp_path / "bin3")
+    bin_run.path.mkdir()
+    bin_run.write_traces(traces)
+    (bin_run.path / "config.yaml").write_text("confidence_bin_only: 3\n")
+    report = decoding_report(run.path, [bin_run.path], threshold=0.6)
+    low = step_stats.low_confidence_counts(traces, 0.6)
+    assert report.tables["low_confidence"]["n"].sum() == len(traces)
+    assert report.summary["mean_low_confidence_steps"] == pytest.approx(low.mean())
+    assert set(report.tables["maj_by_bin"]["bin"]) == {3}
+    assert sorted(p.name for p in (report.path / "figures").iterdir()) == sorted(
+        ["low_confidence.png", "off_top.png", "mean_rank.png", "votes.png", "maj_by_bin.png"]
+    )
+    html = render_sections(run.path)
+    assert "Decoding: confidence and sampled ranks" in html
+    assert html.count("data:image/png;base64,") == 5
+    assert "pmax &lt; 0.6" in html
+
+
+def test_decoding_report_refuses_a_bad_threshold(tmp_path):
+    from thinkscope.decoding.step_report import decoding_report
+
+    with pytest.raises(UserError, match="threshold"):
+        decoding_report(tmp_path, threshold=1.5)

@@ -20,6 +20,7 @@ import pandas as pd
 from thinkscope.decoding import figures, step_stats
 from thinkscope.errors import UserError
 from thinkscope.report.figures import STYLE
+from thinkscope.report.sections import add_section
 from thinkscope.runstore.atomic import write_json, write_text
 from thinkscope.runstore.folder import Run
 
@@ -92,6 +93,21 @@ def decoding_report(
         "figures": _draw(tables, curves, threshold, out / "figures"),
     }
     write_json(out / "summary.json", summary)
+    add_section(
+        run.path,
+        "decoding",
+        "Decoding: confidence and sampled ranks",
+        figures=[(out / "figures" / name, CAPTIONS[name]) for name in summary["figures"]],
+        tables={
+            f"Accuracy by steps with pmax < {threshold:g}": tables["low_confidence"],
+            "Accuracy by sampled tokens not at rank 1": tables["off_top"],
+            "Accuracy by mean sampled rank": tables["mean_rank"],
+        },
+        text=(
+            f"Majority vote over all samples {summary['maj_all']:.3f}, over the most "
+            f"confident half {summary['maj_confident']:.3f}."
+        ),
+    )
     return DecodingReport(out, tables, summary)
 
 

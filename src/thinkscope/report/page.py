@@ -19,6 +19,7 @@ from pathlib import Path
 
 from thinkscope.analyze import analyze_run, load_scored, load_token_metrics
 from thinkscope.analyze.load import ScoredRun
+from thinkscope.report.sections import render_sections
 from thinkscope.report.viewer import load_run_tokenizer, viewer_data
 from thinkscope.runstore.atomic import atomic_write
 
@@ -162,6 +163,7 @@ def render(scored: ScoredRun, analysis: dict, viewer: dict) -> str:
         "summary": _summary(scored, analysis, viewer["n_layers"]),
         "metrics": _metric_table(analysis),
         "figures": _figures(scored, analysis["figures"]),
+        "sections": render_sections(scored.path),
         "data": _json(viewer),
     }
     template = assets.joinpath("template.html").read_text(encoding="utf-8")
