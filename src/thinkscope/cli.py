@@ -153,14 +153,28 @@ def runs_diff(a: str, b: str) -> None:
 def _register_stages() -> None:
     """Commands that live beside the functions they wrap."""
     from thinkscope.analyze import analyze_command
+    from thinkscope.compare.command import compare_command, sft_filtering_command
+    from thinkscope.decoding.analysis_command import (
+        calibrate_command,
+        decode_sweep_command,
+        decoding_report_command,
+    )
     from thinkscope.report import report_command
     from thinkscope.scoring import score_command
     from thinkscope.select.command import think_at_n_command
+    from thinkscope.train.command import merge_command, train_command
 
     app.command("score")(score_command)
     app.command("analyze")(analyze_command)
     app.command("report")(report_command)
     app.command("think-at-n")(think_at_n_command)
+    app.command("calibrate")(calibrate_command)
+    app.command("decoding-report")(decoding_report_command)
+    app.command("decode-sweep")(decode_sweep_command)
+    app.command("train")(train_command)
+    app.command("merge")(merge_command)
+    app.command("compare")(compare_command)
+    experiment_app.command("sft-filtering")(sft_filtering_command)
 
 
 _register_stages()
@@ -220,6 +234,20 @@ def _register_experiments() -> None:
 
 
 _register_experiments()
+
+
+def _register_datasets() -> None:
+    """``traces`` is the registered ``generate`` with R1 defaults; ``dataset build|reference``."""
+    from thinkscope.datasets.command import dataset_app, traces_command
+
+    generate_command = next(
+        c.callback for c in app.registered_commands if (c.name or c.callback.__name__) == "generate"
+    )
+    app.command("traces")(traces_command(generate_command))
+    app.add_typer(dataset_app, name="dataset")
+
+
+_register_datasets()
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ R1_SYSTEM = (
     "<think> reasoning process here </think> <answer> answer here </answer>."
 )
 PLAIN_STOP = ("\nQuestion:", "\n\nQuestion", "\nUser:")
+R1_STOP = ("</answer>",)  # the R1 response ends "... </think> <answer>X</answer>"
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,9 @@ def render_prompt(
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         if style == "r1":
             text += "<think>"
-        return Prompt(text, (), chat=True)
+        return Prompt(text, R1_STOP if style == "r1" else (), chat=True)
     shots = "".join(f"Question: {user}\nAnswer: {assistant}\n\n" for user, assistant in turns)
     if style == "r1":
-        return Prompt(f"{R1_SYSTEM}\nUser: {question}\nAssistant: <think>", PLAIN_STOP, False)
+        text = f"{R1_SYSTEM}\nUser: {question}\nAssistant: <think>"
+        return Prompt(text, (*PLAIN_STOP, *R1_STOP), chat=False)
     return Prompt(f"{shots}Question: {question}\nAnswer:", PLAIN_STOP, chat=False)
