@@ -30,6 +30,10 @@ class Trace:
     sample_seed: int
     top_ids: list[list[int]] = field(default_factory=list)
     top_logprobs: list[list[float]] = field(default_factory=list)
+    step_pmax: list[float] = field(default_factory=list)  # per-step logs (--log-steps),
+    step_rank: list[int] = field(default_factory=list)  # see generate.sampler.Completion
+    step_prob: list[float] = field(default_factory=list)
+    step_kept: list[int] = field(default_factory=list)
 
     @property
     def n_tokens(self) -> int:

@@ -10,6 +10,15 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from thinkscope.decoding import DecodingConfig
+from thinkscope.decoding.config import (
+    EXTRA_KNOBS,
+    CalAcc,
+    ConfidenceBin,
+    DynamicTopK,
+    EdtVar,
+    UnitFloat,
+)
 from thinkscope.errors import UserError
 from thinkscope.generate.sampler import BatchSampler, SamplingParams
 from thinkscope.models import LM, load_model, load_tokenizer
@@ -44,6 +53,15 @@ class GenerateConfig(BaseModel):
     top_logprobs: int = Field(0, ge=0)
     batch_size: int = Field(64, ge=1)
     fields: dict[str, str] = {}
+    # correctness-first decoding knobs (see DecodingConfig; None: unset) and per-step logs
+    greedy_threshold: UnitFloat | None = None
+    prob_threshold: UnitFloat | None = None
+    dynamic_top_k: DynamicTopK | None = None
+    edt_var: EdtVar | None = None
+    hewitt_epsilon: UnitFloat | None = None
+    confidence_bin_only: ConfidenceBin | None = None
+    cal_acc: CalAcc | None = None
+    log_steps: bool = False
 
     @classmethod
     def parse(cls, **values) -> GenerateConfig:
@@ -56,15 +74,18 @@ class GenerateConfig(BaseModel):
                 f"--{'-'.join(map(str, first['loc'])).replace('_', '-')}: {first['msg']}"
             ) from err
 
+    def decoding(self) -> DecodingConfig:
+        """The decoding rule of this run: temperature, top-k/p, min-p and the extra knobs."""
+        names = ["temperature", "top_k", "top_p", "min_p", *EXTRA_KNOBS]
+        return DecodingConfig(**{name: getattr(self, name) for name in names})
+
     def sampling(self, stop: tuple[str, ...] = ()) -> SamplingParams:
         return SamplingParams(
-            temperature=self.temperature,
-            top_p=self.top_p,
-            top_k=self.top_k,
-            min_p=self.min_p,
+            decoding=self.decoding(),
             max_new_tokens=self.max_new_tokens,
             stop=(*stop, *self.stop),
             top_logprobs=self.top_logprobs,
+            log_steps=self.log_steps,
         )
 
     @property
@@ -121,6 +142,10 @@ def generate_unit(
                 sample_seed=seed,
                 top_ids=done.top_ids,
                 top_logprobs=done.top_logprobs,
+                step_pmax=done.step_pmax,
+                step_rank=done.step_rank,
+                step_prob=done.step_prob,
+                step_kept=done.step_kept,
             )
         )
     return traces, sampler

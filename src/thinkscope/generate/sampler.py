@@ -8,6 +8,7 @@ rows leave the batch (their cache rows are dropped), and identical prompts are p
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -15,22 +16,31 @@ from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache, LogitsProcessorList
-from transformers.generation.logits_process import (
-    MinPLogitsWarper,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
+from transformers.generation.stopping_criteria import StopStringCriteria
 
+from thinkscope.decoding import DecodingConfig, decode_step
 from thinkscope.errors import UserError
 from thinkscope.models import LM
 
 HiddenCallback = Callable[[list[int], list[torch.Tensor]], None]
 
 
+@functools.lru_cache(maxsize=8)
+def _stop_criteria(tokenizer, stops: tuple[str, ...]) -> StopStringCriteria:
+    """transformers' vectorised stop-string matcher (its vocabulary scan takes ~1 s: cached)."""
+    return StopStringCriteria(tokenizer, list(stops))
+
+
 @dataclass(frozen=True)
 class SamplingParams:
-    """How to sample. ``temperature == 0`` is greedy; ``top_logprobs`` > 0 records top-k."""
+    """How to sample. ``temperature == 0`` is greedy; ``top_logprobs`` > 0 records top-k.
+
+    ``decoding`` is the one rule tokens are drawn by (:func:`thinkscope.decoding.decode_step`).
+    Leave it unset to build it from ``temperature``/``top_p``/``top_k``/``min_p``; set it for
+    the correctness-first knobs, and those four fields then mirror it. ``log_steps`` records
+    each step's ``pmax``, the sampled token's rank and probability under the model's own
+    distribution, and the kept count (see :class:`Completion`).
+    """
 
     temperature: float = 0.7
     top_p: float = 1.0
@@ -39,25 +49,26 @@ class SamplingParams:
     max_new_tokens: int = 256
     stop: tuple[str, ...] = ()
     top_logprobs: int = 0
+    decoding: DecodingConfig | None = None
+    log_steps: bool = False
 
     def __post_init__(self) -> None:
+        if self.decoding is not None:
+            mirror = self.decoding.model_dump(include={"temperature", "top_p", "top_k", "min_p"})
+            for name, value in mirror.items():
+                default = type(self).__dataclass_fields__[name].default
+                value = default if value is None else value
+                if getattr(self, name) not in (default, value):
+                    raise ValueError(f"{name} is set both here and in decoding; set it once")
+                object.__setattr__(self, name, value)
         if self.temperature < 0 or not 0 < self.top_p <= 1 or not 0 <= self.min_p < 1:
             raise UserError("need temperature >= 0, 0 < top_p <= 1 and 0 <= min_p < 1")
         if self.max_new_tokens < 1 or self.top_k < 0 or self.top_logprobs < 0:
             raise UserError("need max_new_tokens >= 1, top_k >= 0 and top_logprobs >= 0")
-
-    def warpers(self) -> LogitsProcessorList:
-        """transformers' own warpers, in the order ``generate`` applies them."""
-        out = LogitsProcessorList()
-        if self.temperature > 0 and self.temperature != 1.0:
-            out.append(TemperatureLogitsWarper(self.temperature))
-        if self.top_k > 0:
-            out.append(TopKLogitsWarper(self.top_k))
-        if self.top_p < 1.0:
-            out.append(TopPLogitsWarper(self.top_p))
-        if self.min_p > 0:
-            out.append(MinPLogitsWarper(self.min_p))
-        return out
+        if self.decoding is None:
+            basics = dict(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+                          min_p=self.min_p)
+            object.__setattr__(self, "decoding", DecodingConfig(**basics))
 
 
 @dataclass
@@ -66,7 +77,11 @@ class Completion:
 
     ``logprobs`` are under the model's own distribution (before temperature and truncation);
     ``finish_reason`` is ``stop`` (EOS or stop string), ``length``, or ``pruned`` (dropped by
-    :meth:`BatchSampler.keep`).
+    :meth:`BatchSampler.keep`). With ``SamplingParams(log_steps=True)``, per token:
+    ``step_pmax`` (max of the temperature-scaled distribution p the decoding rule sees),
+    ``step_rank`` (1-based rank of the sampled token under the model's own distribution: one
+    plus the number of tokens strictly more likely), ``step_prob`` (its probability there) and
+    ``step_kept`` (tokens the rule kept).
     """
 
     token_ids: list[int] = field(default_factory=list)
@@ -74,6 +89,10 @@ class Completion:
     top_ids: list[list[int]] = field(default_factory=list)
     top_logprobs: list[list[float]] = field(default_factory=list)
     finish_reason: str | None = None
+    step_pmax: list[float] = field(default_factory=list)
+    step_rank: list[int] = field(default_factory=list)
+    step_prob: list[float] = field(default_factory=list)
+    step_kept: list[int] = field(default_factory=list)
 
 
 class BatchSampler:
@@ -90,7 +109,7 @@ class BatchSampler:
         if len(prompts) != len(seeds) or not prompts:
             raise ValueError("need one seed per prompt and at least one prompt")
         self.lm, self.params = lm, params
-        self.processors = LogitsProcessorList([*processors, *params.warpers()])
+        self.processors = LogitsProcessorList(processors)  # applied before params.decoding
         self.completions = [Completion() for _ in prompts]
         self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.eos = torch.tensor(sorted(lm.eos_token_ids), dtype=torch.long)
@@ -98,9 +117,10 @@ class BatchSampler:
         self._prompts = [list(p) for p in prompts]
         self._active = list(range(len(prompts)))  # original row of each batch row
         self._cache: DynamicCache | None = None
-        self._max_stop = max((len(s) for s in params.stop), default=0)
+        self._stops = _stop_criteria(lm.tokenizer, params.stop) if params.stop else None
         forward_args = inspect.signature(lm.model.forward).parameters
         self._cache_arg = "cache" if "cache" in forward_args else "past_key_values"
+        self._keep_last = {"logits_to_keep": 1} if "logits_to_keep" in forward_args else {}
 
     @property
     def finished(self) -> bool:
@@ -143,8 +163,7 @@ class BatchSampler:
         model, device = self.lm.model, self.lm.device
         if self._cache is None:
             return self._prefill(record)
-        last = [self.completions[row].token_ids[-1] for row in self._active]
-        ids = torch.tensor(last, device=device).unsqueeze(1)
+        ids = self._last.to(device).unsqueeze(1)  # last sampled tokens, never via the host
         self._mask = torch.cat([self._mask, torch.ones_like(ids)], dim=1)
         positions = self._positions[:, -1:] + 1
         self._positions = positions
@@ -160,7 +179,11 @@ class BatchSampler:
         return logits, states or []
 
     def _prefill(self, record: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Prefill each distinct prompt once, then copy its cache row to every sample of it."""
+        """Prefill each distinct prompt once, then copy its cache row to every sample of it.
+
+        Only the last position's logits are computed (``logits_to_keep=1``) and only the last
+        position's block outputs ``[B, 1, d]`` are expanded per sample.
+        """
         device, pad = self.lm.device, self.lm.tokenizer.pad_token_id
         unique = list(dict.fromkeys(tuple(p) for p in self._prompts))
         index = torch.tensor([unique.index(tuple(p)) for p in self._prompts], device=device)
@@ -176,19 +199,23 @@ class BatchSampler:
                 position_ids=positions,
                 use_cache=True,
                 **{self._cache_arg: self._cache},
+                **self._keep_last,
             ).logits[:, -1:]
         self.prefill_tokens = sum(len(p) for p in unique)
         self._cache.batch_select_indices(index)
         self._mask, self._positions, self._input_ids = mask[index], positions[index], ids[index]
-        return logits[index], [s[index] for s in states or []]
+        return logits[index], [s[:, -1:][index] for s in states or []]
 
     def _sample(self, logits: torch.Tensor) -> torch.Tensor:
+        """Draw one token per active row; its records reach the host in one transfer."""
         logprobs = torch.log_softmax(logits, dim=-1)
-        scores = self.processors(self._input_ids, logits.clone())
+        if self.processors:
+            logits = self.processors(self._input_ids, logits.clone())
+        step = decode_step(logits, self.params.decoding)
         if self.params.temperature == 0:
-            tokens = scores.argmax(dim=-1)
+            tokens = step.scores.argmax(dim=-1)
         else:
-            cdf = torch.softmax(scores, dim=-1, dtype=torch.float64).cumsum(dim=-1)
+            cdf = torch.softmax(step.scores, dim=-1, dtype=torch.float64).cumsum(dim=-1)
             draws = torch.cat(
                 [
                     torch.rand(1, generator=self.generators[r], dtype=torch.float64)
@@ -197,24 +224,40 @@ class BatchSampler:
             ).to(cdf.device)
             tokens = torch.searchsorted(cdf, (draws * cdf[:, -1]).unsqueeze(1), right=True)
             tokens = tokens.squeeze(1).clamp(max=logits.shape[-1] - 1)
-        chosen = logprobs.gather(1, tokens.unsqueeze(1)).squeeze(1)
+        chosen = logprobs.gather(1, tokens.unsqueeze(1))
+        columns = [tokens.unsqueeze(1), chosen]
         k = self.params.top_logprobs
-        top = logprobs.topk(k, dim=-1) if k else None
-        for i, row in enumerate(self._active):
+        if k:
+            top = logprobs.topk(k, dim=-1)
+            columns += [top.indices, top.values]
+        if self.params.log_steps:
+            rank = (logprobs > chosen).sum(dim=-1) + 1
+            columns += [step.pmax, rank, chosen.squeeze(1).exp(), step.kept]
+        host = torch.cat([c.double().reshape(len(tokens), -1) for c in columns], 1).tolist()
+        for values, row in zip(host, self._active, strict=True):
             completion = self.completions[row]
-            completion.token_ids.append(int(tokens[i]))
-            completion.logprobs.append(float(chosen[i]))
-            if top is not None:
-                completion.top_ids.append(top.indices[i].tolist())
-                completion.top_logprobs.append(top.values[i].tolist())
+            completion.token_ids.append(int(values[0]))
+            completion.logprobs.append(values[1])
+            if k:
+                completion.top_ids.append([int(v) for v in values[2 : 2 + k]])
+                completion.top_logprobs.append(values[2 + k : 2 + 2 * k])
+            if self.params.log_steps:
+                pmax, rank, prob, kept = values[2 + 2 * k :]
+                completion.step_pmax.append(pmax)
+                completion.step_rank.append(int(rank))
+                completion.step_prob.append(prob)
+                completion.step_kept.append(int(kept))
         return tokens
 
     def _append(self, tokens: torch.Tensor) -> None:
-        stopped = torch.isin(tokens.cpu(), self.eos).tolist()
+        """Finish rows that hit EOS, a stop string or the length limit; no device sync (the
+        sampled ids are on the host already, in the completions)."""
+        self._last = tokens
+        eos, hits = self.lm.eos_token_ids, self._hit_stop_string()
         still = []
         for i, row in enumerate(self._active):
             completion = self.completions[row]
-            if stopped[i] or self._hit_stop_string(completion.token_ids):
+            if completion.token_ids[-1] in eos or hits[i]:
                 completion.finish_reason = "stop"
             elif len(completion.token_ids) >= self.params.max_new_tokens:
                 completion.finish_reason = "length"
@@ -223,11 +266,15 @@ class BatchSampler:
         if len(still) < len(self._active):
             self._select(still)
 
-    def _hit_stop_string(self, token_ids: list[int]) -> bool:
-        if not self._max_stop:
-            return False
-        tail = self.lm.tokenizer.decode(token_ids[-(self._max_stop + 2) :])
-        return any(stop in tail for stop in self.params.stop)
+    def _hit_stop_string(self) -> list[bool]:
+        """Per active row: does a stop string end in its newest token? transformers'
+        ``StopStringCriteria`` on the host copy of the last generated ids (prompt excluded),
+        so no row is decoded."""
+        if self._stops is None:
+            return [False] * len(self._active)
+        tail = [self.completions[row].token_ids[-self._stops.maximum_token_len :]
+                for row in self._active]
+        return self._stops(torch.tensor(tail), None).tolist()
 
     def _select(self, keep: list[int]) -> None:
         if len(keep) == len(self._active):
@@ -237,4 +284,4 @@ class BatchSampler:
             index = torch.tensor(keep, device=self.lm.device)
             self._cache.batch_select_indices(index)
             self._mask, self._positions = self._mask[index], self._positions[index]
-            self._input_ids = self._input_ids[index]
+            self._input_ids, self._last = self._input_ids[index], self._last[keep]
