@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,7 +14,6 @@ from thinkscope.decoding.calibrate import (
     CalibrationConfig,
     grid_of,
     power_law_points,
-    read_calibration,
     run_calibration,
     teacher_force,
 )
@@ -106,7 +107,7 @@ def test_calibration_folder_is_written_once_and_reread(tmp_path, peaked_lm):
         model="tiny", task="gsm8k:train", questions=3, batch_size=2, min_pairs=1
     )
     summary = run_calibration(config, tmp_path / "cal", lm=peaked_lm, show_progress=False)
-    stored = read_calibration(tmp_path / "cal" / "calibration.json")
+    stored = json.loads((tmp_path / "cal" / "calibration.json").read_text())
     assert stored["A"] == summary["A"] and stored["B"] == summary["B"]
     assert len(stored["grid"]["prob"]) == 10 and len(stored["grid"]["prob"][0]) == 20
     assert sum(stored["grid"]["count"]) == stored["tokens"]
@@ -139,11 +140,6 @@ def test_calibration_bad_input(tmp_path):
     with pytest.raises(UserError, match="no reference solutions"):
         run_calibration(CalibrationConfig(task="gym:basic_arithmetic", questions=2), tmp_path / "x")
     assert not (tmp_path / "x").exists()
-    with pytest.raises(UserError, match="not found"):
-        read_calibration(tmp_path / "missing.json")
-    (tmp_path / "bad.json").write_text('{"A": 1}')
-    with pytest.raises(UserError, match="no power-law fit"):
-        read_calibration(tmp_path / "bad.json")
 
 
 # -- per-step analyses -------------------------------------------------------------------
@@ -252,7 +248,8 @@ def test_sweep_files_are_validated(tmp_path):
         ("just text", "must map"),
         ("a b: {temperature: 1}", "plain name"),
         ("x: {cal_acc_threshold: 0.3}", "needs cal_acc_from"),
-        (f"x: {{cal_acc_from: {tmp_path}/none.json}}", "not found"),
+        (f"x: {{cal_acc_from: {tmp_path}/none.json}}", "does not exist"),
+        (f"x: {{cal_acc_from: {bad}}}", "needs numeric top-level keys"),
     ]:
         bad.write_text(text)
         with pytest.raises(UserError, match=message):

@@ -196,20 +196,6 @@ def summarize(positions: pd.DataFrame, config: CalibrationConfig) -> dict:
     }
 
 
-def read_calibration(path: Path | str) -> dict:
-    """A ``calibration.json``; a one-line error when it is missing or has no fit."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"calibration file not found: {path} (run thinkscope calibrate first)")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path} is not valid JSON ({err.msg})") from err
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), float) for k in "AB"):
-        raise UserError(f"{path} holds no power-law fit (numbers A and B)")
-    return data
-
-
 def run_calibration(
     config: CalibrationConfig,
     out: Path | str,
@@ -225,7 +211,7 @@ def run_calibration(
         run = Run(out)
         if run.config != asdict(config):
             raise UserError(f"{out} holds a calibration with another config; choose another --out")
-        return read_calibration(out / "calibration.json")
+        return json.loads((out / "calibration.json").read_text())
     problems = load_problems(config.task, config.questions, config.seed, config.fields)
     for problem in problems:
         reference_response(problem, config.reference_field)  # fail before loading the model

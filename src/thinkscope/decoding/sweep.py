@@ -26,7 +26,7 @@ import pandas as pd
 import yaml
 
 from thinkscope.decoding import figures
-from thinkscope.decoding.calibrate import read_calibration
+from thinkscope.decoding.config import cal_acc_from_file
 from thinkscope.decoding.step_stats import voted_correct
 from thinkscope.errors import UserError
 from thinkscope.generate.pipeline import GenerateConfig, generate_run
@@ -70,8 +70,7 @@ def _calibrated(options: dict) -> dict:
     source = options.pop("cal_acc_from", None)
     threshold = options.pop("cal_acc_threshold", None)
     if source is not None:
-        fit = read_calibration(source)
-        options["cal_acc"] = [fit["A"], fit["B"], 0.3 if threshold is None else threshold]
+        options["cal_acc"] = cal_acc_from_file(source, 0.3 if threshold is None else threshold)
     elif threshold is not None:
         raise UserError("cal_acc_threshold needs cal_acc_from")
     return options
