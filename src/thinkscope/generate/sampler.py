@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache, LogitsProcessorList
-from transformers.generation.stopping_criteria import StopStringCriteria
 
 from thinkscope.decoding import DecodingConfig, decode_step
 from thinkscope.errors import UserError
@@ -26,9 +25,21 @@ HiddenCallback = Callable[[list[int], list[torch.Tensor]], None]
 
 
 @functools.lru_cache(maxsize=8)
-def _stop_criteria(tokenizer, stops: tuple[str, ...]) -> StopStringCriteria:
-    """transformers' vectorised stop-string matcher (its vocabulary scan takes ~1 s: cached)."""
-    return StopStringCriteria(tokenizer, list(stops))
+def _stop_candidates(tokenizer, stops: tuple[str, ...]) -> list[bool]:
+    """Per token id ``[V]``: can this token, sampled last, complete one of ``stops``? True when
+    its text holds a stop string's last character, is empty or holds an incomplete UTF-8
+    sequence (U+FFFD), or starts a word (``▁``) when a stop string ends in a space."""
+    ends = {stop[-1] for stop in stops}
+    ids = range(len(tokenizer))
+    texts = tokenizer.batch_decode([[i] for i in ids])
+    pieces = tokenizer.convert_ids_to_tokens(list(ids))
+    return [
+        not text
+        or "\ufffd" in text
+        or any(end in text for end in ends)
+        or (" " in ends and str(piece).startswith("\u2581"))
+        for text, piece in zip(texts, pieces, strict=True)
+    ]
 
 
 @dataclass(frozen=True)
@@ -117,7 +128,8 @@ class BatchSampler:
         self._prompts = [list(p) for p in prompts]
         self._active = list(range(len(prompts)))  # original row of each batch row
         self._cache: DynamicCache | None = None
-        self._stops = _stop_criteria(lm.tokenizer, params.stop) if params.stop else None
+        self._stops = _stop_candidates(lm.tokenizer, params.stop) if params.stop else None
+        self._max_stop = max((len(s) for s in params.stop), default=0)
         forward_args = inspect.signature(lm.model.forward).parameters
         self._cache_arg = "cache" if "cache" in forward_args else "past_key_values"
         self._keep_last = {"logits_to_keep": 1} if "logits_to_keep" in forward_args else {}
@@ -267,14 +279,17 @@ class BatchSampler:
             self._select(still)
 
     def _hit_stop_string(self) -> list[bool]:
-        """Per active row: does a stop string end in its newest token? transformers'
-        ``StopStringCriteria`` on the host copy of the last generated ids (prompt excluded),
-        so no row is decoded."""
+        """Per active row: does a stop string appear in the text of its last tokens? Only rows
+        whose newest token can complete a stop string (:func:`_stop_candidates`) are decoded."""
+        hits = [False] * len(self._active)
         if self._stops is None:
-            return [False] * len(self._active)
-        tail = [self.completions[row].token_ids[-self._stops.maximum_token_len :]
-                for row in self._active]
-        return self._stops(torch.tensor(tail), None).tolist()
+            return hits
+        for i, row in enumerate(self._active):
+            ids = self.completions[row].token_ids
+            if ids[-1] >= len(self._stops) or self._stops[ids[-1]]:
+                tail = self.lm.tokenizer.decode(ids[-(self._max_stop + 2) :])
+                hits[i] = any(stop in tail for stop in self.params.stop)
+        return hits
 
     def _select(self, keep: list[int]) -> None:
         if len(keep) == len(self._active):
