@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from thinkscope.decoding.command import decoding_options
 from thinkscope.errors import UserError
 
 app = typer.Typer(
@@ -35,6 +36,7 @@ def _fields(pairs: list[str]) -> dict[str, str]:
 
 
 @app.command()
+@decoding_options
 def generate(
     out: Path = typer.Option(..., help="Run folder to create (or to resume)."),
     model: str = typer.Option(
@@ -59,6 +61,7 @@ def generate(
     batch_size: int = typer.Option(64, help="Sequences decoded at once."),
     field: list[str] = typer.Option([], help="JSONL field mapping, e.g. question=problem."),
     resume: bool = typer.Option(False, help="Continue a killed run in --out."),
+    decoding: dict | None = None,
 ) -> None:
     """Sample N completions per problem, grade them, and write a run folder."""
     from thinkscope.generate.pipeline import GenerateConfig, generate_run, summarize
@@ -81,6 +84,7 @@ def generate(
         top_logprobs=top_logprobs,
         batch_size=batch_size,
         fields=_fields(field),
+        **(decoding or {}),
     )
     run = generate_run(config, out, resume=resume)
     _print_summary(summarize(run.traces(), run.timing), run.path)
@@ -159,12 +163,14 @@ def _register_stages() -> None:
         decode_sweep_command,
         decoding_report_command,
     )
+    from thinkscope.interp.command import interp_app
     from thinkscope.report import report_command
     from thinkscope.scoring import score_command
     from thinkscope.select.command import think_at_n_command
     from thinkscope.train.command import merge_command, train_command
 
     app.command("score")(score_command)
+    app.add_typer(interp_app, name="interp")
     app.command("analyze")(analyze_command)
     app.command("report")(report_command)
     app.command("think-at-n")(think_at_n_command)

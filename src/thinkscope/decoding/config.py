@@ -6,10 +6,14 @@ of :class:`~thinkscope.generate.pipeline.GenerateConfig` share one definition of
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from thinkscope.errors import UserError
 
 
 def _ten_ks(ks: list[int]) -> list[int]:
@@ -117,3 +121,17 @@ class DecodingConfig(BaseModel):
         from thinkscope.decoding.processor import DecodingProcessor
 
         return DecodingProcessor(self)
+
+
+def cal_acc_from_file(path: Path | str, threshold: float) -> list[float]:
+    """``[A, B, threshold]`` with A and B read from the top-level keys of a ``calibration.json``
+    (what ``thinkscope calibrate`` writes)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"calibration file {path} does not exist; run `thinkscope calibrate`")
+    try:
+        fit = json.loads(path.read_text())
+        values = [float(fit["A"]), float(fit["B"]), float(threshold)]
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{path} needs numeric top-level keys 'A' and 'B' ({err})") from None
+    return values
