@@ -102,6 +102,16 @@ def test_fallback_step_reports_what_it_restored(tmp_path):
     assert (step.before, step.kept, step.dropped, step.restored) == (11, 5, 6, 1)
 
 
+def test_build_adds_a_section_to_the_runs_html_report(tmp_path):
+    from thinkscope.report.sections import render_sections
+
+    run = make_run(tmp_path / "run")
+    build_dataset(run, tmp_path / "my ds", DatasetFilters(min_dtr=0.45), show_progress=False)
+    html = render_sections(run)
+    assert "SFT dataset my ds" in html and "--min-dtr" in html
+    assert (run / "report_sections" / "dataset-my_ds" / "dtr_hist.png").is_file()
+
+
 def test_unscored_run_ranks_by_sampled_logprob(tmp_path):
     run = make_run(tmp_path / "run", scored=False)
     filters = DatasetFilters(require_correct=True, keep_per_question=1)

@@ -9,6 +9,9 @@ Output folder::
     OUT/dataset.json        counts and paths, written last: its presence marks a finished build
     OUT/.build/             while building: the request and one parquet shard per graded chunk
 
+The filter counts and histograms also become a section of the run's HTML report
+(``RUN/report_sections/dataset-<OUT name>``, rendered by ``thinkscope report``).
+
 Every trace is graded again with :func:`thinkscope.tasks.answers.grade`, so ``is_correct``
 always agrees with the grader. Grading is the slow part and is checkpointed per chunk: a
 killed build continues with ``resume=True`` and never grades or writes a trace twice.
@@ -17,6 +20,7 @@ killed build continues with ``resume=True`` and never grades or writes a trace t
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +39,7 @@ from rich.progress import (
 from thinkscope.datasets import card, export
 from thinkscope.datasets.filters import DatasetFilters, FilterStep, apply_filters, has_answer_tag
 from thinkscope.errors import UserError
+from thinkscope.report.sections import FOLDER, add_section
 from thinkscope.runstore.atomic import write_json, write_parquet
 from thinkscope.runstore.folder import Run
 from thinkscope.tasks.answers import grade
@@ -53,6 +58,7 @@ class DatasetResult:
     accuracy: float
     steps: list[FilterStep] = field(default_factory=list)
     hf_dir: Path | None = None
+    figures: list[Path] = field(default_factory=list)
 
     sft_correct = property(lambda self: self.out_dir / "sft_correct.jsonl")
     sft_all = property(lambda self: self.out_dir / "sft_all.jsonl")
@@ -197,14 +203,36 @@ def build_dataset(
         "DTR column": filters.dtr_column if scored else "(run not scored)",
         "format": format,
     }
-    extra = ("n_tokens", filters.dtr_column) if scored else ()
-    result = write_dataset(
-        out, frame, kept, steps, source, filters, format, config.get("prompt_style") == "r1", extra
-    )
+    r1 = config.get("prompt_style") == "r1"
+    dtr = filters.dtr_column if scored else None
+    result = write_dataset(out, frame, kept, steps, source, filters, format, r1, dtr)
     shutil.rmtree(staging)
+    _report_section(run, result)
     if push_to_hub and result.hf_dir:
         export.push_to_hub(result.hf_dir, push_to_hub)
     return result
+
+
+def _report_section(run: Run, result: DatasetResult) -> None:
+    """The dataset's filter counts and histograms as a section of the run's HTML report."""
+    name = f"dataset-{re.sub(r'[^A-Za-z0-9_.-]+', '_', result.out_dir.resolve().name)}"
+    folder = run.path / FOLDER / name
+    folder.mkdir(parents=True, exist_ok=True)
+    figures = []
+    for figure in result.figures:
+        shutil.copyfile(figure, folder / figure.name)
+        figures.append((folder / figure.name, f"{figure.stem.replace('_', ' ')} of all and kept"))
+    steps = pd.DataFrame(
+        [(s.flag, s.before, s.kept, s.dropped, s.restored) for s in result.steps],
+        columns=["filter", "before", "kept", "dropped", "restored"],
+    )
+    text = (
+        f"SFT dataset in {result.out_dir}: {result.n_all} traces kept (accuracy "
+        f"{result.accuracy:.3f}), {result.n_correct} in sft_correct.jsonl."
+    )
+    add_section(
+        run.path, name, f"SFT dataset {result.out_dir.name}", figures, {"Filters": steps}, text
+    )
 
 
 def write_dataset(
@@ -216,17 +244,17 @@ def write_dataset(
     filters: DatasetFilters,
     format: str,
     r1: bool,
-    extra: tuple[str, ...] = (),
+    dtr: str | None = None,
 ) -> DatasetResult:
     """Write the JSONL files, the HF export, the figures, the card, then ``dataset.json``."""
     out.mkdir(parents=True, exist_ok=True)
     correct = kept[kept["is_correct"].to_numpy(dtype=bool)]
+    extra = ("n_tokens", dtr) if dtr else ()
     all_rows = export.records(kept, format, r1, labels=True, extra=extra)
     correct_rows = export.records(correct, format, r1, labels=False)
     export.write_jsonl(out / "sft_all.jsonl", all_rows)
     export.write_jsonl(out / "sft_correct.jsonl", correct_rows)
     hf_dir = export.save_hf(out, {"correct": correct_rows, "all": all_rows})
-    dtr = extra[1] if len(extra) > 1 else None
     figures = card.draw(out, graded, kept, dtr, filters.min_dtr)
     files = {"sft_correct.jsonl": len(correct_rows), "sft_all.jsonl": len(all_rows)}
     if hf_dir is None:
@@ -241,6 +269,7 @@ def write_dataset(
         accuracy=float(kept["is_correct"].mean()),
         steps=steps,
         hf_dir=hf_dir,
+        figures=[out / name for name in figures],
     )
     summary = {
         "format": format,
