@@ -26,14 +26,17 @@ class LinearMap:
 
 def fit_map(rows_a, rows_b, ridge: float = 0.0) -> LinearMap:
     """Least-squares affine map from ``rows_a`` ``[N, d_A]`` to ``rows_b`` ``[N, d_B]``
-    (``ridge`` > 0 adds an L2 penalty on ``weight``, for N not much larger than d_A)."""
+    (``ridge`` > 0 adds an L2 penalty on ``weight`` of ``ridge`` times the mean eigenvalue of
+    the centred ``rows_a`` Gram matrix, for N not much larger than d_A)."""
     a, b = np.asarray(rows_a, dtype=np.float64), np.asarray(rows_b, dtype=np.float64)
     if a.ndim != 2 or b.ndim != 2 or len(a) != len(b) or len(a) < 2:
         raise UserError(f"a map needs two [N, d] arrays of the same N >= 2: {a.shape}, {b.shape}")
     mean_a, mean_b = a.mean(0), b.mean(0)
     xa, xb = a - mean_a, b - mean_b
     if ridge > 0:
-        weight = np.linalg.solve(xa.T @ xa + ridge * np.eye(a.shape[1]), xa.T @ xb)
+        gram = xa.T @ xa
+        penalty = ridge * np.trace(gram) / a.shape[1]
+        weight = np.linalg.solve(gram + penalty * np.eye(a.shape[1]), xa.T @ xb)
     else:
         weight = np.linalg.lstsq(xa, xb, rcond=None)[0]
     residual = ((xb - xa @ weight) ** 2).sum()

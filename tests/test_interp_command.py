@@ -1,0 +1,128 @@
+"""``thinkscope interp`` commands and the run pipeline end to end on tiny models."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from thinkscope.cli import app
+from thinkscope.errors import UserError
+from thinkscope.interp.command import parse_layers
+from thinkscope.interp.directions import Directions
+from thinkscope.interp.pipeline import InterpConfig, run_interp
+from thinkscope.interp.presets import PRESETS, parse_preset
+
+runner = CliRunner()
+
+
+def test_presets_and_layer_specs():
+    assert parse_preset("layers:15-25").layers(30) == list(range(15, 26))
+    assert parse_preset("quick").layers(4) == [1, 2, 3, 4]
+    assert parse_layers("2,4", 4) == [2, 4] and parse_layers("2-3", 4) == [2, 3]
+    for bad in ("bogus", "layers:3"):
+        with pytest.raises(UserError):
+            parse_preset(bad)
+    with pytest.raises(UserError):
+        parse_preset("layers:15-25").layers(12)
+    with pytest.raises(UserError):
+        parse_layers("0-3", 4)
+
+
+def test_run_pipeline_with_two_tiny_models(tiny_model_dir, tmp_path):
+    preset = replace(
+        PRESETS["quick"],
+        questions=4,
+        samples=2,
+        max_new_tokens=6,
+        sweep_questions=3,
+        alphas=(-2.0, 0.0, 2.0),
+        folds=2,
+    )
+    config = InterpConfig(
+        out=tmp_path / "out",
+        preset=preset,
+        model=str(tiny_model_dir),
+        model_b=str(tiny_model_dir),
+        batch_size=4,
+    )
+    summary = run_interp(config)
+    out = tmp_path / "out"
+    for name in (
+        "interp.html",
+        "summary.json",
+        "sweep.csv",
+        "traces.parquet",
+        "figures/summary.png",
+        "directions/reasoning.json",
+        "cross_model.json",
+    ):
+        assert (out / name).is_file(), name
+    dirs = Directions.load(out / "directions" / "reasoning.json")
+    assert dirs.layers == [1, 2, 3, 4] and dirs.sets == ("reasoning", "control")
+    sweep = summary["sweep"]
+    assert [row["alpha"] for row in sweep[:3]] == [-2.0, 0.0, 2.0]
+    assert sweep[-1]["intervention"] == "ablate"
+    assert all(row["n"] == 3 and 0 <= row["dtr"] <= 1 for row in sweep)
+    cross = json.loads((out / "cross_model.json").read_text())
+    assert np.allclose(cross["cka_diagonal"], 1.0)  # a model against itself
+    assert np.allclose(cross["transplant_cosine"], 1.0, atol=0.02)
+    assert "<table>" in (out / "interp.html").read_text()
+    with pytest.raises(UserError):
+        run_interp(config)  # never overwrites a finished result
+
+
+def test_cli_directions_steer_and_errors(tiny_model_dir, tmp_path):
+    model = str(tiny_model_dir)
+    result = runner.invoke(
+        app,
+        ["interp", "directions", "--model", model, "--layers", "2-3", "--out", str(tmp_path / "d")],
+    )
+    assert result.exit_code == 0, result.output
+    assert Directions.load(tmp_path / "d.json").layers == [2, 3]
+    result = runner.invoke(
+        app,
+        [
+            "interp",
+            "steer",
+            "--model",
+            model,
+            "--directions",
+            str(tmp_path / "d.json"),
+            "--layer",
+            "2",
+            "--prompt",
+            "3 + 5",
+            "--max-new-tokens",
+            "4",
+        ],
+    )
+    assert result.exit_code == 0 and result.output.count("alpha") == 3, result.output
+    result = runner.invoke(
+        app,
+        [
+            "interp",
+            "patch",
+            "--model",
+            model,
+            "--source",
+            "What is 3 + 5?",
+            "--target",
+            "Janet has 16 eggs",
+            "--layers",
+            "1,4",
+        ],
+    )
+    assert result.exit_code == 0 and "TV to source" in result.output, result.output
+    last = [line for line in result.output.splitlines() if line.startswith("layer   4")][0]
+    assert "TV to source 0.000" in last  # the last block's state decides the next token
+    result = runner.invoke(
+        app, ["interp", "cka", "--model", model, "--model-b", model, "--out", str(tmp_path / "cka")]
+    )
+    assert result.exit_code == 0 and "1.000 1.000" in result.output, result.output
+    result = runner.invoke(
+        app,
+        ["interp", "directions", "--model", model, "--layers", "9", "--out", str(tmp_path / "e")],
+    )
+    assert result.exit_code != 0 and isinstance(result.exception, UserError)
