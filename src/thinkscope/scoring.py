@@ -36,6 +36,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from thinkscope.errors import UserError
 from thinkscope.metrics import MetricSpec, measure, parse_metrics
 from thinkscope.models import LM, load_model
+from thinkscope.models.command import loading_options
 from thinkscope.runstore.atomic import write_json, write_parquet
 from thinkscope.runstore.folder import Run, now
 from thinkscope.trace import Trace
@@ -157,7 +158,11 @@ def score_frame(
             parts.append(part)
             progress.advance(bar, len(rows))
     merged = pd.concat(parts, ignore_index=True).sort_values("_row")
-    return merged.drop(columns="_row").reset_index(drop=True)
+    merged = merged.drop(columns="_row").reset_index(drop=True)
+    for spec in specs:  # run-level metrics (rev: z-scores over the run's traces)
+        if spec.metric.finalize is not None and len(merged):
+            merged[spec.column] = spec.metric.finalize(np.stack(merged[spec.column].to_numpy()))
+    return merged
 
 
 def _entry(spec: MetricSpec, model: str) -> dict:
@@ -228,6 +233,7 @@ def score_run(
             **_entry(spec, lm.name),
             "arrays": arrays,
             "scored_at": stamp,
+            **({"calibration": spec.metric.calibration(lm)} if spec.metric.calibration else {}),
         }
     record.update(model=lm.name, n_layers=lm.n_layers, vocab_size=lm.vocab_size)
     write_parquet(tokens_path, tokens)
@@ -269,6 +275,7 @@ def score(
     return out
 
 
+@loading_options
 def score_command(
     run_dir: Path = typer.Argument(..., help="Run folder made by `thinkscope generate`."),
     metrics: str = typer.Option(
@@ -279,6 +286,7 @@ def score_command(
     model: str = typer.Option(None, help="Scoring model (default: the run's own model)."),
     batch_tokens: int = typer.Option(4096, help="Padded tokens per forward pass."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+    loading: dict | None = None,
 ) -> None:
     """Add DTR, confidence and other metric columns to a run's traces."""
     from rich.console import Console
@@ -287,7 +295,9 @@ def score_command(
 
     run = Run.open(run_dir)
     specs = parse_metrics(metrics)
-    lm = load_model(model or run.config.get("model", "smollm2-135m"), device=device)
+    lm = load_model(
+        model or run.config.get("model", "smollm2-135m"), device=device, **(loading or {})
+    )
     frame = score_run(lm, run.path, specs, batch_tokens)
     table = Table("column", "mean", "traces")
     for spec in specs:

@@ -9,6 +9,8 @@ import torch
 from thinkscope.lens import lens_profile, sampled_states, settle
 from thinkscope.lens.engine import FinalStats
 from thinkscope.metrics.registry import MetricSpec, Needs, Result, TraceLens
+from thinkscope.metrics.rev import probe_values
+from thinkscope.metrics.rev_probe import IN_PASS, window_probe
 from thinkscope.models import LM
 
 
@@ -39,9 +41,20 @@ def lens_views(
     """Per-trace lens results for ``needs``: full profile, fast-path depths, or final layer only."""
     lengths = [len(c) for c in completions]
     base = dict(n_layers=lm.n_layers, vocab=lm.vocab_size)
+    in_pass = needs.probes & IN_PASS
+    if needs.lens or in_pass:  # REV's in-pass metrics are reduced in hooks on the same pass
+        with window_probe(lm, completions, in_pass) as window:
+            states, targets = sampled_states(lm, prompts, completions)
+    probes = (
+        probe_values(lm, prompts, completions, needs.probes, window if in_pass else None)
+        if needs.probes
+        else [{} for _ in lengths]
+    )
     if not needs.lens:
-        return [TraceLens(n_tokens=n, final=None, **base) for n in lengths]
-    states, targets = sampled_states(lm, prompts, completions)
+        return [
+            TraceLens(n_tokens=n, final=None, probes=p, **base)
+            for n, p in zip(lengths, probes, strict=True)
+        ]
     thresholds = sorted(needs.thresholds)
     jsd = topk = None
     depths: dict[float, torch.Tensor] = {}
@@ -54,7 +67,7 @@ def lens_views(
         final = settled.final
     final = FinalStats(*(t.cpu() if t is not None else None for t in vars(final).values()))
     views, start = [], 0
-    for n in lengths:
+    for n, found in zip(lengths, probes, strict=True):
         rows = slice(start, start + n)
         views.append(
             TraceLens(
@@ -63,6 +76,7 @@ def lens_views(
                 jsd=jsd[rows] if jsd is not None else None,
                 depths={g: d[rows] for g, d in depths.items()},
                 topk_ids=topk[rows].cpu() if topk is not None else None,
+                probes=found,
                 **base,
             )
         )

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from thinkscope.errors import UserError
@@ -32,6 +33,7 @@ class TraceLens:
     jsd: torch.Tensor | None = None  # [T, L] nats (full profile only)
     depths: dict[float, torch.Tensor] = field(default_factory=dict)  # g in nats -> [T] int64
     topk_ids: torch.Tensor | None = None  # [T, L, K]
+    probes: dict[str, Any] = field(default_factory=dict)  # REV values (metrics/rev.py)
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Needs:
     full: bool = False  # every layer's JSD (else the fast path, for ``thresholds`` only)
     thresholds: frozenset[float] = frozenset()  # settling thresholds in nats
     topk: int = 0  # per-layer top-K ids
+    probes: frozenset[str] = frozenset()  # REV measurements: ae, fl, ape, apl, cud, sib
 
     def __or__(self, other: Needs) -> Needs:
         return Needs(
@@ -55,6 +58,7 @@ class Needs:
             self.full or other.full,
             self.thresholds | other.thresholds,
             max(self.topk, other.topk),
+            self.probes | other.probes,
         )
 
 
@@ -67,6 +71,10 @@ class Metric:
     arrays: dict[str, tuple[str, ...]] = field(default_factory=dict)  # array -> params it uses
     scalar: bool = True  # False: the per-trace value is a vector (token_metrics.parquet only)
     doc: str = ""
+    in_all: bool = True  # False: only by name or group (``rev``: ablation passes are costly)
+    # run-level step: per-trace values [N, k] -> final column [N] (``rev`` z-scores over a run)
+    finalize: Callable[[np.ndarray], np.ndarray] | None = None
+    calibration: Callable[..., dict] | None = None  # (LM) -> what scores.json records with it
 
 
 REGISTRY: dict[str, Metric] = {}
@@ -179,7 +187,11 @@ def parse_metrics(text: str | Iterable[str]) -> list[MetricSpec]:
             if params and len(kwargs) != len([p for p in params.split(",") if p.strip()]):
                 raise UserError(f"cannot parse parameters [{params}]: use [k=v,...]")
             kwargs = {k.strip(): v.strip() for k, v in kwargs.items()}
-            names = list(REGISTRY) if name == "all" else GROUPS.get(name, (name,))
+            names = (
+                [n for n, m in REGISTRY.items() if m.in_all]
+                if name == "all"
+                else GROUPS.get(name, (name,))
+            )
             if kwargs and len(names) > 1:
                 raise UserError(f"group {name!r} takes no parameters; give them per metric")
             specs.extend(spec(n, **kwargs) for n in names)
