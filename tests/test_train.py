@@ -237,3 +237,16 @@ def test_bad_inputs(tmp_path, data_dir, monkeypatch, capsys):
     (tmp_path / "bad.jsonl").write_text('{"prompt": "a", "response": "b"}\n{oops\n')
     with pytest.raises(UserError, match=":2: malformed JSON"):
         load_sft_rows(tmp_path / "bad.jsonl")
+
+
+def test_rows_cut_off_before_the_response_are_an_error(tiny_model_dir, data_dir, tmp_path):
+    long = [{"prompt": "word " * 80, "response": " 1"}] * 3
+    data = _write(tmp_path / "long.jsonl", long)
+    with pytest.raises(UserError, match="raise --max-length"):
+        build_trainer(_config(tiny_model_dir, data, max_length=16), tmp_path / "o", progress=False)
+    mixed = _write(tmp_path / "mixed.jsonl", [*long, *ROWS])
+    with pytest.warns(UserWarning, match="3 of 11 rows"):
+        trainer = build_trainer(
+            _config(tiny_model_dir, mixed, max_length=32), tmp_path / "o", progress=False
+        )
+    assert len(trainer.train_dataset) == len(ROWS)

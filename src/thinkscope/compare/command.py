@@ -51,3 +51,51 @@ def compare_command(
         f"neither {test.neither}; McNemar p = {test.pvalue:.3g}"
     )
     console.print(f"report: {escape(str(result.path / 'report.html'))}")
+
+
+def sft_filtering_command(
+    out: Path = typer.Option(..., help="Result folder (rerun to resume)."),
+    model: str = typer.Option("smollm2-135m"),
+    task: str = typer.Option("gsm8k", help="Held-out evaluation problems."),
+    train_task: str = typer.Option("gsm8k:train", help="Problems the training data comes from."),
+    questions: int = typer.Option(32, help="Training problems (traces and references)."),
+    n: int = typer.Option(4, help="Traces per training problem."),
+    temperature: float = typer.Option(0.7),
+    max_new_tokens: int = typer.Option(256),
+    seed: int = typer.Option(0),
+    min_dtr: float = typer.Option(0.3, help="DTR threshold of the filtered arm."),
+    keep_per_question: int = typer.Option(2, help="Traces kept per question (filtered arm)."),
+    max_steps: int = typer.Option(20, help="Optimizer steps per adapter (the shared budget)."),
+    batch_size: int = typer.Option(4),
+    learning_rate: float = typer.Option(2e-4),
+    lora_rank: int = typer.Option(16),
+    max_length: int = typer.Option(512),
+    eval_questions: int = typer.Option(20),
+    eval_n: int = typer.Option(4),
+) -> None:
+    """Seed 004: reference vs correct vs all traces vs DTR-filtered, one adapter each, one table."""
+    from thinkscope.experiments.sft_filtering import SftFilteringConfig, run_sft_filtering
+
+    config = SftFilteringConfig.parse(
+        model=model,
+        task=task,
+        train_task=train_task,
+        questions=questions,
+        n=n,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        min_dtr=min_dtr,
+        keep_per_question=keep_per_question,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        lora_rank=lora_rank,
+        max_length=max_length,
+        eval_questions=eval_questions,
+        eval_n=eval_n,
+    )
+    table = run_sft_filtering(config, out)
+    console = Console()
+    console.print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    console.print(f"results: {escape(str(out / 'results.csv'))}")

@@ -90,7 +90,7 @@ def resolve_model(spec: str) -> str:
     return spec
 
 
-def _run(config: GenerateConfig, path: Path, lm) -> Run:
+def ensure_run(config: GenerateConfig, path: Path, lm) -> Run:
     """The finished run of ``config`` at ``path``: generated, resumed, or reused as it is."""
     run = Run(path)
     if run.finished:
@@ -114,8 +114,13 @@ def model_summary(traces: pd.DataFrame, greedy: pd.DataFrame, n: int, columns: l
     return row
 
 
-def compare_models(config: CompareConfig, out: Path | str, progress: bool = True) -> CompareResult:
-    """Generate, grade and score both models on the same problems, then compare them."""
+def compare_models(
+    config: CompareConfig, out: Path | str, progress: bool = True, base_runs: Path | None = None
+) -> CompareResult:
+    """Generate, grade and score both models on the same problems, then compare them.
+
+    ``base_runs`` keeps the base model's runs in a folder shared by several comparisons.
+    """
     from thinkscope.compare.report import write_figure, write_page
     from thinkscope.metrics import parse_metrics
     from thinkscope.models import load_model
@@ -126,11 +131,13 @@ def compare_models(config: CompareConfig, out: Path | str, progress: bool = True
     columns = [s.column for s in specs if s.metric.scalar]
     models = {"base": resolve_model(config.base), "tuned": resolve_model(config.tuned)}
     sampled, greedy = {}, {}
+    folders = {"base": Path(base_runs) if base_runs else out / "runs", "tuned": out / "runs"}
     for label in MODELS:
         lm = load_model(models[label])
-        run = _run(config.generation(models[label], False), out / "runs" / label, lm)
+        runs = folders[label]
+        run = ensure_run(config.generation(models[label], False), runs / label, lm)
         sampled[label] = score_run(lm, run.path, specs, show_progress=progress)
-        greedy_run = _run(
+        greedy_run = ensure_run(
             config.generation(models[label], True), out / "runs" / f"{label}-greedy", lm
         )
         greedy[label] = greedy_run.traces().set_index("problem_id")["correct"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,7 +171,7 @@ def build_trainer(config: TrainConfig, out: Path, lm=None, callbacks=(), progres
         task_type="CAUSAL_LM",
     )
     try:
-        return trl.SFTTrainer(
+        trainer = trl.SFTTrainer(
             model=lm.model,
             args=_sft_config(trl, config, out, cuda, bf16, progress),
             train_dataset=datasets.Dataset.from_list(rows),
@@ -183,6 +184,19 @@ def build_trainer(config: TrainConfig, out: Path, lm=None, callbacks=(), progres
         if "Target modules" in str(err):
             raise UserError(f"--target-modules: {err}") from err
         raise
+    kept = len(trainer.train_dataset)  # TRL drops rows whose response is cut off entirely
+    if kept == 0:
+        raise UserError(
+            f"every row's prompt fills --max-length {config.max_length} tokens, leaving no "
+            "response to train on: raise --max-length"
+        )
+    if kept < len(rows):
+        warnings.warn(
+            f"{len(rows) - kept} of {len(rows)} rows have no response token within "
+            f"--max-length {config.max_length} and are left out",
+            stacklevel=2,
+        )
+    return trainer
 
 
 def _save_adapter(trainer, out: Path) -> Path:
