@@ -10,16 +10,21 @@ import torch
 from thinkscope.errors import UserError
 from thinkscope.generate.pipeline import sample_seed
 from thinkscope.generate.sampler import Completion, SamplingParams
+from thinkscope.lens.head import Head
+from thinkscope.metrics import spec
+from thinkscope.metrics.confidence import group_confidences
+from thinkscope.metrics.dtr import deep_layer, deep_thinking_ratio
+from thinkscope.metrics.measure import measure
 from thinkscope.select import (
     Pool,
     PrefixDTR,
     PrefixScore,
     PrefixSelfCertainty,
+    PrefixSettlingDepth,
     cons_at_n,
     deepconf_offline,
     deepconf_online,
     experiment,
-    group_confidences,
     kept_count,
     pool_mismatches,
     think_at_n,
@@ -28,6 +33,7 @@ from thinkscope.select import (
     vote,
 )
 from thinkscope.select.experiment import SelectConfig, run_selection, summarize
+from thinkscope.select.vote import answer_classes
 from tiny import tiny_lm
 
 N, MAX_NEW = 6, 12
@@ -74,6 +80,15 @@ def test_vote_majority_weights_ties_and_abstentions():
     assert top_k([1.0, 1.0, 1.0], 2) == [0, 1]
     with pytest.raises(ValueError):
         vote(["8"], [1.0, 2.0])
+
+
+def test_votes_group_answers_by_meaning():
+    """``1/2``, ``0.5`` and ``\\frac{1}{2}`` are one answer (the grader's comparison)."""
+    assert vote(["3", "1/2", "3", "0.5", r"\frac{1}{2}"]) == "1/2"  # 3 votes against 2
+    assert vote(["3", "0.5", "3", "1/2"]) == "3"  # tie 2-2: first class to appear
+    assert vote(["0.50", "7", "1/2", "7"], [1.0, 1.5, 1.0, 0.4]) == "0.50"  # 2.0 > 1.9
+    assert vote(["18", "$18.00", "17", "17"]) == "18"
+    assert answer_classes(["2", None, "2.0", "x", "4/2"]) == [0, None, 0, 3, 0]
 
 
 def test_kept_count_is_a_ceiling_that_ignores_float_noise():
@@ -211,6 +226,62 @@ def test_think_at_n_dtr_prunes_as_the_reference_ranks(lm, pool, cons):
     assert len(seen) > 2  # the ranking is not all ties
 
 
+def test_prefix_scores_equal_the_scored_metrics_of_the_same_prefix_tokens(lm, pool, cons):
+    """Think@n's prefix DTR / mean settling depth are the registry's ``dtr`` /
+    ``mean-settling-depth`` of the prefix tokens, teacher-forced by the scoring pass."""
+    prefix, g, rho = 5, 0.0013, 0.75
+    for score, metric in ((PrefixDTR(lm, g=g, rho=rho), spec("dtr", g=g, rho=rho)),
+                          (PrefixSettlingDepth(lm, g=g), spec("mean-settling-depth", g=g))):
+        think_at_n(pool, score, prefix=prefix, keep_ratio=0.5)
+        tokens = [ids(cons.completions[q][k])[:prefix] for q in range(2) for k in range(N)]
+        prompts = [pool.prompts[q] for q in range(2) for _ in range(N)]
+        scored = [r[metric.column].value for r in measure(lm, prompts, tokens, [metric])]
+        mine = [score.score(row) for row in range(2 * N)]
+        assert mine == pytest.approx(scored)
+        assert len(set(scored)) > 2  # not all ties
+
+
+def test_dtr_tie_break_ranks_equal_dtr_by_depth_only(lm, pool, cons):
+    prefix, g, rho = 5, 0.0013, 0.75
+    plain, tied = PrefixDTR(lm, g=g, rho=rho), PrefixDTR(lm, g=g, rho=rho, tie_break=True)
+    depth = PrefixSettlingDepth(lm, g=g)
+    for score in (plain, tied, depth):
+        think_at_n(pool, score, prefix=prefix, keep_ratio=0.5)
+    rows = range(2 * N)
+    for a in rows:
+        assert tied.score(a) == pytest.approx(
+            plain.score(a) + 1e-6 * depth.score(a) / lm.n_layers, abs=1e-12)
+        for b in rows:  # lexicographic: DTR first, then mean settling depth
+            if plain.score(a) != plain.score(b):
+                assert (tied.score(a) > tied.score(b)) == (plain.score(a) > plain.score(b))
+            elif depth.score(a) != depth.score(b):
+                assert (tied.score(a) > tied.score(b)) == (depth.score(a) > depth.score(b))
+
+
+def test_lens_cost_counts_the_unembedding_rows_the_lens_ran(lm, pool, monkeypatch):
+    """``flops`` = 2 d V x the rows the lens really sent through the head (counted by a spy)."""
+    real, rows = Head.raw, []
+
+    def spy(self, hidden, out):
+        rows.append(hidden.shape[0])
+        return real(self, hidden, out)
+
+    monkeypatch.setattr(Head, "raw", spy)
+    score = PrefixDTR(lm, g=0.0013, rho=0.75)
+    gen = think_at_n(pool, score, prefix=4, keep_ratio=0.5)
+    vocab, d = lm.anatomy.unembed.weight.shape
+    assert score.flops == 2 * d * vocab * sum(rows)
+    assert sum(rows) > 2 * N * 4  # the final layer for every prefix token, and more
+    assert gen.lens_flops == score.flops and gen.lens_s == score.seconds > 0
+
+
+def test_deep_layer_survives_float_noise_where_a_plain_ceil_fails():
+    assert math.ceil(0.56 * 25) == 15  # 0.56 * 25 = 14.000000000000002
+    assert deep_layer(25, 0.56) == 14
+    assert deep_layer(30, 0.9) == 27 and deep_layer(30, 0.85) == 26 and deep_layer(4, 0.75) == 3
+    assert deep_thinking_ratio(torch.tensor([14, 13, 25]), 25, 0.56) == pytest.approx(2 / 3)
+
+
 # -- DeepConf --------------------------------------------------------------------------------
 def lowest(completion, window):
     return float(group_confidences(token_confidences(completion), window).min())
@@ -259,9 +330,11 @@ def test_summarize_averages_repeats_and_divides_by_cons_tokens():
     for repeat, (cons_ok, think_ok) in enumerate([(1.0, 1.0), (0.0, 1.0)]):
         for question in ("a", "b"):
             for method, ok, tokens in (("cons@n", cons_ok, 100), ("think@n", think_ok, 40)):
+                lens = (1.0 + repeat, 3.0) if method == "think@n" else (0.0, 0.0)
                 rows.append(dict(repeat=repeat, question_id=question, method=method, answer="1",
                                  correct=ok, tokens=tokens, prefill_tokens=10, voters=4,
-                                 pool_mismatches=0, wall_s=1.0))
+                                 pool_mismatches=0, wall_s=1.0, lens_s=lens[0],
+                                 lens_gflop=lens[1]))
     table = summarize(pd.DataFrame(rows)).set_index("method")
     assert table.loc["cons@n", "accuracy"] == 0.5
     assert table.loc["cons@n", "accuracy_std"] == pytest.approx(np.std([1, 0], ddof=1), abs=1e-4)
@@ -269,6 +342,9 @@ def test_summarize_averages_repeats_and_divides_by_cons_tokens():
     assert table.loc["think@n", "tokens"] == 80 and table.loc["cons@n", "tokens"] == 200
     assert table.loc["think@n", "relative_cost"] == 0.4
     assert table.loc["think@n", "prefill_tokens"] == 20
+    # lens cost: summed over questions, averaged over repeats ((2 + 4) / 2 s, 2 x 3 GFLOP)
+    assert table.loc["think@n", "lens_s"] == 3.0 and table.loc["think@n", "lens_gflop"] == 6.0
+    assert table.loc["cons@n", "lens_s"] == 0.0
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -307,11 +383,11 @@ def test_a_killed_run_resumes_to_the_same_table(lm, task_file, tmp_path, monkeyp
 
     real, calls = experiment.run_methods, []
 
-    def dies_after_one(pool, cfg):
+    def dies_after_one(pool, cfg, done):
         calls.append(pool.questions)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(pool, cfg)
+        return real(pool, cfg, done)
 
     monkeypatch.setattr(experiment, "run_methods", dies_after_one)
     out = tmp_path / "killed"
@@ -323,10 +399,19 @@ def test_a_killed_run_resumes_to_the_same_table(lm, task_file, tmp_path, monkeyp
         run_selection(config, out, lm=lm, show_progress=False)
     resumed = run_selection(config, out, resume=True, lm=lm, show_progress=False)
     assert len(calls) == 2 + 3  # 2 repeats x 2 units: one written, one killed, three resumed
-    pd.testing.assert_frame_equal(resumed.drop(columns="wall_s"), whole.drop(columns="wall_s"))
+    timed = ["wall_s", "lens_s"]
+    pd.testing.assert_frame_equal(resumed.drop(columns=timed), whole.drop(columns=timed))
     assert (resumed["pool_mismatches"] == 0).all()
+    # resuming a finished run is idempotent; only another config or no --resume is an error
+    again = run_selection(config, out, resume=True, lm=lm, show_progress=False)
+    assert len(calls) == 5
+    pd.testing.assert_frame_equal(again.drop(columns=timed), whole.drop(columns=timed),
+                                  check_exact=False)
     with pytest.raises(UserError, match="finished selection"):
-        run_selection(config, out, resume=True, lm=lm, show_progress=False)
+        run_selection(config, out, lm=lm, show_progress=False)
+    with pytest.raises(UserError, match="differs in repeats"):
+        run_selection(config.model_copy(update={"repeats": 3}), out, resume=True, lm=lm,
+                      show_progress=False)
 
 
 @pytest.mark.integration

@@ -33,6 +33,12 @@ def token_confidence(top_logprobs: torch.Tensor) -> torch.Tensor:
     return -top_logprobs.double().mean(-1)
 
 
+def self_certainty(mean_logprob: torch.Tensor, vocab: int) -> torch.Tensor:
+    """Self-certainty ``KL(U || p_t)`` ``[T]`` from each distribution's mean log-prob over
+    the vocabulary ``(1/V) sum_j log p_t(j)`` ``[T]``: ``-log V - mean_logprob``."""
+    return -math.log(vocab) - mean_logprob.double()
+
+
 def group_confidences(conf: torch.Tensor, window: int = WINDOW) -> torch.Tensor:
     """Means of ``conf`` ``[T]`` over every window of ``window`` tokens ``[max(1, T-window+1)]``."""
     if len(conf) < window:
@@ -64,7 +70,7 @@ def _neg_entropy(view: TraceLens) -> Result:
 
 
 def _self_certainty(view: TraceLens) -> Result:
-    per_token = -math.log(view.vocab) - view.final.mean_logprob.double()
+    per_token = self_certainty(view.final.mean_logprob, view.vocab)
     return Result(_mean(per_token), {"self_certainty": per_token})
 
 

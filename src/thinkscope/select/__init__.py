@@ -4,7 +4,6 @@ DeepConf), every method drawing from one sample pool, with honest token accounti
 from thinkscope.select.deepconf import (
     deepconf_offline,
     deepconf_online,
-    group_confidences,
     lowest_group_confidence,
     token_confidences,
 )
@@ -13,14 +12,16 @@ from thinkscope.select.think import (
     PrefixDTR,
     PrefixScore,
     PrefixSelfCertainty,
+    PrefixSettlingDepth,
     kept_count,
+    settle_flops,
     think_at_n,
 )
 from thinkscope.select.vote import top_k, vote
 
 __all__ = [
-    "Generation", "Pool", "PrefixDTR", "PrefixScore", "PrefixSelfCertainty", "cons_at_n",
-    "deepconf_offline", "deepconf_online", "group_confidences", "kept_count",
-    "lowest_group_confidence", "pool_mismatches", "think_at_n", "token_confidences", "top_k",
-    "vote",
+    "Generation", "Pool", "PrefixDTR", "PrefixScore", "PrefixSelfCertainty",
+    "PrefixSettlingDepth", "cons_at_n", "deepconf_offline", "deepconf_online", "kept_count",
+    "lowest_group_confidence", "pool_mismatches", "settle_flops", "think_at_n",
+    "token_confidences", "top_k", "vote",
 ]

@@ -9,7 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from thinkscope.decoding.command import decoding_options
 
+
+@decoding_options
 def think_at_n_command(
     out: Path = typer.Option(..., help="Run folder to create (or to resume)."),
     model: str = typer.Option(
@@ -34,8 +37,12 @@ def think_at_n_command(
     eta: float = typer.Option(0.5, help="DeepConf: share of samples kept."),
     window: int = typer.Option(16, help="DeepConf group (window) size in tokens."),
     warmup: int = typer.Option(None, help="DeepConf online warm-up samples (default n // 4)."),
+    continuous: str = typer.Option(
+        "depth", help="think@n-depth's prefix score: depth (mean settling depth) or dtr+depth "
+        "(DTR, ties broken by mean settling depth)."),
     batch_size: int = typer.Option(128, help="Sequences decoded at once."),
     resume: bool = typer.Option(False, help="Continue a killed run in --out."),
+    decoding: dict | None = None,
 ) -> None:
     """Think@n, Self-Certainty@n, DeepConf and Cons@n on one sample pool: accuracy versus tokens."""
     from thinkscope.select.experiment import SelectConfig, run_selection
@@ -45,17 +52,23 @@ def think_at_n_command(
         keep_ratio=keep_ratio, repeats=repeats, max_new_tokens=max_new_tokens, seed=seed,
         temperature=temperature, top_p=top_p, prompt_style=prompt_style, template=template,
         fewshot=fewshot, g=g, base=base, rho=rho, eta=eta, window=window, warmup=warmup,
-        batch_size=batch_size,
+        continuous=continuous, batch_size=batch_size, **(decoding or {}),
     )
+    complete = (out / "selection.csv").is_file()
     table = run_selection(config, out, resume=resume)
-    print_table(table, Console())
-    Console().print(f"run folder: {out}  (selection.csv, selection.png)")
+    console = Console()
+    if complete:
+        console.print(f"{out} is complete (same config): nothing to do")
+    print_table(table, console)
+    console.print(f"run folder: {out}  (selection.csv, selection.png)")
 
 
 def print_table(table: pd.DataFrame, console: Console) -> None:
-    view = Table("method", "accuracy", "± std", "tokens", "prefill", "relative cost", "voters")
+    view = Table("method", "accuracy", "± std", "tokens", "prefill", "relative cost", "voters",
+                 "lens s", "lens GFLOP")
     for row in table.itertuples():
         view.add_row(row.method, f"{row.accuracy:.3f}", f"{row.accuracy_std:.3f}",
                      f"{row.tokens:,.0f}", f"{row.prefill_tokens:,.0f}",
-                     f"{row.relative_cost:.2f}", f"{row.voters:.1f}")
+                     f"{row.relative_cost:.2f}", f"{row.voters:.1f}", f"{row.lens_s:.1f}",
+                     f"{row.lens_gflop:,.0f}")
     console.print(view)

@@ -17,24 +17,19 @@ from __future__ import annotations
 import torch
 
 from thinkscope.generate.sampler import Completion
+from thinkscope.metrics.confidence import group_confidences, token_confidence
 from thinkscope.select.pool import Generation, Pool
 from thinkscope.select.think import kept_count
 from thinkscope.select.vote import top_k
 
 
 def token_confidences(completion: Completion) -> torch.Tensor:
-    """``[T]`` token confidences of one sample."""
+    """``[T]`` token confidences of one sample
+    (:func:`thinkscope.metrics.confidence.token_confidence` of its sampled top-k log-probs)."""
     if len(completion.top_logprobs) != len(completion.token_ids) or not completion.token_ids:
         raise ValueError("DeepConf needs the top-k log-probs of every token: sample with "
                          "SamplingParams(top_logprobs=20)")
-    return -torch.tensor(completion.top_logprobs, dtype=torch.float64).mean(dim=1)
-
-
-def group_confidences(confidences: torch.Tensor, window: int) -> torch.Tensor:
-    """``[max(1, T - window + 1)]`` sliding-window means of ``[T]`` token confidences."""
-    if len(confidences) < window:
-        return confidences.mean().reshape(1)
-    return confidences.unfold(0, window, 1).mean(dim=1)
+    return token_confidence(torch.tensor(completion.top_logprobs, dtype=torch.float64))
 
 
 def lowest_group_confidence(completion: Completion, window: int) -> float:

@@ -16,18 +16,33 @@ included), ``prefill_tokens`` (prompt tokens run through the model: each distinc
 per sampler, so DeepConf online, with two samplers, prefills twice), ``relative_cost`` (tokens
 over Cons@n's), ``voters`` (samples voting per question), ``pool_mismatches`` (samples whose
 tokens differ from Cons@n's, summed: non-zero only through batch-shape float noise) and
-``wall_s`` (the method's own seconds; Think@n's include the lens; noisy on a shared machine).
+``wall_s`` (the method's own seconds; Think@n's include the lens; noisy on a shared machine),
+``lens_s`` and ``lens_gflop`` (of those, the seconds and the unembedding GFLOPs spent scoring
+prefixes from hidden states: Think@n's lens, Self-Certainty@n's head; 0 for the others).
+
+Think@n runs twice: ``think@n`` by the thresholded prefix DTR, and ``think@n-depth`` by a
+continuous prefix score (``continuous``: ``depth``, the mean settling depth, or ``dtr+depth``,
+DTR with the mean settling depth as tie-break).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 from pydantic import Field, field_validator
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from thinkscope.errors import UserError
 from thinkscope.generate.pipeline import GenerateConfig, sample_seed
@@ -39,15 +54,22 @@ from thinkscope.runstore.folder import Run, now
 from thinkscope.select.deepconf import deepconf_offline, deepconf_online
 from thinkscope.select.figure import plot_selection
 from thinkscope.select.pool import Generation, Pool, cons_at_n, pool_mismatches
-from thinkscope.select.think import PrefixDTR, PrefixSelfCertainty, think_at_n
+from thinkscope.select.think import (
+    PrefixDTR,
+    PrefixScore,
+    PrefixSelfCertainty,
+    PrefixSettlingDepth,
+    think_at_n,
+)
 from thinkscope.select.vote import vote
 from thinkscope.tasks.answers import Grade, grade
 from thinkscope.tasks.loaders import fewshot_examples, load_problems
 from thinkscope.tasks.problem import Problem
 from thinkscope.tasks.prompts import render_prompt
 
-METHODS = ("pass@1", "cons@n", "think@n", "self-certainty@n", "deepconf-offline",
-           "deepconf-online")
+METHODS = ("pass@1", "cons@n", "think@n", "think@n-depth", "self-certainty@n",
+           "deepconf-offline", "deepconf-online")
+CONTINUOUS = ("depth", "dtr+depth")
 
 
 class SelectConfig(GenerateConfig):
@@ -68,6 +90,14 @@ class SelectConfig(GenerateConfig):
     eta: float = Field(0.5, gt=0, le=1)  # DeepConf: share of samples kept
     window: int = Field(16, ge=1)  # DeepConf group size, tokens
     warmup: int | None = Field(None, ge=1)  # DeepConf online warm-up samples (None: n // 4)
+    continuous: str = "depth"  # think@n-depth's score: "depth" or "dtr+depth"
+
+    @field_validator("continuous")
+    @classmethod
+    def _known_continuous(cls, continuous: str) -> str:
+        if continuous not in CONTINUOUS:
+            raise ValueError(f"must be one of {', '.join(CONTINUOUS)}")
+        return continuous
 
     @field_validator("base")
     @classmethod
@@ -78,6 +108,12 @@ class SelectConfig(GenerateConfig):
             raise ValueError("must be e, 2, 10 or another number > 1") from None
         return base
 
+    def continuous_score(self, lm: LM) -> PrefixScore:
+        """The continuous prefix score of ``think@n-depth``."""
+        if self.continuous == "depth":
+            return PrefixSettlingDepth(lm, self.g, self.base)
+        return PrefixDTR(lm, self.g, self.rho, self.base, tie_break=True)
+
     @property
     def warmup_samples(self) -> int:
         warmup = self.warmup or max(1, self.n // 4)
@@ -86,13 +122,18 @@ class SelectConfig(GenerateConfig):
         return warmup
 
 
-def run_methods(pool: Pool, config: SelectConfig) -> dict[str, tuple[Generation, float]]:
+def run_methods(pool: Pool, config: SelectConfig,
+                done: Callable[[str], None] = lambda method: None,
+                ) -> dict[str, tuple[Generation, float]]:
     """Each method's generation on ``pool`` and its wall time in seconds (DeepConf offline
-    reuses Cons@n's generation, so it gets Cons@n's tokens and time)."""
+    reuses Cons@n's generation, so it gets Cons@n's tokens and time); ``done(method)`` is
+    called as each one finishes."""
     methods = {
         "cons@n": lambda: cons_at_n(pool),
         "think@n": lambda: think_at_n(pool, PrefixDTR(pool.lm, config.g, config.rho, config.base),
                                       config.prefix_tokens, config.keep_ratio),
+        "think@n-depth": lambda: think_at_n(pool, config.continuous_score(pool.lm),
+                                            config.prefix_tokens, config.keep_ratio),
         "self-certainty@n": lambda: think_at_n(pool, PrefixSelfCertainty(pool.lm),
                                                config.prefix_tokens, config.keep_ratio),
         "deepconf-online": lambda: deepconf_online(pool, config.warmup_samples, config.eta,
@@ -102,6 +143,7 @@ def run_methods(pool: Pool, config: SelectConfig) -> dict[str, tuple[Generation,
     for name, method in methods.items():
         start = time.perf_counter()
         out[name] = (method(), time.perf_counter() - start)
+        done(name)
     cons, wall = out["cons@n"]  # offline filtering needs Cons@n's complete pool: its cost
     out["deepconf-offline"] = (deepconf_offline(cons, config.eta, config.window), wall)
     return out
@@ -134,6 +176,7 @@ def outcome_rows(pool: Pool, problems: list[Problem], generations: dict, repeat:
                 answer=answer, correct=float(correct), tokens=float(tokens[q]),
                 prefill_tokens=gen.prefill_tokens[q], voters=len(grades),
                 pool_mismatches=mismatches[q], wall_s=wall / len(problems),
+                lens_s=gen.lens_s / len(problems), lens_gflop=gen.lens_flops / 1e9 / len(problems),
                 sample_scores=gen.scores[q], sample_correct=cons_correct[q],
             ))
     cons_tokens, cons_wall = cons.tokens(), generations["cons@n"][1]
@@ -142,7 +185,8 @@ def outcome_rows(pool: Pool, problems: list[Problem], generations: dict, repeat:
             repeat=repeat, question_id=problem.id, gold=problem.answer, method="pass@1",
             answer=None, correct=sum(cons_correct[q]) / pool.n,
             tokens=cons_tokens[q] / pool.n, prefill_tokens=cons.prefill_tokens[q], voters=1,
-            pool_mismatches=0, wall_s=cons_wall / len(problems) / pool.n,
+            pool_mismatches=0, wall_s=cons_wall / len(problems) / pool.n, lens_s=0.0,
+            lens_gflop=0.0,
             sample_scores=[math.nan] * pool.n, sample_correct=cons_correct[q],
         ))
     return rows
@@ -156,28 +200,33 @@ def summarize(outcomes: pd.DataFrame) -> pd.DataFrame:
         accuracy=("correct", "mean"), tokens=("tokens", "sum"),
         prefill_tokens=("prefill_tokens", "sum"), voters=("voters", "mean"),
         pool_mismatches=("pool_mismatches", "sum"), wall_s=("wall_s", "sum"),
+        lens_s=("lens_s", "sum"), lens_gflop=("lens_gflop", "sum"),
     )
     table = per_repeat.groupby("method").agg(
         accuracy=("accuracy", "mean"), accuracy_std=("accuracy", "std"),
         tokens=("tokens", "mean"), prefill_tokens=("prefill_tokens", "mean"),
         voters=("voters", "mean"), pool_mismatches=("pool_mismatches", "sum"),
-        wall_s=("wall_s", "mean"),
+        wall_s=("wall_s", "mean"), lens_s=("lens_s", "mean"), lens_gflop=("lens_gflop", "mean"),
     )
     table["accuracy_std"] = table["accuracy_std"].fillna(0.0)
     table["relative_cost"] = table["tokens"] / table.loc["cons@n", "tokens"]
     table = table.reindex([m for m in METHODS if m in table.index]).reset_index()
     columns = ["method", "accuracy", "accuracy_std", "tokens", "prefill_tokens",
-               "relative_cost", "voters", "pool_mismatches", "wall_s"]
+               "relative_cost", "voters", "pool_mismatches", "wall_s", "lens_s", "lens_gflop"]
     return table[columns].round(4)
 
 
 def run_selection(config: SelectConfig, out: Path | str, resume: bool = False,
                   lm: LM | None = None, show_progress: bool = True) -> pd.DataFrame:
     """Run every method ``config.repeats`` times on ``config.questions`` problems into ``out``;
-    return the selection table (also written to ``out/selection.csv``)."""
+    return the selection table (also written to ``out/selection.csv``). Resuming a finished
+    run with the same config returns its table; a different config is an error."""
     out = Path(out)
     if (out / "selection.csv").is_file():
-        raise UserError(f"{out} holds a finished selection run; choose another --out")
+        if not resume:
+            raise UserError(f"{out} holds a finished selection run; choose another --out")
+        Run.check_start(out, config.model_dump(), resume=True)  # raises if the config differs
+        return pd.read_csv(out / "selection.csv")
     warmup = config.warmup_samples  # fail early on a bad --warmup
     problems = load_problems(config.task, config.questions, config.seed, config.fields)
     lm = lm or load_model(config.model)
@@ -194,22 +243,37 @@ def run_selection(config: SelectConfig, out: Path | str, resume: bool = False,
     done = run.done_units()
     log.info("select: %d problems x %d samples x %d repeats (warm-up %d), %d units, %d done",
              len(problems), config.n, config.repeats, warmup, len(units), len(done))
-    columns = [TextColumn("[bold]select"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    columns = [TextColumn("[bold]select"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("samples {task.fields[rate]}"), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn()]
+    sizes = [len(problems[s : s + per_unit]) * config.n for _, s in units]
+    methods = len(METHODS) - 2  # pass@1 and DeepConf offline generate nothing of their own
     with Progress(*columns, disable=not show_progress) as progress:
-        bar = progress.add_task("select", total=len(units), completed=len(done & set(names)))
-        for (repeat, start), name in zip(units, names, strict=True):
+        finished = sum(z for z, n in zip(sizes, names, strict=True) if n in done)
+        bar = progress.add_task("select", total=sum(sizes) * methods, rate="",
+                                completed=finished * methods)
+        sampled, clock = 0, time.perf_counter()
+
+        def method_done(method: str, *, name: str, size: int) -> None:
+            nonlocal sampled
+            sampled += size
+            rate = sampled / (time.perf_counter() - clock)
+            progress.update(bar, advance=size, rate=f"{rate:.2f}/s")
+            log.info("unit %s: %s done (%d samples, %.2f samples/s overall)", name, method,
+                     size, rate)
+
+        for (repeat, start), name, size in zip(units, names, sizes, strict=True):
             if name in done:
                 continue
             chunk = slice(start, start + per_unit)
             seeds = [[sample_seed(config.seed + repeat, p.id, k) for k in range(config.n)]
                      for p in problems[chunk]]
             pool = Pool(lm, prompt_ids[chunk], seeds, params)
-            generations = run_methods(pool, config)
+            generations = run_methods(pool, config, partial(method_done, name=name, size=size))
             run.write_unit(name, pd.DataFrame(outcome_rows(pool, problems[chunk], generations,
                                                            repeat)))
             log.info("unit %s: tokens %s", name, {m: sum(g.tokens())
                                                  for m, (g, _) in generations.items()})
-            progress.advance(bar)
     outcomes = pd.concat([pd.read_parquet(run.shards_dir / f"{n}.parquet") for n in names],
                          ignore_index=True)
     table = summarize(outcomes)

@@ -38,7 +38,8 @@ class Pool:
 
     def samples(self, first: int = 0, stop: int | None = None) -> list[Sample]:
         """Samples ``first..stop-1`` of every question, question-major."""
-        return [(q, k) for q in range(self.questions) for k in range(first, stop or self.n)]
+        stop = self.n if stop is None else stop
+        return [(q, k) for q in range(self.questions) for k in range(first, stop)]
 
     def sampler(self, samples: Sequence[Sample]) -> BatchSampler:
         """A sampler whose row ``i`` is ``samples[i]``."""
@@ -63,7 +64,8 @@ class Generation:
 
     ``completions[q][k]`` is ``None`` where the method never sampled ``(q, k)``;
     ``voters[q]`` are the sample indices that vote, with ``weights[q]`` (same order);
-    ``scores[q][k]`` is the score the method selected by (NaN where it had none).
+    ``scores[q][k]`` is the score the method selected by (NaN where it had none);
+    ``lens_s`` and ``lens_flops`` what computing those scores from hidden states cost.
     """
 
     completions: list[list[Completion | None]]
@@ -71,6 +73,8 @@ class Generation:
     weights: list[list[float]]
     prefill_tokens: list[int]
     scores: list[list[float]]
+    lens_s: float = 0.0
+    lens_flops: float = 0.0
 
     @classmethod
     def empty(cls, pool: Pool) -> Generation:

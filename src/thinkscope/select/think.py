@@ -10,10 +10,13 @@ prefix; their prefix tokens are counted. This is real early stopping, not a repl
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 
 from thinkscope.lens import settling_depths_from_states
+from thinkscope.metrics.confidence import self_certainty
+from thinkscope.metrics.dtr import deep_layer
 from thinkscope.models import LM
 from thinkscope.select.pool import Generation, Pool
 from thinkscope.select.vote import top_k
@@ -22,18 +25,25 @@ from thinkscope.select.vote import top_k
 class PrefixScore:
     """An ``on_hidden`` callback that averages a per-token score over each row's tokens.
 
-    Subclasses turn the block outputs ``states`` (L tensors ``[N, d]``) into ``[N]`` values.
+    Subclasses turn the block outputs ``states`` (L tensors ``[N, d]``) into ``[N]`` values
+    and add the unembedding FLOPs they ran to ``flops``; ``seconds`` is the wall time spent
+    in :meth:`values` (the lens compute the score costs).
     """
 
     def __init__(self) -> None:
         self._total: dict[int, float] = {}
         self._count: dict[int, int] = {}
+        self.seconds = 0.0
+        self.flops = 0.0
 
     def values(self, states: list[torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
     def __call__(self, rows: list[int], states: list[torch.Tensor]) -> None:
-        for row, value in zip(rows, self.values(states).tolist(), strict=True):
+        start = time.perf_counter()
+        values = self.values(states).tolist()  # .tolist() waits for the device
+        self.seconds += time.perf_counter() - start
+        for row, value in zip(rows, values, strict=True):
             self._total[row] = self._total.get(row, 0.0) + value
             self._count[row] = self._count.get(row, 0) + 1
 
@@ -43,26 +53,59 @@ class PrefixScore:
         return self._total[row] / count if count else -math.inf
 
 
+def settle_flops(depths: torch.Tensor, n_layers: int, d: int, vocab: int) -> float:
+    """Unembedding FLOPs of the bottom-up settling fast path for settling depths ``[N]``:
+    the final layer for every position, then layers ``1..c_t`` (at most L - 1) until it
+    settles, ``2 d V`` each. Softmax and JSD (``O(V)`` per layer) are not counted."""
+    layers = 1 + depths.clamp(max=n_layers - 1)
+    return 2.0 * d * vocab * float(layers.sum())
+
+
 class PrefixDTR(PrefixScore):
-    """Deep-Thinking Ratio: the share of tokens whose settling depth is ``>= ceil(rho * L)``.
+    """Deep-Thinking Ratio of the prefix (:mod:`thinkscope.metrics.dtr`): the share of tokens
+    whose settling depth is ``>= deep_layer(L, rho)``.
 
     A token settles at the first layer whose logit-lens JSD to the final layer is ``<= g``
     (in log ``base`` units; :func:`thinkscope.lens.settling_depths_from_states`).
+    ``tie_break``: add ``1e-6 *`` the mean settling depth over L, so samples with equal DTR
+    rank by depth (exactly lexicographic while the prefix is under 1,000 tokens).
     """
 
-    def __init__(self, lm: LM, g: float = 0.5, rho: float = 0.85, base: str | float = "e"):
+    TIE = 1e-6
+
+    def __init__(self, lm: LM, g: float = 0.5, rho: float = 0.85, base: str | float = "e",
+                 tie_break: bool = False):
         super().__init__()
-        self.lm, self.g, self.base = lm, g, base
-        self.deep_from = math.ceil(rho * lm.n_layers)
+        self.lm, self.g, self.base, self.tie_break = lm, g, base, tie_break
+        self.deep_from = deep_layer(lm.n_layers, rho)
+
+    def depths(self, states: list[torch.Tensor]) -> torch.Tensor:
+        """Settling depths ``[N]`` (1..L) of the positions in ``states``; counts their FLOPs."""
+        depths = settling_depths_from_states(self.lm, states, self.g, base=self.base)
+        vocab, d = self.lm.anatomy.unembed.weight.shape
+        self.flops += settle_flops(depths, self.lm.n_layers, d, vocab)
+        return depths
 
     def values(self, states: list[torch.Tensor]) -> torch.Tensor:
-        depths = settling_depths_from_states(self.lm, states, self.g, base=self.base)
-        return (depths >= self.deep_from).float()
+        depths = self.depths(states)
+        deep = (depths >= self.deep_from).double()
+        return deep + self.TIE * depths.double() / self.lm.n_layers if self.tie_break else deep
+
+
+class PrefixSettlingDepth(PrefixDTR):
+    """Mean settling depth of the prefix (1-indexed layers): the continuous score behind DTR,
+    as the ``mean-settling-depth`` metric defines it."""
+
+    def __init__(self, lm: LM, g: float = 0.5, base: str | float = "e"):
+        super().__init__(lm, g, base=base)
+
+    def values(self, states: list[torch.Tensor]) -> torch.Tensor:
+        return self.depths(states).double()
 
 
 class PrefixSelfCertainty(PrefixScore):
-    """Self-certainty: ``KL(uniform || p)`` of the model's own next-token distribution,
-    ``-log V - mean_j log p_j`` (Kang et al. 2025); higher is more certain."""
+    """Self-certainty (:func:`thinkscope.metrics.confidence.self_certainty`) of the model's
+    own next-token distribution; higher is more certain."""
 
     def __init__(self, lm: LM) -> None:
         super().__init__()
@@ -70,7 +113,9 @@ class PrefixSelfCertainty(PrefixScore):
 
     def values(self, states: list[torch.Tensor]) -> torch.Tensor:
         logprobs = torch.log_softmax(self.lm.head(states[-1]).float(), dim=-1)
-        return -logprobs.mean(dim=-1) - math.log(logprobs.shape[-1])
+        vocab, d = self.lm.anatomy.unembed.weight.shape
+        self.flops += 2.0 * d * vocab * logprobs.shape[0]
+        return self_certainty(logprobs.mean(dim=-1), logprobs.shape[-1])
 
 
 def kept_count(n: int, keep_ratio: float) -> int:
@@ -97,5 +142,6 @@ def think_at_n(pool: Pool, score: PrefixScore, prefix: int, keep_ratio: float) -
     out.voters, out.weights = voters, [[1.0] * len(row) for row in voters]
     out.scores = [[score.score(q * pool.n + k) for k in range(pool.n)]
                   for q in range(pool.questions)]
+    out.lens_s, out.lens_flops = score.seconds, score.flops
     return out
 
