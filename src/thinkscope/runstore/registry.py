@@ -8,7 +8,7 @@ from contextlib import closing
 from pathlib import Path
 
 from thinkscope.errors import UserError
-from thinkscope.models.bundled import cache_dir
+from thinkscope.paths import cache_dir
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
