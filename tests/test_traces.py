@@ -101,3 +101,18 @@ def test_traces_score_and_build_on_a_tiny_model(tiny_model_dir, tmp_path, capsys
     with pytest.raises(SystemExit) as again:
         main()
     assert again.value.code == 2 and "finished run" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_bundled_model_traces_to_dataset(tmp_path, capsys):
+    from thinkscope.tasks.answers import grade
+
+    run, ds = tmp_path / "run", tmp_path / "ds"
+    _run("traces", "--questions", "2", "--n", "2", "--max-new-tokens", "48", "--out", str(run))
+    _run("dataset", "build", str(run), "--out", str(ds))
+    rows = [json.loads(line) for line in (ds / "sft_all.jsonl").read_text().splitlines()]
+    assert len(rows) == 4
+    for row in rows:
+        assert row["prompt"].startswith(R1_SYSTEM) and row["prompt"].endswith("<think>")
+        assert row["is_correct"] == grade(row["response"], row["ground_truth"]).correct
+        assert "</answer>" not in row["response"] or row["response"].endswith("</answer>")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +38,13 @@ from rich.progress import (
 )
 
 from thinkscope.datasets import card, export
-from thinkscope.datasets.filters import DatasetFilters, FilterStep, apply_filters, has_answer_tag
+from thinkscope.datasets.filters import (
+    DatasetFilters,
+    FilterStep,
+    apply_filters,
+    check_scored,
+    has_answer_tag,
+)
 from thinkscope.errors import UserError
 from thinkscope.report.sections import FOLDER, add_section
 from thinkscope.runstore.atomic import write_json, write_parquet
@@ -123,19 +130,22 @@ def _grade_resumably(
         TextColumn("[bold]grade"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("traces"),
+        TextColumn("traces {task.fields[rate]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
     with Progress(*columns, disable=not show_progress) as progress:
-        bar = progress.add_task("grade", total=len(frame))
+        bar = progress.add_task("grade", total=len(frame), rate="")
+        started, count = time.perf_counter(), 0
         progress.advance(bar, sum(min(shard_rows, len(frame) - s) for s in starts if s in done))
         for start in starts:
             if start in done:
                 continue
             chunk = grade_rows(frame.iloc[start : start + shard_rows])
             write_parquet(shards / f"{start:09d}.parquet", chunk.reset_index(names="_row"))
-            progress.advance(bar, len(chunk))
+            count += len(chunk)
+            rate = f"{count / (time.perf_counter() - started):.0f}/s"
+            progress.update(bar, advance=len(chunk), rate=rate)
     graded = pd.concat([pd.read_parquet(shards / f"{s:09d}.parquet") for s in starts])
     return graded.set_index("_row").sort_index()
 
@@ -176,8 +186,7 @@ def build_dataset(
     check_out(out, resume)
     frame = _table(run)
     scored = filters.dtr_column in frame
-    if filters.needs_dtr and not scored:
-        apply_filters(frame.head(0), filters, scored)  # raises the "score the run first" error
+    check_scored(filters, scored)
     created = not out.exists()
     staging = _stage(out, _request(run))
     graded = _grade_resumably(frame, staging, shard_rows, show_progress)
@@ -208,7 +217,11 @@ def build_dataset(
     result = write_dataset(out, frame, kept, steps, source, filters, format, r1, dtr)
     shutil.rmtree(staging)
     _report_section(run, result)
-    if push_to_hub and result.hf_dir:
+    if push_to_hub:
+        if result.hf_dir is None:
+            raise UserError(
+                "--push-to-hub needs the `datasets` package (pip install thinkscope[train])"
+            )
         export.push_to_hub(result.hf_dir, push_to_hub)
     return result
 

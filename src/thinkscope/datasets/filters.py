@@ -93,6 +93,15 @@ def rank(frame: pd.DataFrame, dtr_column: str | None) -> pd.DataFrame:
     return ordered
 
 
+def check_scored(filters: DatasetFilters, scored: bool) -> None:
+    """Raise if ``filters`` need DTR and the run has no DTR column."""
+    if filters.needs_dtr and not scored:
+        raise UserError(
+            f"--min-dtr needs a {filters.dtr_column!r} column: score the run first "
+            "(`thinkscope score RUN --metrics dtr`) or drop --min-dtr"
+        )
+
+
 def apply_filters(
     frame: pd.DataFrame, filters: DatasetFilters, scored: bool
 ) -> tuple[pd.DataFrame, list[FilterStep]]:
@@ -102,11 +111,7 @@ def apply_filters(
     n_tokens, _logprob`` (and ``filters.dtr_column`` when ``scored``). Raises
     :class:`UserError` naming the filter that leaves nothing.
     """
-    if filters.needs_dtr and not scored:
-        raise UserError(
-            f"--min-dtr needs a {filters.dtr_column!r} column: score the run first "
-            "(`thinkscope score RUN --metrics dtr`) or drop --min-dtr"
-        )
+    check_scored(filters, scored)
     dtr = filters.dtr_column if scored else None
     lo, hi = filters.min_tokens, filters.max_tokens
     masks = [
