@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scored_run import VOCAB, VocabTokenizer, make_scored_run
 from thinkscope.errors import UserError
 from thinkscope.experiments import EXPERIMENTS, Experiment, ExperimentConfig
 from thinkscope.experiments.tokens import token_category
@@ -36,7 +37,8 @@ def test_every_experiment_writes_its_table_and_figure(name, tiny_model_dir, lm, 
     exp = Experiment(name, _config(tiny_model_dir, tmp_path / name, plot_out=plot), lm=lm)
     table = EXPERIMENTS[name](exp)
     assert len(table) > 0
-    assert pd.read_csv(exp.out / "results.csv").shape == table.shape
+    pd.testing.assert_frame_equal(pd.read_csv(exp.out / "results.csv"), table,
+                                  check_dtype=False, check_exact=False)
     assert list((exp.out / "figures").glob("*.png")) and plot.is_file()
     assert (exp.out / "experiment.yaml").is_file()
     with pytest.raises(UserError, match="finished experiment"):
@@ -48,7 +50,6 @@ def test_threshold_sweep_agrees_with_the_scorer_at_its_own_threshold(tiny_model_
     table = EXPERIMENTS["threshold-sweep"](exp).set_index("g")
     scored = Run.open(exp.out / "runs" / "main").traces()
     assert table.loc[0.5, "mean_dtr"] == pytest.approx(np.nanmean(scored["dtr"]), abs=1e-12)
-    assert table["mean_settling_depth"].is_monotonic_decreasing  # a higher g settles earlier
 
 
 def test_temperature_sweep_reuses_finished_runs(tiny_model_dir, lm, tmp_path):
@@ -76,3 +77,100 @@ def test_temperature_sweep_reuses_finished_runs(tiny_model_dir, lm, tmp_path):
 )
 def test_token_categories(text, special, category):
     assert token_category(text, special) == category
+
+
+# -- experiments on a reused scored run whose JSDs cross every threshold (``--run``) ---------
+L_FAKE = 8
+
+
+@pytest.fixture
+def fake_run(tmp_path):
+    """A scored run whose JSD curves fall from ln 2 through 0.1..0.7 at varied layers."""
+    return make_scored_run(tmp_path / "run", problems=5, n=4, n_layers=L_FAKE, seed=3)
+
+
+def _fake_experiment(name, fake_run, tmp_path, **overrides):
+    config = ExperimentConfig(out=tmp_path / name, run=fake_run, **overrides)
+    return Experiment(name, config, lm=None)
+
+
+def plain_depth(row, g):
+    """First 1-indexed layer whose JSD is <= g (L when none), by a loop."""
+    for layer, value in enumerate(row, start=1):
+        if value <= g:
+            return layer
+    return len(row)
+
+
+def plain_profiles(run):
+    tokens = pd.read_parquet(run / "token_metrics.parquet")
+    return [[list(map(float, r)) for r in profile] for profile in tokens["jsd_profile"]]
+
+
+def test_threshold_sweep_on_a_reused_run_matches_plain_loops(fake_run, tmp_path):
+    table = EXPERIMENTS["threshold-sweep"](_fake_experiment("threshold-sweep", fake_run,
+                                                            tmp_path, rho=0.85)).set_index("g")
+    profiles = plain_profiles(fake_run)
+    deep_from = 7  # ceil(0.85 * 8) = ceil(6.8)
+    for g in table.index:
+        depths = [[plain_depth(row, g) for row in profile] for profile in profiles]
+        ratios = [sum(d >= deep_from for d in ds) / len(ds) for ds in depths]
+        flat = [d for ds in depths for d in ds]
+        assert table.loc[g, "mean_dtr"] == pytest.approx(sum(ratios) / len(ratios), abs=1e-7)
+        assert table.loc[g, "mean_settling_depth"] == pytest.approx(sum(flat) / len(flat))
+        assert table.loc[g, "share_settling_at_last_layer"] == pytest.approx(
+            sum(d == L_FAKE for d in flat) / len(flat))
+    depth = table["mean_settling_depth"].to_numpy()
+    assert (np.diff(depth) <= 0).all() and depth[0] - depth[-1] > 1  # not a constant column
+    assert not (tmp_path / "threshold-sweep" / "runs").exists()  # nothing generated
+
+
+def test_token_types_on_a_reused_run_match_plain_loops(fake_run, tmp_path, monkeypatch):
+    class Tokenizer(VocabTokenizer):
+        all_special_ids = [0]
+
+    exp = _fake_experiment("token-types", fake_run, tmp_path, g=0.3, rho=0.75)
+    monkeypatch.setattr(exp, "tokenizer", Tokenizer)
+    table = EXPERIMENTS["token-types"](exp).set_index("category")
+    traces = pd.read_parquet(fake_run / "traces.parquet")
+    by_category: dict[str, list[int]] = {}
+    for ids, profile in zip(traces["token_ids"], plain_profiles(fake_run), strict=True):
+        for token, row in zip(ids, profile, strict=True):
+            category = token_category(VOCAB[token], token == 0)
+            by_category.setdefault(category, []).append(plain_depth(row, 0.3))
+    assert set(table.index) == set(by_category)
+    for category, depths in by_category.items():
+        assert table.loc[category, "n_tokens"] == len(depths)
+        assert table.loc[category, "mean_settling_depth"] == pytest.approx(np.mean(depths))
+        assert table.loc[category, "deep_share"] == pytest.approx(
+            np.mean([d >= 6 for d in depths]))  # ceil(0.75 * 8) = 6
+    assert table["mean_settling_depth"].nunique() > 1
+
+
+def test_jsd_diagnostic_and_length_vs_dtr_on_a_reused_run(fake_run, tmp_path):
+    diag = EXPERIMENTS["jsd-diagnostic"](_fake_experiment("jsd-diagnostic", fake_run, tmp_path))
+    traces = pd.read_parquet(fake_run / "traces.parquet")
+    profiles = plain_profiles(fake_run)
+    for layer in range(L_FAKE):
+        values = [p[t][layer] for p in profiles for t in range(len(p))]
+        wrong = [p[t][layer] for p, ok in zip(profiles, traces["correct"], strict=True)
+                 if not ok for t in range(len(p))]
+        assert diag.loc[layer, "mean_jsd"] == pytest.approx(np.mean(values), rel=1e-6)
+        assert diag.loc[layer, "mean_jsd_wrong"] == pytest.approx(np.mean(wrong), rel=1e-6)
+    assert diag["mean_jsd"].iloc[0] > 0.5 > diag["mean_jsd"].iloc[-2]  # falls through g
+
+    table = EXPERIMENTS["length-vs-dtr"](_fake_experiment("length-vs-dtr", fake_run, tmp_path,
+                                                          g=0.4, rho=0.5))
+    ratios = [np.mean([plain_depth(r, 0.4) >= 4 for r in p]) for p in profiles]
+    lengths = traces["n_tokens"].to_numpy(float)
+    assert table.loc[0, "n"] == len(traces)
+    assert table.loc[0, "pearson_r"] == pytest.approx(np.corrcoef(lengths, ratios)[0, 1])
+
+
+def test_multi_run_experiments_refuse_a_reused_run(fake_run, tmp_path):
+    with pytest.raises(UserError, match="does not take --run"):
+        EXPERIMENTS["temperature-sweep"](_fake_experiment("temperature-sweep", fake_run,
+                                                          tmp_path))
+    with pytest.raises(UserError, match="not found"):
+        EXPERIMENTS["threshold-sweep"](_fake_experiment("threshold-sweep", tmp_path / "nope",
+                                                        tmp_path))

@@ -4,6 +4,7 @@ An experiment is a function from an :class:`ExperimentConfig` to a result folder
 
     OUT/experiment.yaml   the experiment's name and config
     OUT/runs/<variant>/   one scored run folder per variant (reused when already finished)
+                          or, with ``--run DIR``, that finished run (one-run experiments)
     OUT/results.csv       the experiment's table (also printed)
     OUT/figures/*.png     its figures (``--plot-out`` copies the main one elsewhere)
 """
@@ -21,8 +22,8 @@ import torch
 
 from thinkscope.errors import UserError
 from thinkscope.generate.pipeline import GenerateConfig, generate_run
-from thinkscope.metrics.dtr import deep_layer, settling_depth
-from thinkscope.models import LM, load_model
+from thinkscope.metrics.dtr import deep_thinking_ratio, settling_depth
+from thinkscope.models import LM, load_model, load_tokenizer
 from thinkscope.runstore.atomic import write_yaml
 from thinkscope.runstore.folder import Run
 from thinkscope.scoring import score
@@ -48,6 +49,7 @@ class ExperimentConfig:
     g: float = 0.5
     rho: float = 0.85
     plot_out: Path | None = None
+    run: Path | None = None  # a finished run to reuse instead of generating ("main" only)
 
     def generation(self, **overrides) -> GenerateConfig:
         values = dict(
@@ -76,13 +78,34 @@ class Experiment:
         self._lm = lm
 
     @property
+    def model(self) -> str:
+        """The model of the traces: ``--run``'s own, else ``--model``."""
+        if self.config.run is not None:
+            return Run.open(self.config.run).config.get("model", self.config.model)
+        return self.config.model
+
+    @property
     def lm(self) -> LM:
         if self._lm is None:
-            self._lm = load_model(self.config.model)
+            self._lm = load_model(self.model)
         return self._lm
 
+    def tokenizer(self):
+        return self._lm.tokenizer if self._lm is not None else load_tokenizer(self.model)
+
     def scored_run(self, variant: str, **overrides) -> tuple[Run, pd.DataFrame, pd.DataFrame]:
-        """Generate (or reuse) and score the run ``variant``; its traces and token metrics."""
+        """Generate (or reuse) and score the run ``variant``; its traces and token metrics.
+        With ``--run``, ``main`` is that run: its JSD profiles are reused when it has them
+        (else it is scored, in place, as ``thinkscope score`` would)."""
+        if self.config.run is not None:
+            if variant != "main" or overrides:
+                raise UserError(f"{self.name} generates its own runs; it does not take --run")
+            path = Run.open(self.config.run).path
+            tokens = path / "token_metrics.parquet"
+            if not tokens.is_file() or "jsd_profile" not in pd.read_parquet(tokens).columns:
+                score(self.lm, path, metrics=SCORED_METRICS)
+            run = Run.open(path)
+            return run, run.traces(), pd.read_parquet(tokens)
         path = self.out / "runs" / variant
         if not Run(path).finished:
             generate_run(self.config.generation(**overrides), path, resume=True, lm=self.lm)
@@ -122,8 +145,9 @@ def settling_depths(jsd: np.ndarray, g: float) -> np.ndarray:
 
 
 def dtr(depths: np.ndarray, n_layers: int, rho: float) -> float:
-    """The share of tokens that settle at layer ``ceil(rho * L)`` or deeper (NaN when none)."""
-    return float(np.mean(depths >= deep_layer(n_layers, rho))) if len(depths) else float("nan")
+    """:func:`thinkscope.metrics.dtr.deep_thinking_ratio` of ``[T]`` depths (NaN when T = 0)."""
+    return deep_thinking_ratio(torch.from_numpy(depths), n_layers, rho) if len(depths) \
+        else float("nan")
 
 
 def _plain(values: dict) -> dict:

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from thinkscope.experiments.common import Experiment, dtr, jsd_matrix, plt, settling_depths
+from thinkscope.metrics.dtr import deep_layer
 from thinkscope.stats import auroc
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -40,7 +41,7 @@ def threshold_sweep(exp: Experiment) -> pd.DataFrame:
     fig, axes = plt.subplots(1, len(THRESHOLDS), figsize=(2.2 * len(THRESHOLDS), 2.6), sharey=True)
     for ax, g in zip(axes, THRESHOLDS, strict=True):
         ax.hist(hist[g], bins=np.arange(1, n_layers + 2) - 0.5, color="#4c72b0")
-        ax.axvline(np.ceil(exp.config.rho * n_layers) - 0.5, color="#c44e52", ls="--", lw=1)
+        ax.axvline(deep_layer(n_layers, exp.config.rho) - 0.5, color="#c44e52", ls="--", lw=1)
         ax.set_title(f"g = {g}", fontsize=9)
         ax.set_xlabel("settling depth")
     axes[0].set_ylabel("tokens")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from thinkscope.experiments.common import Experiment, jsd_matrix, plt, settling_depths
-from thinkscope.models import load_tokenizer
+from thinkscope.metrics.dtr import deep_layer
 
 OPERATORS = set("+-*/=×÷^%<>()")
 CATEGORIES = ("digit", "operator", "word", "punctuation", "whitespace", "special")
@@ -31,7 +31,7 @@ def token_category(text: str, special: bool) -> str:
 def token_types(exp: Experiment) -> pd.DataFrame:
     """Mean settling depth and deep share per token category."""
     run, traces, tokens = exp.scored_run("main")
-    tokenizer = load_tokenizer(exp.config.model)
+    tokenizer = exp.tokenizer()
     special = set(tokenizer.all_special_ids)
     merged = traces[["problem_id", "sample_idx", "token_ids"]].merge(
         tokens, on=["problem_id", "sample_idx"]
@@ -44,7 +44,7 @@ def token_types(exp: Experiment) -> pd.DataFrame:
             records.append((token_category(text, int(token) in special), depth))
     frame = pd.DataFrame(records, columns=["category", "settling_depth"])
     n_layers = jsd_matrix(tokens)[0].shape[1]
-    frame["deep"] = frame["settling_depth"] >= np.ceil(exp.config.rho * n_layers)
+    frame["deep"] = frame["settling_depth"] >= deep_layer(n_layers, exp.config.rho)
     table = (
         frame.groupby("category")
         .agg(
