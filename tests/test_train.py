@@ -250,3 +250,9 @@ def test_rows_cut_off_before_the_response_are_an_error(tiny_model_dir, data_dir,
             _config(tiny_model_dir, mixed, max_length=32), tmp_path / "o", progress=False
         )
     assert len(trainer.train_dataset) == len(ROWS)
+
+
+def test_missing_train_extra_is_one_line(data_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "trl", None)  # import trl now raises ImportError
+    code, err = _cli(monkeypatch, capsys, "train", "--dataset", data_dir, "--out", tmp_path / "o")
+    assert code == 2 and "pip install 'thinkscope[train]'" in err and err.count("\n") == 1
