@@ -5,7 +5,7 @@ Writes ``DIR/analysis/`` (each file atomically)::
     metrics.csv    one row per scalar metric column (see analyze.table.COLUMNS)
     metrics.json   the same rows, quintiles, run summary, settings and notices
     quintiles.csv  accuracy by metric quintile
-    figures/*.png  see thinkscope.report.figures
+    figures/*.png  see thinkscope.analyze.figures
 
 Measured on the shared 2-core dev machine: 1,000 traces (250 questions x 4, ~150 tokens, L=30),
 13 metric columns, 10,000 resamples: 2.2-2.9 s in all, figures included.
@@ -72,7 +72,7 @@ def analyze_run(
     samples_per_question: int | None = None,
 ) -> Analysis:
     """Compute and write the analysis of the scored run at ``path``."""
-    from thinkscope.report.figures import draw_figures  # matplotlib only when needed
+    from thinkscope.analyze.figures import draw_figures  # matplotlib only when needed
 
     started = time.perf_counter()
     scored = load_scored(path)

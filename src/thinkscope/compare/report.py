@@ -11,7 +11,7 @@ from importlib.resources import files
 import numpy as np
 from matplotlib.figure import Figure
 
-from thinkscope.report.figures import CORRECT, NEUTRAL, STYLE, WRONG
+from thinkscope.analyze.figures import CORRECT, NEUTRAL, STYLE, WRONG
 from thinkscope.runstore.atomic import atomic_write, write_text
 
 FIGURE = "figures/compare.png"

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from thinkscope.analyze.figures import CORRECT, NEUTRAL, STYLE, WRONG
 from thinkscope.datasets.filters import FilterStep
-from thinkscope.report.figures import CORRECT, NEUTRAL, STYLE, WRONG
 from thinkscope.runstore.atomic import atomic_write, write_text
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from thinkscope.report.figures import CORRECT, NEUTRAL, STYLE, WRONG
+from thinkscope.analyze.figures import CORRECT, NEUTRAL, STYLE, WRONG
 from thinkscope.runstore.atomic import atomic_write
 
 

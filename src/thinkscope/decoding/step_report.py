@@ -17,9 +17,9 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
+from thinkscope.analyze.figures import STYLE
 from thinkscope.decoding import figures, step_stats
 from thinkscope.errors import UserError
-from thinkscope.report.figures import STYLE
 from thinkscope.report.sections import add_section
 from thinkscope.runstore.atomic import write_json, write_text
 from thinkscope.runstore.folder import Run

@@ -25,13 +25,13 @@ import matplotlib
 import pandas as pd
 import yaml
 
+from thinkscope.analyze.figures import STYLE
 from thinkscope.decoding import figures
 from thinkscope.decoding.config import cal_acc_from_file
 from thinkscope.decoding.step_stats import voted_correct
 from thinkscope.errors import UserError
 from thinkscope.generate.pipeline import GenerateConfig, generate_run
 from thinkscope.models import LM, load_model
-from thinkscope.report.figures import STYLE
 from thinkscope.runstore.atomic import write_text, write_yaml
 from thinkscope.runstore.folder import Run
 

@@ -202,7 +202,7 @@ def run_sft_filtering(config: SftFilteringConfig, out: Path | str) -> pd.DataFra
 def _figure(table: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
-    from thinkscope.report.figures import CORRECT, NEUTRAL, STYLE
+    from thinkscope.analyze.figures import CORRECT, NEUTRAL, STYLE
 
     trained = table.dropna(subset=["accuracy"])
     with matplotlib.rc_context(STYLE):

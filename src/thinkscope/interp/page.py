@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from thinkscope.analyze.figures import STYLE
 from thinkscope.interp.cka import heatmap
 from thinkscope.interp.probes import probe_figure
-from thinkscope.report.figures import STYLE
 from thinkscope.runstore.atomic import atomic_write, write_text
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from thinkscope.report.figures import CORRECT, STYLE, WRONG
+from thinkscope.analyze.figures import CORRECT, STYLE, WRONG
 from thinkscope.runstore.atomic import atomic_write
 
 
