@@ -82,6 +82,21 @@ def test_table_has_one_row_per_metric_column_with_the_stats_values(analysed):
     partial = partial_correlation(frame, "dtr", "correct", ("length", "perplexity"))
     dtr = table.set_index("metric").loc["dtr"]
     assert (dtr["partial_r"], dtr["partial_p"]) == pytest.approx((partial.r, partial.p))
+    # independent references: Mann-Whitney by pairs (ties count 1/2), OLS residuals
+    for metric in ("dtr", "self-certainty", "mean-settling-depth"):
+        s = traces[metric].to_numpy(float)
+        ok = ~np.isnan(s)
+        pos, neg = s[ok & y], s[ok & ~y]
+        pairs = sum((a > b) + 0.5 * (a == b) for a in pos for b in neg)
+        assert table.set_index("metric").loc[metric, "auroc"] == pytest.approx(
+            pairs / (len(pos) * len(neg)), abs=1e-12)
+    design = np.column_stack([np.ones(len(frame)), frame["length"], ppl])
+
+    def residual(v):
+        return v - design @ np.linalg.lstsq(design, v, rcond=None)[0]
+
+    r = np.corrcoef(residual(frame["dtr"].to_numpy(float)), residual(y.astype(float)))[0, 1]
+    assert dtr["partial_r"] == pytest.approx(r, abs=1e-9)
     assert math.isnan(dtr["delong_p_vs_dtr"])
     assert "covariate" in table.set_index("metric").loc["length", "note"]
 
@@ -224,3 +239,30 @@ def test_jsd_column_may_be_called_jsd(tmp_path):
     run = make_scored_run(tmp_path / "run", jsd="jsd", n_layers=6)
     tokens = load_token_metrics(load_scored(run))
     assert tokens.jsd.shape == (tokens.offsets[-1], 6) and tokens.note is None
+
+
+def test_constant_and_identical_metrics_get_a_note(tmp_path):
+    """DeepConf's windowed metrics equal token-conf when every trace fits in one window."""
+    run = make_scored_run(tmp_path / "run", problems=4, n=5, tokens=(8, 40))
+    traces = pd.read_parquet(run / "traces.parquet")
+    conf = np.random.default_rng(1).normal(2.0, 0.3, len(traces))
+    traces = traces.assign(**{"token-conf": conf, "group-conf-lowest": conf, "tail-conf": conf,
+                              "temperature": 0.7})
+    traces.to_parquet(run / "traces.parquet", index=False)
+
+    def add(columns):
+        columns["token-conf"] = {"metric": "token-conf", "params": {}}
+        for name in ("group-conf-lowest", "tail-conf"):
+            columns[name] = {"metric": name, "params": {"window": 2048}}
+        columns["temperature"] = {"metric": "temperature", "params": {}}
+
+    _edit_scores(run, add)
+    notes = analyze_run(run, resamples=0).metrics.set_index("metric")["note"]
+    assert "identical" not in notes["token-conf"] and "window" not in notes["token-conf"]
+    for name in ("group-conf-lowest", "tail-conf"):
+        assert "identical to token-conf on every trace" in notes[name]
+        assert "one DeepConf window of 2048" in notes[name]
+        assert f"at most {traces['n_tokens'].max()} tokens" in notes[name]
+    assert notes["temperature"].startswith("constant (0.7) on every trace")
+    for name in ("dtr", "logprob", "self-certainty"):  # informative columns get no such note
+        assert "identical" not in notes[name] and "constant" not in notes[name]

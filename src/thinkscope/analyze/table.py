@@ -16,6 +16,9 @@ from thinkscope.stats import (
 
 N_BINS = 5
 """Quantile bins per question of the binned correlation (the DTR paper's protocol)."""
+WINDOWED = ("group-conf-lowest", "bottom10-conf", "tail-conf")
+"""DeepConf metrics over a window of tokens: on traces no longer than it, the mean token
+confidence (``token-conf``)."""
 COLUMNS = [
     "metric",
     "base",
@@ -122,7 +125,34 @@ def metric_table(
         metric_row(scored, c, cov, resamples, seed, seeds, samples_per_question)
         for c in scored.columns
     ]
+    for row, extra in zip(rows, sameness_notes(scored), strict=True):
+        row["note"] = "; ".join(n for n in (extra, row["note"]) if n)
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def sameness_notes(scored: ScoredRun) -> list[str]:
+    """Per metric column: why it carries no information of its own on this run, or ``""``:
+    constant on every trace, identical to an earlier column, and for the windowed DeepConf
+    metrics, completions no longer than the window."""
+    longest = int(scored.traces["n_tokens"].max()) if len(scored.traces) else 0
+    values = {c: scored.traces[c].astype(float).to_numpy() for c in scored.columns}
+    notes = []
+    for i, column in enumerate(scored.columns):
+        s, found = values[column], []
+        kept = s[~np.isnan(s)]
+        if len(kept) > 1 and np.ptp(kept) <= 1e-12 * max(1.0, abs(kept[0])):
+            found.append(f"constant ({kept[0]:.4g}) on every trace")
+        same = [c for c in scored.columns[:i]
+                if np.allclose(values[c], s, rtol=1e-9, atol=1e-12, equal_nan=True)]
+        if same:
+            found.append(f"identical to {same[0]} on every trace")
+        entry = scored.metrics[column]
+        window = entry.get("params", {}).get("window")
+        if entry.get("metric") in WINDOWED and window is not None and longest <= int(window):
+            found.append(f"every completion (at most {longest} tokens) fits in one DeepConf "
+                         f"window of {window}: this is the mean token confidence")
+        notes.append("; ".join(found))
+    return notes
 
 
 def quintile_table(scored: ScoredRun, seed: int = 0) -> pd.DataFrame:
