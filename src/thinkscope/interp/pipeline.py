@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from rich.console import Console
 
 from thinkscope.errors import UserError
 from thinkscope.generate.pipeline import GenerateConfig, generate_unit
@@ -35,6 +36,8 @@ from thinkscope.interp.transplant import fit_map, transplant
 from thinkscope.models import LM, load_model
 from thinkscope.runstore.atomic import write_json, write_parquet
 from thinkscope.tasks.loaders import load_problems
+
+console = Console(stderr=True)
 
 
 @dataclass
@@ -156,6 +159,7 @@ def run_interp(config: InterpConfig) -> dict:
         nonlocal clock
         timing[name] = round(time.perf_counter() - clock, 1)
         clock = time.perf_counter()
+        console.print(f"[bold]interp[/bold] {name}: {timing[name]} s")
 
     lm = load_model(config.model)
     layers = config.preset.layers(lm.n_layers)

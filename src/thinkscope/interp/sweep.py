@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pandas as pd
 import torch
+from rich.console import Console
 from statsmodels.stats.proportion import proportion_confint
 
 from thinkscope.generate.pipeline import GenerateConfig, generate_unit
@@ -21,6 +22,7 @@ from thinkscope.metrics import measure, parse_metrics
 from thinkscope.models import LM
 from thinkscope.tasks.problem import Problem
 
+console = Console(stderr=True)
 COLUMNS = ["intervention", "alpha", "n", "accuracy", "acc_lo", "acc_hi", "dtr", "mean_tokens", "s"]
 
 
@@ -63,6 +65,10 @@ def steering_sweep(
     for alpha in alphas:
         result = evaluate(lm, problems, config, steer(lm, {layer: vector}, alpha=alpha))
         rows.append({"intervention": f"steer@{layer}", "alpha": alpha, **result})
+        console.print(
+            f"[bold]sweep[/bold] alpha {alpha:+g}: accuracy {result['accuracy']:.3f}, "
+            f"DTR {result['dtr']:.3f} ({result['s']} s)"
+        )
     if ablate_layers:
         hooks = ablate_direction(lm, vector, ablate_layers)
         rows.append(
