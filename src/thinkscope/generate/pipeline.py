@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from thinkscope.backends import choose_backend, make_backend
+from thinkscope.backends.hf import HFBackend
+from thinkscope.cluster import Cluster
 from thinkscope.decoding import DecodingConfig
 from thinkscope.decoding.config import (
     EXTRA_KNOBS,
@@ -62,6 +69,7 @@ class GenerateConfig(BaseModel):
     confidence_bin_only: ConfidenceBin | None = None
     cal_acc: CalAcc | None = None
     log_steps: bool = False
+    backend: Literal["auto", "hf", "vllm"] = "auto"  # stored resolved: hf or vllm
 
     @classmethod
     def parse(cls, **values) -> GenerateConfig:
@@ -105,25 +113,26 @@ def _units(problems: list[Problem], per_unit: int) -> Iterator[tuple[str, list[P
 
 
 def generate_unit(
-    lm: LM, problems: list[Problem], config: GenerateConfig
+    lm: LM | None, problems: list[Problem], config: GenerateConfig, backend=None
 ) -> tuple[list[Trace], BatchSampler]:
-    """Sample ``config.n`` completions of each problem in one batch and grade them."""
+    """Sample ``config.n`` completions of each problem in one batch and grade them, with
+    ``backend`` (see :mod:`thinkscope.backends`; default: the sampler on ``lm``)."""
+    backend = backend or HFBackend(lm)
+    tokenizer = backend.tokenizer
     shots = fewshot_examples(config.task, config.shots, config.seed)
     prompts = [
-        render_prompt(lm.tokenizer, p, config.prompt_style, config.template, shots)
-        for p in problems
+        render_prompt(tokenizer, p, config.prompt_style, config.template, shots) for p in problems
     ]
-    prompt_ids = [lm.tokenizer(p.text, add_special_tokens=not p.chat)["input_ids"] for p in prompts]
+    prompt_ids = [tokenizer(p.text, add_special_tokens=not p.chat)["input_ids"] for p in prompts]
     rows = [(i, k) for i in range(len(problems)) for k in range(config.n)]
     seeds = [sample_seed(config.seed, problems[i].id, k) for i, k in rows]
-    sampler = BatchSampler(
-        lm, [prompt_ids[i] for i, _ in rows], seeds, config.sampling(prompts[0].stop)
+    sampler = backend.complete(
+        [prompt_ids[i] for i, _ in rows], seeds, config.sampling(prompts[0].stop)
     )
-    sampler.run()
     traces = []
     for (i, k), seed, done in zip(rows, seeds, sampler.completions, strict=True):
         problem = problems[i]
-        text = lm.tokenizer.decode(done.token_ids, skip_special_tokens=True)
+        text = tokenizer.decode(done.token_ids, skip_special_tokens=True)
         graded = grade(text, problem.answer)
         traces.append(
             Trace(
@@ -160,21 +169,65 @@ def summarize(frame: pd.DataFrame, timing: dict) -> dict:
     }
 
 
+def _unit_worker(config: GenerateConfig, path: Path, lm: LM | None = None, loading=None):
+    """``work(unit name) -> counts``: generates one unit into the run folder's shards (the
+    backend loads on the first call; a Ray worker builds one of these)."""
+    problems = load_problems(config.task, config.questions, config.seed, config.fields)
+    units = dict(_units(problems, max(1, config.batch_size // config.n)))
+    run, backend = Run(path), None
+
+    def work(name: str) -> dict:
+        nonlocal backend
+        backend = backend or make_backend(config.backend, config.model, lm, config.seed, loading)
+        traces, sampler = generate_unit(None, units[name], config, backend)
+        run.write_unit(name, pd.DataFrame([t.row() for t in traces]))
+        return dict(unit=name, samples=len(traces), generated=sampler.generated_tokens,
+                    prefill=sampler.prefill_tokens)
+
+    return work
+
+
+def already_finished(run: Run, config: dict, show_progress: bool = True) -> Run:
+    """``--resume`` on a finished run: nothing to do with the same config, an error with
+    another one."""
+    stored = run.config
+    changed = sorted(k for k in config.keys() | stored.keys() if config.get(k) != stored.get(k))
+    if changed:
+        raise UserError(f"{run.path} holds a finished run whose config differs in "
+                        f"{', '.join(changed)}; choose another --out")
+    run.logger().info("resume: the run is complete; nothing to do")
+    if show_progress:
+        Console(stderr=True).print(f"{run.path} is complete (same config): nothing to do")
+    return run
+
+
 def generate_run(
     config: GenerateConfig,
     out,
     resume: bool = False,
     lm: LM | None = None,
     show_progress: bool = True,
+    cluster: Cluster | None = None,
+    loading: dict | None = None,
 ) -> Run:
-    """Generate and grade ``config.n`` samples per problem into the run folder ``out``."""
+    """Generate and grade ``config.n`` samples per problem into the run folder ``out``; with
+    ``cluster``, units are shared among Ray workers that each write their shards. ``loading``:
+    :func:`~thinkscope.models.load_model` options (dtype, device, device_map, ...)."""
+    name, why = choose_backend(config.backend)
+    config = config.model_copy(update={"backend": name})
+    if resume and Run(out).finished:
+        return already_finished(Run(out), config.model_dump(), show_progress)
     problems = load_problems(config.task, config.questions, config.seed, config.fields)
     tokenizer = lm.tokenizer if lm else load_tokenizer(config.model)
     render_prompt(tokenizer, problems[0], config.prompt_style, config.template)  # fail early
     Run.check_start(out, config.model_dump(), resume=resume)
-    lm = lm or load_model(config.model)
+    if name == "hf" and cluster is None:
+        lm = lm or load_model(config.model, **(loading or {}))
     run = Run.start(out, config.model_dump(), resume=resume)
     log = run.logger()
+    log.info("backend: %s (%s)", name, why)
+    if show_progress:
+        Console(stderr=True).print(f"backend: {name} ({why})")
     per_unit = max(1, config.batch_size // config.n)
     units = list(_units(problems, per_unit))
     done = run.done_units()
@@ -196,16 +249,20 @@ def generate_run(
     with Progress(*columns, disable=not show_progress, transient=False) as progress:
         bar = progress.add_task("generate", total=len(problems) * config.n, rate="")
         progress.advance(bar, sum(len(u) for name, u in units if name in done) * config.n)
-        for name, unit in units:
-            if name in done:
-                continue
-            traces, sampler = generate_unit(lm, unit, config)
-            run.write_unit(name, pd.DataFrame([t.row() for t in traces]))
-            generated += sampler.generated_tokens
-            prefill += sampler.prefill_tokens
+        todo = [name for name, _ in units if name not in done]
+        if cluster is None:
+            work = _unit_worker(config, run.path, lm, loading)
+            results = map(work, todo)
+        else:
+            factory = functools.partial(_unit_worker, config, run.path, None, loading)
+            results = cluster.map(factory, todo)
+        for result in results:
+            generated += result["generated"]
+            prefill += result["prefill"]
             rate = generated / (time.perf_counter() - wall)
-            progress.update(bar, advance=len(traces), rate=f"{rate:.1f} tok/s")
-            log.info("unit %s: %d samples, %d tokens", name, len(traces), sampler.generated_tokens)
+            progress.update(bar, advance=result["samples"], rate=f"{rate:.1f} tok/s")
+            log.info("unit %s: %d samples, %d tokens", result["unit"], result["samples"],
+                     result["generated"])
     run.add_session(
         {
             "started_at": started,

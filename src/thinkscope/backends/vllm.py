@@ -1,0 +1,228 @@
+"""The ``vllm`` backend: vLLM's offline ``LLM`` on CUDA, filling thinkscope's columns.
+
+Written against vLLM 0.33 (``pip install thinkscope[gpu]``); vllm is imported only inside
+:class:`VLLMBackend`, so everything else here runs (and is tested) without it.
+
+- One request per sample (``n=1``) with its own ``seed``: a sample's tokens depend on its seed
+  and prompt, not on the batch, so a resumed run reproduces them. Samples of one prompt share
+  its KV blocks through prefix caching, so the prompt is prefilled once.
+- ``logprobs_mode="raw_logprobs"``: the recorded log-probs are the model's own distribution
+  before temperature and truncation, as with the ``hf`` backend; ``logprobs=top_logprobs``.
+- Temperature, top-k, top-p and min-p map to vLLM's own sampler. The correctness-first knobs
+  of :class:`~thinkscope.decoding.DecodingConfig` and per-step logs need thinkscope's vLLM
+  logits processor, which does not exist yet: they raise :class:`UserError` here.
+- :meth:`VLLMBackend.extend` continues samples from ``prompt + prefix`` (Think@n, DeepConf):
+  the prefix's KV blocks are still cached, so nothing is recomputed.
+
+Not measured on GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from thinkscope.errors import UserError
+from thinkscope.generate.sampler import Completion, SamplingParams
+
+VLLM_VERSION = "0.33.0"
+
+
+@dataclass
+class Generated:
+    """What one ``complete``/``extend`` call produced (the sampler's three attributes)."""
+
+    completions: list[Completion] = field(default_factory=list)
+    generated_tokens: int = 0
+    prefill_tokens: int = 0
+
+
+def sampling_kwargs(params: SamplingParams, seed: int, eos: Sequence[int], max_tokens: int) -> dict:
+    """Keyword arguments of ``vllm.SamplingParams`` for one sample of ``params``."""
+    decoding = params.decoding
+    extra = (
+        [
+            name
+            for name, value in decoding.model_dump(
+                exclude={"temperature", "top_k", "top_p", "min_p"}
+            ).items()
+            if value is not None
+        ]
+        if decoding is not None
+        else []
+    )
+    if extra or params.log_steps:
+        what = ", ".join(extra) or "per-step logs"
+        raise UserError(f"the vllm backend cannot apply {what} yet; use --backend hf")
+    return dict(
+        n=1,
+        seed=int(seed),
+        temperature=params.temperature,
+        top_p=params.top_p,
+        top_k=params.top_k,
+        min_p=params.min_p,
+        max_tokens=max_tokens,
+        stop=list(params.stop),
+        stop_token_ids=sorted(eos),
+        include_stop_str_in_output=True,
+        logprobs=params.top_logprobs,
+    )
+
+
+def build_requests(
+    prompts: Sequence[Sequence[int]],
+    seeds: Sequence[int],
+    params: SamplingParams,
+    eos: Sequence[int],
+    make_params: Callable[..., object] = dict,
+    max_tokens: Sequence[int] | None = None,
+) -> tuple[list[dict], list]:
+    """``(prompts, sampling params)`` for ``LLM.generate``: token-id prompts, one per sample."""
+    if len(prompts) != len(seeds):
+        raise ValueError("need one seed per prompt")
+    limits = max_tokens or [params.max_new_tokens] * len(prompts)
+    inputs = [{"prompt_token_ids": list(p)} for p in prompts]
+    sampling = [
+        make_params(**sampling_kwargs(params, seed, eos, limit))
+        for seed, limit in zip(seeds, limits, strict=True)
+    ]
+    return inputs, sampling
+
+
+def to_completion(output, top_logprobs: int) -> Completion:
+    """One ``vllm.CompletionOutput`` as a :class:`Completion`: the sampled tokens' log-probs and
+    the top ``top_logprobs`` ids/log-probs per step, ordered by vLLM's rank."""
+    ids = list(output.token_ids)
+    steps = output.logprobs or []
+    if len(steps) != len(ids):
+        raise ValueError(f"vLLM returned {len(steps)} log-prob steps for {len(ids)} tokens")
+    done = Completion(token_ids=ids, finish_reason=output.finish_reason)
+    for token, step in zip(ids, steps, strict=True):
+        done.logprobs.append(float(step[token].logprob))
+        if top_logprobs:
+            ranked = sorted(step.items(), key=lambda kv: (kv[1].rank, -kv[1].logprob))
+            top = ranked[:top_logprobs]
+            done.top_ids.append([int(i) for i, _ in top])
+            done.top_logprobs.append([float(v.logprob) for _, v in top])
+    return done
+
+
+def collect(outputs, top_logprobs: int) -> Generated:
+    """``LLM.generate``'s request outputs (one sample each, in request order) as
+    :class:`Generated`; prefill counts the prompt tokens vLLM did not find in its cache."""
+    out = Generated()
+    for request in outputs:
+        (sample,) = request.outputs
+        out.completions.append(to_completion(sample, top_logprobs))
+        out.prefill_tokens += len(request.prompt_token_ids) - (request.num_cached_tokens or 0)
+    out.generated_tokens = sum(len(c.token_ids) for c in out.completions)
+    return out
+
+
+def merge(prefix: Completion, rest: Completion) -> Completion:
+    """A prefix and its continuation as one completion."""
+    return Completion(
+        token_ids=prefix.token_ids + rest.token_ids,
+        logprobs=prefix.logprobs + rest.logprobs,
+        top_ids=prefix.top_ids + rest.top_ids,
+        top_logprobs=prefix.top_logprobs + rest.top_logprobs,
+        finish_reason=rest.finish_reason,
+    )
+
+
+def continuation_seed(seed: int) -> int:
+    """The seed a sample continues with after its prefix (a fresh, fixed stream)."""
+    return (int(seed) * 6364136223846793005 + 1442695040888963407) % 2**63
+
+
+class VLLMBackend:
+    """vLLM's offline engine with prefix caching and the model's raw log-probs."""
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model: str,
+        seed: int = 0,
+        dtype: str = "auto",
+        gpu_memory_utilization: float = 0.85,
+        max_logprobs: int = 20,
+        logits_processors: Sequence = (),
+        **engine,
+    ) -> None:
+        from transformers import GenerationConfig
+        from vllm import LLM
+
+        from thinkscope.models import _resolve, load_tokenizer
+
+        source = str(_resolve(model))
+        self.tokenizer = load_tokenizer(model)
+        eos = {self.tokenizer.eos_token_id}
+        try:
+            gen_eos = GenerationConfig.from_pretrained(source).eos_token_id
+            eos.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
+        except OSError:
+            pass
+        self.eos = sorted(i for i in eos if i is not None)
+        if logits_processors:
+            engine["logits_processors"] = list(logits_processors)
+        self.llm = LLM(
+            model=source,
+            tokenizer=source,
+            dtype=dtype,
+            seed=seed,
+            enable_prefix_caching=True,
+            logprobs_mode="raw_logprobs",
+            max_logprobs=max_logprobs,
+            gpu_memory_utilization=gpu_memory_utilization,
+            **engine,
+        )
+
+    def _run(self, prompts, seeds, params: SamplingParams, max_tokens=None) -> Generated:
+        from vllm import SamplingParams as VLLMSamplingParams
+
+        inputs, sampling = build_requests(
+            prompts, seeds, params, self.eos, VLLMSamplingParams, max_tokens
+        )
+        outputs = self.llm.generate(inputs, sampling, use_tqdm=False)
+        return collect(outputs, params.top_logprobs)
+
+    def complete(
+        self,
+        prompts: Sequence[Sequence[int]],
+        seeds: Sequence[int],
+        params: SamplingParams,
+        max_tokens: int | None = None,
+    ) -> Generated:
+        """One sample per prompt, at most ``max_tokens`` (default: the params') tokens each."""
+        limit = [max_tokens or params.max_new_tokens] * len(prompts)
+        return self._run(prompts, seeds, params, limit)
+
+    def extend(
+        self,
+        prompts: Sequence[Sequence[int]],
+        prefixes: Sequence[Completion],
+        seeds: Sequence[int],
+        params: SamplingParams,
+    ) -> Generated:
+        """Continue each unfinished prefix up to ``params.max_new_tokens`` tokens in all; the
+        prompt and prefix come from the prefix cache. Finished prefixes are returned as they are."""
+        todo = [
+            i
+            for i, p in enumerate(prefixes)
+            if p.finish_reason == "length" and len(p.token_ids) < params.max_new_tokens
+        ]
+        more = (
+            self._run(
+                [list(prompts[i]) + prefixes[i].token_ids for i in todo],
+                [continuation_seed(seeds[i]) for i in todo],
+                params,
+                [params.max_new_tokens - len(prefixes[i].token_ids) for i in todo],
+            )
+            if todo
+            else Generated()
+        )
+        out = Generated(list(prefixes), more.generated_tokens, more.prefill_tokens)
+        for i, rest in zip(todo, more.completions, strict=True):
+            out.completions[i] = merge(prefixes[i], rest)
+        return out
