@@ -30,11 +30,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from thinkscope.errors import UserError
 from thinkscope.metrics import MetricSpec, measure, parse_metrics
-from thinkscope.models import LM
+from thinkscope.models import LM, load_model
+from thinkscope.models.command import loading_options
 from thinkscope.runstore.atomic import write_json, write_parquet
 from thinkscope.runstore.folder import Run, now
 from thinkscope.trace import Trace
@@ -283,11 +285,47 @@ def score(
     return out
 
 
+@loading_options
+def score_command(
+    run_dir: Path = typer.Argument(..., help="Run folder made by `thinkscope generate`."),
+    metrics: str = typer.Option(
+        DEFAULT_METRICS,
+        help="Comma-separated metric names or groups "
+        "(confidence, all); parameters as name[k=v,...], e.g. dtr[g=0.6].",
+    ),
+    model: str = typer.Option(None, help="Scoring model (default: the run's own model)."),
+    batch_tokens: int = typer.Option(4096, help="Padded tokens per forward pass."),
+    device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+    loading: dict | None = None,
+) -> None:
+    """Add DTR, confidence and other metric columns to a run's traces."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    run = Run.open(run_dir)
+    specs = parse_metrics(metrics)
+    lm = load_model(
+        model or run.config.get("model", "smollm2-135m"), device=device, **(loading or {})
+    )
+    frame = score_run(lm, run.path, specs, batch_tokens)
+    table = Table("column", "mean", "traces")
+    for spec in specs:
+        if spec.metric.scalar:
+            values = frame[spec.column]
+            table.add_row(
+                escape(spec.column), f"{values.mean():.4f}", str(int(values.notna().sum()))
+            )
+    Console().print(table)
+    Console().print(f"scored {len(frame)} traces in {escape(str(run.path))}")
+
+
 __all__ = [
     "DEFAULT_METRICS",
     "check_tokenizer",
     "score",
     "score_batch",
+    "score_command",
     "score_frame",
     "score_run",
 ]

@@ -20,6 +20,15 @@ from thinkscope.errors import UserError
 
 Work = Callable[[str], dict]
 
+#: Keyword arguments of the ``--ray`` Typer option: ``--ray`` alone starts a local cluster
+#: (the value ``local``), ``--ray ADDRESS`` joins that cluster.
+RAY_OPTION = dict(
+    is_flag=False,
+    flag_value="local",
+    metavar="[ADDRESS]",
+    help="Shard problems over Ray workers (a local cluster, or the one at ADDRESS).",
+)
+
 
 class _Worker:
     """A Ray actor: builds the stage's ``work`` once, then runs units."""
@@ -88,4 +97,4 @@ def from_options(ray: str | None, workers: int) -> Cluster | None:
     return Cluster(workers=workers, address=None if ray in (None, "local") else ray)
 
 
-__all__ = ["Cluster", "from_options"]
+__all__ = ["RAY_OPTION", "Cluster", "from_options"]
