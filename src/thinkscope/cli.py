@@ -12,6 +12,7 @@ from rich.table import Table
 from thinkscope.cluster import RAY_OPTION
 from thinkscope.decoding.command import decoding_options
 from thinkscope.errors import UserError
+from thinkscope.models.command import loading_options
 
 app = typer.Typer(
     add_completion=False,
@@ -38,6 +39,7 @@ def _fields(pairs: list[str]) -> dict[str, str]:
 
 @app.command()
 @decoding_options
+@loading_options
 def generate(
     out: Path = typer.Option(..., help="Run folder to create (or to resume)."),
     model: str = typer.Option(
@@ -66,6 +68,7 @@ def generate(
     ray: str = typer.Option(None, **RAY_OPTION),
     workers: int = typer.Option(1, help="Ray workers (> 1 starts a local cluster)."),
     decoding: dict | None = None,
+    loading: dict | None = None,
 ) -> None:
     """Sample N completions per problem, grade them, and write a run folder."""
     from thinkscope.cluster import from_options
@@ -92,7 +95,9 @@ def generate(
         backend=backend,
         **(decoding or {}),
     )
-    run = generate_run(config, out, resume=resume, cluster=from_options(ray, workers))
+    run = generate_run(
+        config, out, resume=resume, cluster=from_options(ray, workers), loading=loading
+    )
     _print_summary(summarize(run.traces(), run.timing), run.path)
 
 
@@ -171,15 +176,23 @@ def _register_stages() -> None:
     )
     from thinkscope.interp.command import interp_app
     from thinkscope.report import report_command
-    from thinkscope.scoring import score_command
+    from thinkscope.scoring_command import score_command
     from thinkscope.select.command import think_at_n_command
     from thinkscope.train.command import merge_command, train_command
 
     app.command("score")(score_command)
+    from thinkscope.experiments.rev_command import rev_command
+    from thinkscope.runstore.command import reproduce_command
+
+    experiment_app.command("rev")(rev_command)
+    runs_app.command("reproduce")(reproduce_command)
     app.add_typer(interp_app, name="interp")
     app.command("analyze")(analyze_command)
     app.command("report")(report_command)
     app.command("think-at-n")(think_at_n_command)
+    from thinkscope.lmeval.command import EVAL_CONTEXT, eval_command
+
+    app.command("eval", context_settings=EVAL_CONTEXT)(eval_command)
     app.command("calibrate")(calibrate_command)
     app.command("decoding-report")(decoding_report_command)
     app.command("decode-sweep")(decode_sweep_command)
@@ -193,6 +206,7 @@ _register_stages()
 
 
 def _experiment_command(name: str, doc: str):
+    @loading_options
     def command(
         out: Path = typer.Option(..., help="Result folder for the experiment."),
         model: str = typer.Option("smollm2-135m"),
@@ -206,6 +220,10 @@ def _experiment_command(name: str, doc: str):
         g: float = typer.Option(0.5, help="Settling threshold on the JSD (nats)."),
         rho: float = typer.Option(0.85, help="Deep from layer ceil(rho * L)."),
         plot_out: Path = typer.Option(None, help="Also save the main figure here."),
+        run: Path = typer.Option(
+            None, help="Reuse this finished (scored) run instead of generating one "
+            "(one-run experiments: not temperature-sweep or cot-vs-direct)."),
+        loading: dict | None = None,
     ) -> None:
         from thinkscope.experiments import EXPERIMENTS, Experiment, ExperimentConfig
 
@@ -222,6 +240,8 @@ def _experiment_command(name: str, doc: str):
             g=g,
             rho=rho,
             plot_out=plot_out,
+            run=run,
+            loading=loading or {},
         )
         table = EXPERIMENTS[name](Experiment(name, config))
         console.print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))

@@ -24,10 +24,10 @@ import torch
 
 from thinkscope.metrics.rev_ablation import Ablation, head_plan, logit_shifts, mlp_plan
 from thinkscope.models import LM
-from thinkscope.models.bundled import cache_dir
+from thinkscope.paths import cache_dir
 from thinkscope.runstore.atomic import write_json
 
-VERSION = 1
+VERSION = 2
 MAX_CIRCUIT = 24
 CIRCUIT_SHARE = 0.2
 ARITHMETIC = (
@@ -53,6 +53,7 @@ class RevControls:
     model: str
     key: str
     circuit: list[tuple[int, int]]  # (layer, head), 0-indexed, by decreasing mean shift
+    ranking: list[tuple[int, int]]  # every head by decreasing mean shift (ablation curve)
     mlp_mu: list[float]  # [L]
     mlp_sigma: list[float]  # [L]
     head_mu: list[float]  # [C] per circuit head
@@ -67,7 +68,11 @@ class RevControls:
         return np.asarray(self.head_mu) + np.asarray(self.head_sigma)
 
     def record(self) -> dict:
-        return {**asdict(self), "circuit": [list(c) for c in self.circuit]}
+        return {
+            **asdict(self),
+            "circuit": [list(c) for c in self.circuit],
+            "ranking": [list(c) for c in self.ranking],
+        }
 
 
 def circuit_size(n_layers: int, heads: int) -> int:
@@ -92,7 +97,8 @@ def calibrate(lm: LM) -> RevControls:
     heads = head_plan(lm)
     mean_shift = logit_shifts(lm, [_ids(lm, t) for t in ARITHMETIC], heads).mean(0)
     size = circuit_size(lm.n_layers, len(heads) // lm.n_layers)
-    circuit = [heads[i] for i in np.argsort(-mean_shift, kind="stable")[:size]]
+    ranking = [heads[i] for i in np.argsort(-mean_shift, kind="stable")]
+    circuit = ranking[:size]
     plan: list[Ablation] = [*mlp_plan(lm), *circuit]
     texts = control_texts()
     shifts = logit_shifts(lm, [_ids(lm, t) for t in texts], plan)  # [n, L + C]
@@ -102,6 +108,7 @@ def calibrate(lm: LM) -> RevControls:
         model=lm.name,
         key=_key(lm),
         circuit=[(a.layer, int(a.head)) for a in circuit],
+        ranking=[(a.layer, int(a.head)) for a in ranking],
         mlp_mu=mu[:n].tolist(),
         mlp_sigma=sigma[:n].tolist(),
         head_mu=mu[n:].tolist(),
@@ -124,6 +131,7 @@ def controls(lm: LM) -> RevControls:
     elif path.is_file():
         data = json.loads(path.read_text())
         data["circuit"] = [tuple(c) for c in data["circuit"]]
+        data["ranking"] = [tuple(c) for c in data["ranking"]]
         found = RevControls(**data)
     else:
         found = calibrate(lm)
