@@ -106,10 +106,20 @@ def test_requests_carry_one_seed_per_sample_and_the_models_knobs():
     assert limited[0]["max_tokens"] == 4
 
 
-def test_knobs_vllm_cannot_apply_are_refused():
-    params = SamplingParams(decoding=DecodingConfig(temperature=0.7, prob_threshold=0.02))
-    with pytest.raises(UserError, match="prob_threshold"):
-        build_requests([[1]], [0], params, eos=[0])
+def test_correctness_first_knobs_go_to_thinkscopes_vllm_processor():
+    batch = pytest.importorskip("thinkscope.decoding.batch")
+    decoding = DecodingConfig(temperature=0.7, prob_threshold=0.02, top_k=50)
+    _, (request,) = build_requests([[1]], [9], SamplingParams(decoding=decoding), eos=[0])
+    assert (request["temperature"], request["top_p"], request["top_k"], request["min_p"]) == (
+        1.0,
+        1.0,
+        0,
+        0.0,
+    )  # vLLM's own knobs are no-ops: the processor applies the whole rule
+    assert batch.config_from_extra_args(request["extra_args"]) == decoding
+    assert request["seed"] == 9
+    _, (plain,) = build_requests([[1]], [9], SamplingParams(temperature=0.7), eos=[0])
+    assert "extra_args" not in plain and plain["temperature"] == 0.7
     with pytest.raises(UserError, match="per-step logs"):
         build_requests([[1]], [0], SamplingParams(log_steps=True), eos=[0])
 

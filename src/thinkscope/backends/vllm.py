@@ -1,6 +1,7 @@
 """The ``vllm`` backend: vLLM's offline ``LLM`` on CUDA, filling thinkscope's columns.
 
-Written against vLLM 0.33 (``pip install thinkscope[gpu]``); vllm is imported only inside
+Written against vLLM 0.31 (``pip install thinkscope[gpu]``; the decoding processor needs its
+V1 model runner); vllm is imported only inside
 :class:`VLLMBackend`, so everything else here runs (and is tested) without it.
 
 - One request per sample (``n=1``) with its own ``seed``: a sample's tokens depend on its seed
@@ -8,9 +9,10 @@ Written against vLLM 0.33 (``pip install thinkscope[gpu]``); vllm is imported on
   its KV blocks through prefix caching, so the prompt is prefilled once.
 - ``logprobs_mode="raw_logprobs"``: the recorded log-probs are the model's own distribution
   before temperature and truncation, as with the ``hf`` backend; ``logprobs=top_logprobs``.
-- Temperature, top-k, top-p and min-p map to vLLM's own sampler. The correctness-first knobs
-  of :class:`~thinkscope.decoding.DecodingConfig` and per-step logs need thinkscope's vLLM
-  logits processor, which does not exist yet: they raise :class:`UserError` here.
+- Temperature, top-k, top-p and min-p map to vLLM's own sampler; the correctness-first knobs
+  of :class:`~thinkscope.decoding.DecodingConfig` run in thinkscope's vLLM logits processor
+  (:mod:`thinkscope.decoding.vllm_processor`, registered with the engine). Per-step logs are
+  not available (:class:`UserError`).
 - :meth:`VLLMBackend.extend` continues samples from ``prompt + prefix`` (Think@n, DeepConf):
   the prefix's KV blocks are still cached, so nothing is recomputed.
 
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 from thinkscope.errors import UserError
 from thinkscope.generate.sampler import Completion, SamplingParams
 
-VLLM_VERSION = "0.33.0"
+VLLM_VERSION = "0.31.0"
 
 
 @dataclass
@@ -38,29 +40,41 @@ class Generated:
 
 
 def sampling_kwargs(params: SamplingParams, seed: int, eos: Sequence[int], max_tokens: int) -> dict:
-    """Keyword arguments of ``vllm.SamplingParams`` for one sample of ``params``."""
+    """Keyword arguments of ``vllm.SamplingParams`` for one sample of ``params``.
+
+    Temperature/top-k/top-p/min-p alone go to vLLM's own sampler; with any correctness-first
+    knob the whole :class:`~thinkscope.decoding.DecodingConfig` travels in ``extra_args`` to
+    thinkscope's vLLM logits processor, and vLLM's own knobs stay at their no-op values.
+    """
+    if params.log_steps:
+        raise UserError("the vllm backend cannot record per-step logs; use --backend hf")
     decoding = params.decoding
-    extra = (
-        [
-            name
-            for name, value in decoding.model_dump(
-                exclude={"temperature", "top_k", "top_p", "min_p"}
-            ).items()
-            if value is not None
-        ]
-        if decoding is not None
-        else []
+    basic = {"temperature", "top_k", "top_p", "min_p"}
+    extra = decoding is not None and any(
+        v is not None for v in decoding.model_dump(exclude=basic).values()
     )
-    if extra or params.log_steps:
-        what = ", ".join(extra) or "per-step logs"
-        raise UserError(f"the vllm backend cannot apply {what} yet; use --backend hf")
+    knobs = dict(
+        temperature=params.temperature, top_p=params.top_p, top_k=params.top_k, min_p=params.min_p
+    )
+    if extra:
+        try:
+            from thinkscope.decoding.batch import EXTRA_ARG
+        except ImportError:
+            raise UserError(
+                "the correctness-first decoding knobs need thinkscope's vLLM logits processor, "
+                "which this installation lacks; use --backend hf"
+            ) from None
+        knobs = dict(
+            temperature=1.0,
+            top_p=1.0,
+            top_k=0,
+            min_p=0.0,
+            extra_args={EXTRA_ARG: decoding.model_dump(exclude_none=True)},
+        )
     return dict(
         n=1,
         seed=int(seed),
-        temperature=params.temperature,
-        top_p=params.top_p,
-        top_k=params.top_k,
-        min_p=params.min_p,
+        **knobs,
         max_tokens=max_tokens,
         stop=list(params.stop),
         stop_token_ids=sorted(eos),
@@ -164,6 +178,12 @@ class VLLMBackend:
         except OSError:
             pass
         self.eos = sorted(i for i in eos if i is not None)
+        try:
+            from thinkscope.decoding.vllm_processor import DecodingLogitsProcessor
+
+            logits_processors = [DecodingLogitsProcessor, *logits_processors]
+        except ImportError:
+            pass
         if logits_processors:
             engine["logits_processors"] = list(logits_processors)
         self.llm = LLM(
