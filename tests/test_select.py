@@ -91,6 +91,13 @@ def test_votes_group_answers_by_meaning():
     assert answer_classes(["2", None, "2.0", "x", "4/2"]) == [0, None, 0, 3, 0]
 
 
+def test_pool_samples_ranges():
+    pool = Pool(None, [[1], [2]], [[1, 2, 3], [4, 5, 6]], SamplingParams())
+    assert pool.samples(0, 0) == [] and pool.samples(2, 2) == []
+    assert pool.samples(1, 2) == [(0, 1), (1, 1)]
+    assert pool.samples(2) == [(0, 2), (1, 2)] and len(pool.samples()) == 6
+
+
 def test_kept_count_is_a_ceiling_that_ignores_float_noise():
     assert kept_count(8, 0.5) == 4
     assert kept_count(10, 0.3) == 3  # 0.3 * 10 = 3.0000000000000004
