@@ -1,8 +1,10 @@
+import copy
+
 import pytest
 import torch
 
 from thinkscope.errors import UserError
-from thinkscope.models import load_model
+from thinkscope.models import LM, load_model
 from tiny import FAMILIES, tiny_lm
 
 
@@ -44,3 +46,15 @@ def test_bundled_model_loads_in_fp32_with_a_chat_template(bundled_lm):
     assert bundled_lm.n_layers == 30
     assert bundled_lm.has_chat_template
     assert bundled_lm.vocab_size == 49152
+
+
+def test_wrap_leaves_the_callers_tokenizer_alone():
+    from tiny import tiny_model, tiny_tokenizer
+
+    tokenizer = copy.deepcopy(tiny_tokenizer())
+    tokenizer.pad_token = None
+    assert tokenizer.pad_token_id is None
+    lm = LM.wrap(tiny_model("llama"), tokenizer)
+    assert tokenizer.pad_token_id is None  # the caller's object is unchanged
+    assert lm.tokenizer.pad_token_id == lm.tokenizer.eos_token_id is not None
+    assert lm.tokenizer("3 + 5")["input_ids"] == tokenizer("3 + 5")["input_ids"]

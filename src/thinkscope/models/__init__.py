@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +28,13 @@ class LM:
 
     @classmethod
     def wrap(cls, model: torch.nn.Module, tokenizer, name: str = "model") -> LM:
-        """Probe and verify an already-loaded model."""
+        """Probe and verify an already-loaded model. A tokenizer without a pad token gets
+        EOS as its pad token on a copy: the caller's tokenizer is left as it was."""
         model.eval()
         anatomy = inspect_model(model)
         verify_head(model, anatomy)
         if tokenizer.pad_token_id is None:
+            tokenizer = copy.deepcopy(tokenizer)
             tokenizer.pad_token = tokenizer.eos_token
         return cls(model=model, tokenizer=tokenizer, name=name, anatomy=anatomy)
 
@@ -41,7 +44,13 @@ class LM:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where input ids go: the input embedding's device, also under ``device_map="auto"``
+        (layers spread over devices, or offloaded weights whose hook names the device)."""
+        embed = self.model.get_input_embeddings()
+        hook = getattr(embed, "_hf_hook", None)
+        if getattr(hook, "execution_device", None) is not None:
+            return torch.device(hook.execution_device)
+        return embed.weight.device
 
     @property
     def dtype(self) -> torch.dtype:
@@ -125,13 +134,15 @@ def _hub_reachable() -> bool:
     return True
 
 
-def _from_pretrained(source: Path | str, torch_dtype: torch.dtype):
+def _from_pretrained(source: Path | str, **options):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    shared = {k: options.pop(k) for k in ("revision", "trust_remote_code")}
+
     def load(local_only: bool):
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only, **shared)
         model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=torch_dtype, local_files_only=local_only
+            source, local_files_only=local_only, **shared, **options
         )
         return model, tokenizer
 
@@ -143,22 +154,66 @@ def _from_pretrained(source: Path | str, torch_dtype: torch.dtype):
         return load(local_only=False)
 
 
-def load_model(spec: str = BUNDLED_NAME, device: str | None = None, dtype: str | None = None) -> LM:
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+}
+
+
+def _dtype(dtype: str | torch.dtype | None, target: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        return default_dtype(target)
+    if dtype not in DTYPES:
+        raise UserError(f"dtype must be auto or one of {', '.join(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype]
+
+
+def load_model(
+    spec: str = BUNDLED_NAME,
+    device: str | None = None,
+    dtype: str | torch.dtype | None = None,
+    device_map: str | dict | None = None,
+    attn_implementation: str | None = None,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+) -> LM:
     """Load ``spec``: ``smollm2-135m`` (bundled), a local directory, a ``.gguf`` file or a hub id.
 
-    fp32 on CPU; bf16 (or fp16) on CUDA unless ``dtype`` says otherwise.
+    ``dtype``: ``auto`` (default: fp32 on CPU, bf16 or fp16 on CUDA), ``float32``, ``bfloat16``
+    or ``float16``. ``device`` puts the whole model on one device (default: cuda when there
+    is one); ``device_map`` (e.g. ``"auto"``) spreads it over devices with accelerate instead.
+    ``attn_implementation`` (``eager``, ``sdpa``, ``flash_attention_2``), ``revision`` and
+    ``trust_remote_code`` go to transformers' ``from_pretrained``.
     """
-    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    torch_dtype = getattr(torch, dtype) if dtype else default_dtype(target)
+    if device is not None and device_map is not None:
+        raise UserError("give --device or --device-map, not both")
+    cuda = torch.cuda.is_available()
+    target = torch.device(device or ("cuda" if cuda and device_map != "cpu" else "cpu"))
+    options = {"dtype": _dtype(dtype, target), "revision": revision}
+    options["trust_remote_code"] = trust_remote_code
+    if device_map is not None:
+        options["device_map"] = device_map
+    if attn_implementation is not None:
+        options["attn_implementation"] = attn_implementation
     source = _resolve(spec)
     try:
-        model, tokenizer = _from_pretrained(source, torch_dtype)
-    except (OSError, ValueError) as err:
+        model, tokenizer = _from_pretrained(source, **options)
+    except OSError as err:
         raise UserError(
             f"unknown model {spec!r}: not the bundled {BUNDLED_NAME!r}, a local model directory, "
             "a .gguf file, or a Hugging Face model id that could be fetched"
         ) from err
-    return LM.wrap(model.to(target), tokenizer, name=spec)
+    except ValueError as err:  # an unsupported option, or a config transformers cannot read
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot load model {spec!r}: {reason}") from err
+    return LM.wrap(model if device_map is not None else model.to(target), tokenizer, name=spec)
 
 
 def load_tokenizer(spec: str = BUNDLED_NAME):
