@@ -36,7 +36,7 @@ POSITIONS = ("last", "mean", "completion")
 
 
 @dataclass(frozen=True)
-class Sequence_:
+class TokenSeq:
     """Token ids of one input; ``start`` is where its completion begins (None: plain text)."""
 
     ids: tuple[int, ...]
@@ -83,25 +83,25 @@ class RunningStats:
         return self.comoment / (self.count - 1)
 
 
-def sequences_from_texts(lm: LM, texts: Sequence[str]) -> list[Sequence_]:
+def sequences_from_texts(lm: LM, texts: Sequence[str]) -> list[TokenSeq]:
     """Tokenize plain texts (special tokens as the tokenizer adds them)."""
-    out = [Sequence_(tuple(lm.tokenizer(t)["input_ids"])) for t in texts]
+    out = [TokenSeq(tuple(lm.tokenizer(t)["input_ids"])) for t in texts]
     if any(not s.ids for s in out):
         raise UserError("an input text tokenizes to nothing; drop empty texts")
     return out
 
 
-def sequences_from_run(path: Path | str) -> tuple[list[Sequence_], np.ndarray]:
+def sequences_from_run(path: Path | str) -> tuple[list[TokenSeq], np.ndarray]:
     """Prompt + completion of every trace of a run folder, and ``correct`` ``[N]`` bool."""
     traces = Run.open(path).traces()
     seqs = [
-        Sequence_(tuple(int(i) for i in p) + tuple(int(i) for i in t), len(p))
+        TokenSeq(tuple(int(i) for i in p) + tuple(int(i) for i in t), len(p))
         for p, t in zip(traces["prompt_ids"], traces["token_ids"], strict=True)
     ]
     return seqs, traces["correct"].to_numpy(dtype=bool)
 
 
-def _as_sequences(lm: LM, source) -> list[Sequence_]:
+def _as_sequences(lm: LM, source) -> list[TokenSeq]:
     if isinstance(source, Run):
         source = source.path
     if isinstance(source, (str, Path)):
@@ -109,7 +109,7 @@ def _as_sequences(lm: LM, source) -> list[Sequence_]:
             raise UserError(f"{source} is not a run folder; pass a list of texts for plain inputs")
         return sequences_from_run(source)[0]
     items = list(source)
-    if items and all(isinstance(i, Sequence_) for i in items):
+    if items and all(isinstance(i, TokenSeq) for i in items):
         return items
     return sequences_from_texts(lm, [str(t) for t in items])
 
@@ -134,13 +134,13 @@ class _Stop(Exception):
     """Raised in the deepest requested block to skip the rest of the forward pass."""
 
 
-def batches(seqs: list[Sequence_], batch_size: int) -> Iterator[list[int]]:
+def batches(seqs: list[TokenSeq], batch_size: int) -> Iterator[list[int]]:
     for begin in range(0, len(seqs), batch_size):
         yield list(range(begin, min(begin + batch_size, len(seqs))))
 
 
 @torch.no_grad()
-def batch_rows(lm: LM, seqs: list[Sequence_], layers: list[int], how: str) -> torch.Tensor:
+def batch_rows(lm: LM, seqs: list[TokenSeq], layers: list[int], how: str) -> torch.Tensor:
     """Reduced block outputs ``[B, n_layers, d]`` (float32) of one batch, right-padded."""
     width, pad = max(len(s.ids) for s in seqs), lm.tokenizer.pad_token_id or 0
     ids = torch.tensor([list(s.ids) + [pad] * (width - len(s.ids)) for s in seqs])
@@ -181,7 +181,7 @@ def collect(
 ) -> RunningStats:
     """Running statistics of block outputs over a set of inputs.
 
-    ``texts_or_run``: texts, :class:`Sequence_` items, or a run folder (prompt + completion of
+    ``texts_or_run``: texts, :class:`TokenSeq` items, or a run folder (prompt + completion of
     each trace). ``positions``: ``last`` real token, ``mean`` over real tokens, or
     ``completion`` (mean over the tokens from each sequence's ``start``). With ``rows`` (a
     ``.npy`` path) every row is also written to a memory map ``[N, n_layers, d]`` float32,

@@ -26,7 +26,7 @@ from rich.console import Console
 
 from thinkscope.errors import UserError
 from thinkscope.generate.pipeline import GenerateConfig, generate_unit
-from thinkscope.interp.activations import Sequence_, collect, load_rows
+from thinkscope.interp.activations import TokenSeq, collect, load_rows
 from thinkscope.interp.cka import cka_matrix
 from thinkscope.interp.directions import Directions, cosine_matrix, decode, diff_in_means
 from thinkscope.interp.presets import Preset, contrast_prompts
@@ -95,7 +95,7 @@ def correctness_probes(
     if min(n_pos, n_neg) < config.preset.folds:
         return None, None, f"{n_pos} correct and {n_neg} wrong traces: too few for probes"
     seqs = [
-        Sequence_(tuple(map(int, p)) + tuple(map(int, t)), len(p))
+        TokenSeq(tuple(map(int, p)) + tuple(map(int, t)), len(p))
         for p, t in zip(frame["prompt_ids"], frame["token_ids"], strict=True)
     ]
     rows_path = config.out / "rows.npy"
