@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from thinkscope.lens import settling_depths_from_states
+from thinkscope.lens import ln_base, settle
 from thinkscope.metrics.confidence import self_certainty
 from thinkscope.metrics.dtr import deep_layer
 from thinkscope.models import LM
@@ -53,12 +53,11 @@ class PrefixScore:
         return self._total[row] / count if count else -math.inf
 
 
-def settle_flops(depths: torch.Tensor, n_layers: int, d: int, vocab: int) -> float:
-    """Unembedding FLOPs of the bottom-up settling fast path for settling depths ``[N]``:
-    the final layer for every position, then layers ``1..c_t`` (at most L - 1) until it
-    settles, ``2 d V`` each. Softmax and JSD (``O(V)`` per layer) are not counted."""
-    layers = 1 + depths.clamp(max=n_layers - 1)
-    return 2.0 * d * vocab * float(layers.sum())
+def unembed_flops(lm: LM, rows: int) -> float:
+    """FLOPs of ``rows`` (position, layer) unembedding products, ``2 d V`` each (the final
+    norm, softmax and JSD, ``O(d + V)`` per row, are not counted)."""
+    vocab, d = lm.anatomy.unembed.weight.shape
+    return 2.0 * d * vocab * rows
 
 
 class PrefixDTR(PrefixScore):
@@ -66,7 +65,8 @@ class PrefixDTR(PrefixScore):
     whose settling depth is ``>= deep_layer(L, rho)``.
 
     A token settles at the first layer whose logit-lens JSD to the final layer is ``<= g``
-    (in log ``base`` units; :func:`thinkscope.lens.settling_depths_from_states`).
+    (in log ``base`` units) by the lens's fast path (:func:`thinkscope.lens.settle`), whose
+    count of (position, layer) products gives ``flops``.
     ``tie_break``: add ``1e-6 *`` the mean settling depth over L, so samples with equal DTR
     rank by depth (exactly lexicographic while the prefix is under 1,000 tokens).
     """
@@ -81,10 +81,9 @@ class PrefixDTR(PrefixScore):
 
     def depths(self, states: list[torch.Tensor]) -> torch.Tensor:
         """Settling depths ``[N]`` (1..L) of the positions in ``states``; counts their FLOPs."""
-        depths = settling_depths_from_states(self.lm, states, self.g, base=self.base)
-        vocab, d = self.lm.anatomy.unembed.weight.shape
-        self.flops += settle_flops(depths, self.lm.n_layers, d, vocab)
-        return depths
+        settled = settle(self.lm, states, [self.g * ln_base(self.base)])
+        self.flops += unembed_flops(self.lm, settled.layer_rows)
+        return settled.depths[:, 0]
 
     def values(self, states: list[torch.Tensor]) -> torch.Tensor:
         depths = self.depths(states)
@@ -113,8 +112,7 @@ class PrefixSelfCertainty(PrefixScore):
 
     def values(self, states: list[torch.Tensor]) -> torch.Tensor:
         logprobs = torch.log_softmax(self.lm.head(states[-1]).float(), dim=-1)
-        vocab, d = self.lm.anatomy.unembed.weight.shape
-        self.flops += 2.0 * d * vocab * logprobs.shape[0]
+        self.flops += unembed_flops(self.lm, logprobs.shape[0])
         return self_certainty(logprobs.mean(dim=-1), logprobs.shape[-1])
 
 
