@@ -1,0 +1,90 @@
+"""What the REV group costs per trace, against one plain forward pass measured in the same run.
+
+    python benchmarks/rev.py [--model smollm2-135m] [--prompt 100] [--completion 64] [--repeats 3]
+
+Rows (median wall time over ``--repeats`` of one synthetic trace, fp32 on CPU):
+
+- (a) one plain forward pass over prompt + completion[:-1] (``lm.model``, no hooks);
+- (b) the scoring pass with the in-pass metrics ``ae,fl,ape`` (hooks, eager attention);
+- (c) ``sib``: three paraphrase passes over the prompt plus the original;
+- (d) ``apl,cud``: the ablation passes (one clean + L MLP + C head ablations);
+- (e) the whole ``rev`` group (b + c + d, one ``measure`` call).
+
+It prints each time, its ratio to (a), and the issue's budget check: (e) minus the ablation
+passes (d) over (a), which should be at most 3. The per-model calibration is computed (or
+read from the cache) before timing and reported separately. Never asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from thinkscope.metrics import measure, parse_metrics
+from thinkscope.metrics.rev_control import controls
+from thinkscope.models import load_model
+
+
+def timed(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--prompt", type=int, default=100)
+    parser.add_argument("--completion", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    lm = load_model(args.model, device="cpu")
+    text = "If Tom has 3 apples and buys 2 more, then how many apples does he have? " * 40
+    ids = lm.tokenizer(text)["input_ids"]
+    prompt, completion = ids[: args.prompt], ids[args.prompt : args.prompt + args.completion]
+    start = time.perf_counter()
+    ctl = controls(lm)
+    calibration = time.perf_counter() - start
+    seq = torch.tensor([prompt + completion[:-1]])
+
+    @torch.no_grad()
+    def plain():
+        lm.model(input_ids=seq, use_cache=False)
+
+    def run(metrics: str):
+        return lambda: measure(lm, [prompt], [completion], parse_metrics(metrics))
+
+    rows = {
+        "(a) one plain forward pass": timed(plain, args.repeats),
+        "(b) in-pass ae,fl,ape": timed(run("ae,fl,ape"), args.repeats),
+        "(c) sib": timed(run("sib"), args.repeats),
+        "(d) apl,cud ablation passes": timed(run("apl,cud"), args.repeats),
+        "(e) the whole rev group": timed(run("rev"), args.repeats),
+    }
+    base = rows["(a) one plain forward pass"]
+    passes = 1 + lm.n_layers + len(ctl.circuit)
+    print(
+        f"{args.model}: L = {lm.n_layers}, C = {len(ctl.circuit)} circuit heads, "
+        f"T = {len(prompt)} + {len(completion)} tokens, threads = {torch.get_num_threads()}"
+    )
+    print(f"calibration (cached after the first run): {calibration:.2f} s\n")
+    print("| what | time s | x (a) |\n|---|---|---|")
+    for name, value in rows.items():
+        print(f"| {name} | {value:.3f} | {value / base:.2f} |")
+    ablation = rows["(d) apl,cud ablation passes"]
+    budget = (rows["(e) the whole rev group"] - ablation) / base
+    print(
+        f"\n(e) - (d) = {budget:.2f} x one forward pass (budget: 3); "
+        f"(d) = {ablation / base:.1f} x for {passes} ablation passes "
+        f"({ablation / base / passes:.2f} x per pass)"
+    )
+
+
+if __name__ == "__main__":
+    main()
