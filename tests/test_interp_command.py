@@ -4,6 +4,7 @@ import json
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -11,8 +12,9 @@ from thinkscope.cli import app
 from thinkscope.errors import UserError
 from thinkscope.interp.command import parse_layers
 from thinkscope.interp.directions import Directions
-from thinkscope.interp.pipeline import InterpConfig, run_interp
+from thinkscope.interp.pipeline import InterpConfig, correctness_probes, run_interp
 from thinkscope.interp.presets import PRESETS, parse_preset
+from tiny import tiny_lm
 
 runner = CliRunner()
 
@@ -71,6 +73,23 @@ def test_run_pipeline_with_two_tiny_models(tiny_model_dir, tmp_path):
     assert "<table>" in (out / "interp.html").read_text()
     with pytest.raises(UserError):
         run_interp(config)  # never overwrites a finished result
+
+
+def test_correctness_probes_and_direction_from_the_rows(tmp_path):
+    lm = tiny_lm("llama", n_layers=3)
+    texts = ["What is 3 + 5?", "Janet has 16 eggs", "The answer is 8.", "Question: A: B:"] * 2
+    ids = [lm.tokenizer(t)["input_ids"] for t in texts]
+    frame = pd.DataFrame({"prompt_ids": ids, "token_ids": ids[::-1], "correct": [True, False] * 4})
+    preset = replace(PRESETS["quick"], folds=2)
+    config = InterpConfig(out=tmp_path, preset=preset, batch_size=3)
+    table, direction, note = correctness_probes(lm, frame, [1, 3], config)
+    assert note is None and list(table["layer"]) == [1, 3]
+    rows = np.load(tmp_path / "rows.npy").astype(np.float64)
+    labels = frame["correct"].to_numpy()
+    want = rows[labels].mean(0) - rows[~labels].mean(0)
+    assert np.allclose(direction.raw, want, atol=1e-6) and direction.counts == (4, 4)
+    _, _, note = correctness_probes(lm, frame.iloc[:3], [1], config)
+    assert "too few" in note
 
 
 def test_cli_directions_steer_and_errors(tiny_model_dir, tmp_path):

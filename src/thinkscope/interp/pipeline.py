@@ -26,7 +26,7 @@ from rich.console import Console
 
 from thinkscope.errors import UserError
 from thinkscope.generate.pipeline import GenerateConfig, generate_unit
-from thinkscope.interp.activations import TokenSeq, collect, load_rows
+from thinkscope.interp.activations import RunningStats, TokenSeq, collect, load_rows
 from thinkscope.interp.cka import cka_matrix
 from thinkscope.interp.directions import Directions, cosine_matrix, decode, diff_in_means
 from thinkscope.interp.presets import Preset, contrast_prompts
@@ -34,7 +34,7 @@ from thinkscope.interp.probes import probe_layers
 from thinkscope.interp.sweep import steering_sweep
 from thinkscope.interp.transplant import fit_map, transplant
 from thinkscope.models import LM, load_model
-from thinkscope.runstore.atomic import write_json, write_parquet
+from thinkscope.runstore.atomic import atomic_write, write_json, write_parquet
 from thinkscope.tasks.loaders import load_problems
 
 console = Console(stderr=True)
@@ -103,11 +103,12 @@ def correctness_probes(
     rows = load_rows(rows_path)
     table = probe_layers(rows, labels, layers, folds=config.preset.folds, seed=config.seed)
     write_parquet(config.out / "probes.parquet", table)
-    table.to_csv(config.out / "probes.csv", index=False)
-    good = collect(lm, [s for s, ok in zip(seqs, labels, strict=True) if ok], layers, "completion")
-    bad = collect(
-        lm, [s for s, ok in zip(seqs, labels, strict=True) if not ok], layers, "completion"
-    )
+    atomic_write(config.out / "probes.csv", lambda path: table.to_csv(path, index=False))
+    good, bad = (RunningStats.empty(layers, rows.shape[2], False) for _ in range(2))
+    for begin in range(0, len(rows), 256):  # stream the memory map, chunk by chunk
+        chunk, ok = np.asarray(rows[begin : begin + 256]), labels[begin : begin + 256]
+        good.update(chunk[ok])
+        bad.update(chunk[~ok])
     direction = diff_in_means(good, bad, lm.name, ("correct", "wrong"), positions="completion")
     return table, direction, None
 
