@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
+import sys
 import time
 import types
 
@@ -60,6 +61,7 @@ def sampler_at(commit: str):
         check=True,
     ).stdout
     module = types.ModuleType(f"sampler_{commit}")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
     exec(compile(source, f"sampler@{commit}", "exec"), module.__dict__)
     return module
 
