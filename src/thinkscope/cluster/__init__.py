@@ -5,6 +5,7 @@ units. Each Ray worker (an actor: one per GPU when the cluster has GPUs, else on
 calls ``factory()`` once (loading the model once) and then ``work(unit)`` for each unit it is
 given; ``work`` writes the unit's shard into the run folder itself and returns a small dict of
 counts, which the driver uses for progress. ``ray.util.ActorPool`` hands out the units.
+On a multi-machine cluster the run folder must be on a filesystem every worker sees.
 
 Resuming: a shard is written atomically, so a killed worker leaves no partial shard; Ray
 restarts the actor and retries its unit (``max_restarts``/``max_task_retries``), and a rerun of a
