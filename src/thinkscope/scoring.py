@@ -30,13 +30,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from thinkscope.errors import UserError
 from thinkscope.metrics import MetricSpec, measure, parse_metrics
-from thinkscope.models import LM, load_model
-from thinkscope.models.command import loading_options
+from thinkscope.models import LM
 from thinkscope.runstore.atomic import write_json, write_parquet
 from thinkscope.runstore.folder import Run, now
 from thinkscope.trace import Trace
@@ -144,9 +149,11 @@ def score_frame(
             stacklevel=3,
         )
     batches, parts = plan_batches(frame, batch_tokens), []
-    columns = [TextColumn("[bold]score"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    columns = [TextColumn("[bold]score"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("traces {task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+               TimeRemainingColumn()]
     with Progress(*columns, disable=not show_progress) as progress:
-        bar = progress.add_task("score", total=len(frame))
+        bar = progress.add_task("score", total=len(frame), rate="")
         for index, rows in enumerate(batches):
             shard = shard_dir / f"{index:05d}.parquet" if shard_dir else None
             if shard is not None and shard.is_file():
@@ -157,6 +164,8 @@ def score_frame(
                     write_parquet(shard, part)
             parts.append(part)
             progress.advance(bar, len(rows))
+            speed = progress.tasks[bar].speed
+            progress.update(bar, rate=f"{speed:.2f}/s" if speed else "")
     merged = pd.concat(parts, ignore_index=True).sort_values("_row")
     merged = merged.drop(columns="_row").reset_index(drop=True)
     for spec in specs:  # run-level metrics (rev: z-scores over the run's traces)
@@ -285,47 +294,11 @@ def score(
     return out
 
 
-@loading_options
-def score_command(
-    run_dir: Path = typer.Argument(..., help="Run folder made by `thinkscope generate`."),
-    metrics: str = typer.Option(
-        DEFAULT_METRICS,
-        help="Comma-separated metric names or groups "
-        "(confidence, all); parameters as name[k=v,...], e.g. dtr[g=0.6].",
-    ),
-    model: str = typer.Option(None, help="Scoring model (default: the run's own model)."),
-    batch_tokens: int = typer.Option(4096, help="Padded tokens per forward pass."),
-    device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
-    loading: dict | None = None,
-) -> None:
-    """Add DTR, confidence and other metric columns to a run's traces."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    run = Run.open(run_dir)
-    specs = parse_metrics(metrics)
-    lm = load_model(
-        model or run.config.get("model", "smollm2-135m"), device=device, **(loading or {})
-    )
-    frame = score_run(lm, run.path, specs, batch_tokens)
-    table = Table("column", "mean", "traces")
-    for spec in specs:
-        if spec.metric.scalar:
-            values = frame[spec.column]
-            table.add_row(
-                escape(spec.column), f"{values.mean():.4f}", str(int(values.notna().sum()))
-            )
-    Console().print(table)
-    Console().print(f"scored {len(frame)} traces in {escape(str(run.path))}")
-
-
 __all__ = [
     "DEFAULT_METRICS",
     "check_tokenizer",
     "score",
     "score_batch",
-    "score_command",
     "score_frame",
     "score_run",
 ]
