@@ -238,3 +238,23 @@ def test_hidden_states_of_the_first_step_are_the_last_prompt_positions():
             torch.testing.assert_close(
                 states[layer][row], alone[layer][0, -1], atol=1e-5, rtol=1e-5
             )
+
+
+def test_a_run_records_the_backend_it_used_and_why(tiny_model_dir, tmp_path, capsys):
+    from thinkscope.generate.pipeline import GenerateConfig, generate_run
+
+    config = GenerateConfig(
+        model=str(tiny_model_dir),
+        task="demo-arith",
+        questions=2,
+        n=2,
+        max_new_tokens=3,
+        batch_size=4,
+    )
+    run = generate_run(config, tmp_path / "run", show_progress=True)
+    assert run.config["backend"] == "hf"  # stored resolved: a resume cannot switch backends
+    line = "backend: hf (auto: vLLM is not installed)"
+    assert line in (run.path / "log.txt").read_text() and line in capsys.readouterr().err
+    with pytest.raises(UserError, match="--backend vllm"):
+        generate_run(config.model_copy(update={"backend": "vllm"}), tmp_path / "other")
+    assert not (tmp_path / "other").exists()  # refused before anything was written
