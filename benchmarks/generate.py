@@ -118,6 +118,9 @@ def main() -> None:
         f"{torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}, "
         f"max_new_tokens {args.max_new_tokens}"
     )
+    start = time.perf_counter()
+    current._stop_candidates(lm.tokenizer, STOP)  # once per tokenizer and stop strings: cached
+    print(f"stop-string vocabulary scan (once per process): {time.perf_counter() - start:.2f} s")
     old = sampler_at(args.baseline) if args.baseline else None
     engine = None
     if args.vllm:
