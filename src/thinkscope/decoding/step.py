@@ -8,24 +8,13 @@ tie exactly; the decision never depends on how a sort orders equal values.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import torch
 
 from thinkscope.decoding.config import DecodingConfig
-
-NEEDS_COUNT = (
-    "top_k",
-    "top_p",
-    "min_p",
-    "greedy_threshold",
-    "prob_threshold",
-    "dynamic_top_k",
-    "hewitt_epsilon",
-    "confidence_bin_only",
-    "cal_acc",
-)
 
 
 @dataclass(frozen=True)
@@ -46,7 +35,10 @@ def entropy(probs: torch.Tensor) -> torch.Tensor:
 
 
 def decode_step(logits: torch.Tensor, config: DecodingConfig) -> DecodingStep:
-    """Scale ``logits`` ``[B, V]`` and remove tokens as ``config`` says (see DecodingConfig)."""
+    """Scale ``logits`` ``[B, V]`` and remove tokens as ``config`` says (see DecodingConfig).
+
+    No host synchronisation: every decision stays on the logits' device.
+    """
     rows, vocab = logits.shape
     if config.identity:
         pmax = torch.softmax(logits.double(), dim=-1).amax(dim=-1)
@@ -59,15 +51,9 @@ def decode_step(logits: torch.Tensor, config: DecodingConfig) -> DecodingStep:
     scaled = torch.where(greedy.unsqueeze(1), logits, scaled)
     probs = torch.softmax(scaled.double(), dim=-1)  # float64: counts and cumsums stay exact
     pmax = probs.amax(dim=-1)
-    k = torch.where(greedy, 1, vocab)
-    knobs = {name: getattr(config, name) for name in NEEDS_COUNT}
-    if any(v is not None for v in knobs.values()):
-        k = torch.minimum(k, _count(probs, pmax, config))
-    if bool((k >= vocab).all()):
+    keep = _keep(scaled, probs, pmax, greedy, config)
+    if keep is None:
         return DecodingStep(scaled, _full(logits, vocab), pmax, temperature)
-    ordered = scaled.sort(dim=-1, descending=True).values
-    cut = ordered.gather(1, (k.clamp(1, vocab) - 1).unsqueeze(1))
-    keep = scaled >= cut
     scores = scaled.masked_fill(~keep, -math.inf)
     return DecodingStep(scores, keep.sum(dim=-1), pmax, temperature)
 
@@ -86,39 +72,50 @@ def _temperature(logits: torch.Tensor, config: DecodingConfig) -> torch.Tensor:
     return t0 * torch.pow(torch.tensor(n, dtype=torch.float64, device=h.device), exponent)
 
 
-def _count(probs: torch.Tensor, pmax: torch.Tensor, c: DecodingConfig) -> torch.Tensor:
-    """The smallest count any set knob allows, ``[B]`` long (not yet clamped to >= 1)."""
+def _keep(scaled, probs, pmax, greedy, c: DecodingConfig) -> torch.Tensor | None:
+    """Kept tokens ``[B, V]`` (None: all). Each set knob keeps the top ``k`` of p, a prefix of
+    the sorted order, so the smallest k is the intersection of the knobs' sets; an empty
+    intersection keeps the argmax (k at least 1). Cuts are ``>=`` the k-th value: ties stay."""
     rows, vocab = probs.shape
-    k = torch.full((rows,), vocab, dtype=torch.long, device=probs.device)
-    bins = (10 * pmax).floor().long().clamp(max=9)  # 0..9; bin b = bins + 1
+    top = scaled >= scaled.amax(dim=-1, keepdim=True)  # the argmax (with ties)
+    bins = (10 * pmax).floor().long().clamp(max=9)  # 0..9; confidence bin b = bins + 1
 
-    def at_least(mask: torch.Tensor) -> torch.Tensor:
-        return mask.sum(dim=-1)
+    def kth_largest(counts: torch.Tensor, bound: int) -> torch.Tensor:
+        values = scaled.topk(min(bound, vocab), dim=-1).values  # [B, bound]
+        return values.gather(1, (counts.clamp(1, values.shape[1]) - 1).unsqueeze(1))
 
-    def where_one(condition: torch.Tensor) -> torch.Tensor:
-        return torch.where(condition, 1, vocab)
+    def only_top_where(condition: torch.Tensor) -> torch.Tensor:
+        return ~condition.unsqueeze(1) | top
 
+    masks = []
+    if c.edt_var is not None or c.temperature < 1e-30:  # rows that may be greedy
+        masks.append(only_top_where(greedy))
     if c.top_k is not None:
-        k = k.clamp(max=c.top_k)
+        masks.append(scaled >= kth_largest(_full(scaled, c.top_k), c.top_k))
     if c.dynamic_top_k is not None:
         table = torch.tensor(c.dynamic_top_k, dtype=torch.long, device=probs.device)
-        k = torch.minimum(k, table[9 - bins])
+        masks.append(scaled >= kth_largest(table[9 - bins], max(c.dynamic_top_k)))
     if c.prob_threshold is not None:
-        k = torch.minimum(k, at_least(probs >= c.prob_threshold))
+        masks.append(probs >= c.prob_threshold)
     if c.min_p is not None:
-        k = torch.minimum(k, at_least(probs >= c.min_p * pmax.unsqueeze(1)))
+        masks.append(probs >= c.min_p * pmax.unsqueeze(1))
     if c.top_p is not None:
-        cumulative = probs.sort(dim=-1, descending=True).values.cumsum(dim=-1)
-        k = torch.minimum(k, at_least(cumulative <= c.top_p) + 1)
+        ordered, order = scaled.sort(dim=-1, descending=True)  # p in the same order
+        cumulative = probs.gather(1, order).cumsum(dim=-1)
+        count = ((cumulative <= c.top_p).sum(dim=-1) + 1).clamp(max=vocab)
+        masks.append(scaled >= ordered.gather(1, (count - 1).unsqueeze(1)))
     if c.hewitt_epsilon is not None:
         eps = c.hewitt_epsilon
         cutoff = torch.clamp(math.sqrt(eps) * torch.exp(-entropy(probs)), max=eps)
-        k = torch.minimum(k, at_least(probs >= cutoff.unsqueeze(1)))
+        masks.append(probs >= cutoff.unsqueeze(1))
     if c.greedy_threshold is not None:
-        k = torch.minimum(k, where_one(pmax < c.greedy_threshold))
+        masks.append(only_top_where(pmax < c.greedy_threshold))
     if c.confidence_bin_only is not None:
-        k = torch.minimum(k, where_one(bins + 1 != c.confidence_bin_only))
+        masks.append(only_top_where(bins + 1 != c.confidence_bin_only))
     if c.cal_acc is not None:
         a, b, thr = c.cal_acc
-        k = torch.minimum(k, at_least(10**a * probs**b >= thr))
-    return k
+        masks.append(10**a * probs**b >= thr)
+    if not masks:
+        return None
+    keep = functools.reduce(torch.logical_and, masks)
+    return keep | (top & ~keep.any(dim=-1, keepdim=True))
