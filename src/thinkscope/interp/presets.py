@@ -32,7 +32,7 @@ class Preset:
 
 
 PRESETS = {
-    "quick": Preset("quick", 24, 4, 40, 16, (-8.0, -4.0, 0.0, 4.0, 8.0), folds=4),
+    "quick": Preset("quick", 16, 4, 24, 8, (-8.0, 0.0, 8.0), folds=4),
     "full": Preset("full", 200, 8, 256, 100, (-8.0, -4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0, 8.0)),
 }
 
