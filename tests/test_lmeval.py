@@ -8,6 +8,8 @@ from lm_eval import simple_evaluate
 from lm_eval.api.instance import Instance
 from lm_eval.tasks import TaskManager
 
+from thinkscope.decoding import DecodingConfig
+from thinkscope.errors import UserError
 from thinkscope.lmeval import TASKS_DIR
 from thinkscope.lmeval.harness import run_harness
 from thinkscope.lmeval.model import ThinkscopeLM, decoding_from_args
@@ -92,6 +94,18 @@ def test_model_args_carry_the_decoding_knobs(tmp_path):
     assert config.edt_var == [0.8, 1.0, 1.0] and config.dynamic_top_k[-1] == 5
     assert config.cal_acc == [0.1, 0.9, 0.2] and config.greedy_threshold == 0.3
     assert args == {"seed": 3}  # the rest goes to the model
+    with pytest.raises(UserError, match="^model_args dynamic_top_k: "):
+        decoding_from_args({"dynamic_top_k": "1;2"})
+
+
+def test_model_args_decoding_wins_over_the_task_sampling():
+    lm = tiny_lm("llama")
+    task = {"until": ["Q:"], "do_sample": True, "temperature": 0.6, "top_p": 0.9}
+    params, until = ThinkscopeLM(lm)._params(task)
+    assert params.decoding == DecodingConfig(temperature=0.6, top_p=0.9) and until == ["Q:"]
+    assert ThinkscopeLM(lm)._params({"do_sample": False})[0].temperature == 0
+    knobs = ThinkscopeLM(lm, greedy_threshold=0.3, temperature=0.8)._params(task)[0].decoding
+    assert knobs == DecodingConfig(greedy_threshold=0.3, temperature=0.8)
 
 
 def test_thinkscope_eval_runs_lm_eval_cli_offline(tiny_model_dir, tmp_path):

@@ -21,6 +21,7 @@ import torch
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+from pydantic import ValidationError
 
 from thinkscope.decoding import DecodingConfig
 from thinkscope.decoding.config import cal_acc_from_file
@@ -46,7 +47,13 @@ def decoding_from_args(args: dict) -> DecodingConfig | None:
                                               args.pop("cal_acc_threshold", None))
     if values.get("dynamic_top_k") is not None:
         values["dynamic_top_k"] = [int(k) for k in values["dynamic_top_k"]]
-    return DecodingConfig(**values) if values else None
+    if not values:
+        return None
+    try:
+        return DecodingConfig(**values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise UserError(f"model_args {first['loc'][0]}: {first['msg']}") from None
 
 
 @register_model("thinkscope")
@@ -159,11 +166,10 @@ class ThinkscopeLM(TemplateLM):
         until = [until] if isinstance(until, str) else list(until)
         max_new = int(kwargs.pop("max_gen_toks", 256))
         decoding = self.decoding
-        if decoding is None:
-            sample = kwargs.get("do_sample", False) and kwargs.get("temperature", 1.0) > 0
-            task = {k: kwargs[k] for k in _TASK_SAMPLING if k in kwargs} if sample else {}
-            decoding = DecodingConfig(**{**task, "temperature": task.get("temperature", 1.0)
-                                         if sample else 0.0})
+        if decoding is None:  # the task's own sampling: greedy unless it asks to sample
+            sample = bool(kwargs.get("do_sample")) and kwargs.get("temperature", 1.0) > 0
+            task = {k: kwargs[k] for k in _TASK_SAMPLING if k in kwargs}
+            decoding = DecodingConfig(**task) if sample else DecodingConfig(temperature=0.0)
         return SamplingParams(decoding=decoding, max_new_tokens=max_new,
                               stop=tuple(until)), until
 
