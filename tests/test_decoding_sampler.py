@@ -83,3 +83,21 @@ def test_generate_records_knobs_in_config_and_step_columns(tiny_model_dir, tmp_p
         assert (frame[column].map(len) == frame["n_tokens"]).all(), column
     kept = [k for ks in frame["step_kept"] for k in ks]
     assert min(kept) >= 1 and max(kept) <= 5
+
+
+def test_the_processor_plugs_into_transformers_generate():
+    """HF sampling through DecodingConfig(temperature=0).processor() is greedy decoding."""
+    from transformers import LogitsProcessorList
+
+    lm = _peaked("llama")
+    ids = torch.tensor([PROMPTS[1]])
+    common = dict(max_new_tokens=6, pad_token_id=lm.tokenizer.pad_token_id, eos_token_id=None)
+    greedy = lm.model.generate(ids, do_sample=False, **common)
+    torch.manual_seed(0)
+    rule = LogitsProcessorList([DecodingConfig(temperature=0).processor()])
+    sampled = lm.model.generate(ids, do_sample=True, top_k=0, top_p=1.0, temperature=1.0,
+                                logits_processor=rule, **common)
+    torch.manual_seed(0)
+    free = lm.model.generate(ids, do_sample=True, top_k=0, top_p=1.0, temperature=1.0,
+                             **common)
+    assert torch.equal(sampled, greedy) and not torch.equal(free, greedy)
