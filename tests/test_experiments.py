@@ -174,3 +174,19 @@ def test_multi_run_experiments_refuse_a_reused_run(fake_run, tmp_path):
     with pytest.raises(UserError, match="not found"):
         EXPERIMENTS["threshold-sweep"](_fake_experiment("threshold-sweep", tmp_path / "nope",
                                                         tmp_path))
+
+
+def test_cli_runs_an_experiment_on_a_reused_run(fake_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from thinkscope.cli import app
+
+    out = tmp_path / "cli"
+    result = CliRunner().invoke(app, ["experiment", "threshold-sweep", "--run", str(fake_run),
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(out / "results.csv")) == 7 and not (out / "runs").exists()
+    result = CliRunner().invoke(app, ["experiment", "cot-vs-direct", "--run", str(fake_run),
+                                      "--out", str(tmp_path / "cot")])
+    assert isinstance(result.exception, UserError) and "does not take --run" in str(
+        result.exception)
