@@ -3,10 +3,12 @@
 import pytest
 import torch
 
+from thinkscope.errors import UserError
 from thinkscope.generate.sampler import BatchSampler, SamplingParams
 from thinkscope.lens import (
     Head,
     divergences_from_states,
+    kernel,
     lens_profile,
     sampled_states,
     settle,
@@ -174,15 +176,87 @@ def test_an_empty_completion_has_an_empty_profile():
     assert settle(lm, states, [0.1]).depths.shape == (0, 1)
 
 
-def test_native_kernel_and_eager_torch_agree(monkeypatch):
-    from thinkscope.lens import native
+@pytest.mark.parametrize("family", ["llama", "gemma2"])
+def test_compiled_kernel_matches_reference(family, monkeypatch):
+    """The Inductor-compiled reduction (forced on: tiny blocks stay eager by default)."""
+    monkeypatch.setenv("THINKSCOPE_COMPILE", "1")
+    lm = sharpened(tiny_lm(family))
+    ids, prompt_len = random_ids(20, seed=15), 6
+    ref = reference(lm, ids, prompt_len)
+    prof = token_profile(lm, ids, prompt_len, kl=True)
+    assert not kernel._FAILED, kernel._FAILED  # it really ran compiled
+    torch.testing.assert_close(prof.jsd.double(), ref["jsd"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(prof.kl.double(), ref["kl"], atol=1e-5, rtol=2e-6)
+    torch.testing.assert_close(prof.entropy.double(), ref["entropy"], atol=1e-5, rtol=2e-6)
+    states, _ = sampled_states(lm, [ids[:prompt_len]], [ids[prompt_len:]])
+    g = float(ref["jsd"][:, :-1].median())
+    fast = settle(lm, states, [g], layer_group=2)
+    assert torch.equal(fast.depths[:, 0], settling_depth(prof.jsd, g))
 
-    lm = tiny_lm("gemma2")
-    states, targets = sampled_states(lm, [random_ids(4, 15)], [random_ids(25, 16)])
-    if native.kernel() is None:
-        pytest.skip("no C compiler: only the eager path exists here")
-    fused = lens_profile(lm, states, targets=targets, kl=True)
-    monkeypatch.setattr(native, "kernel", lambda: None)
-    plain = lens_profile(lm, states, targets=targets, kl=True)
-    for name in ("jsd", "kl", "entropy"):
-        torch.testing.assert_close(getattr(fused, name), getattr(plain, name), atol=1e-5, rtol=0)
+
+def test_a_failing_compiler_falls_back_to_eager(monkeypatch):
+    lm = tiny_lm("llama")
+    states, targets = sampled_states(lm, [random_ids(4, 17)], [random_ids(12, 18)])
+    eager = lens_profile(lm, states, targets=targets, kl=True)
+
+    def broken(*_args):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setenv("THINKSCOPE_COMPILE", "1")
+    monkeypatch.setattr(kernel, "_compiled", lambda: broken)
+    monkeypatch.setattr(kernel, "_FAILED", [])
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
+        fallback = lens_profile(lm, states, targets=targets, kl=True)
+    assert kernel.backend() == "eager"
+    torch.testing.assert_close(fallback.jsd, eager.jsd, atol=0, rtol=0)
+    torch.testing.assert_close(fallback.kl, eager.kl, atol=0, rtol=0)
+
+
+@torch.no_grad()
+def masked_reference(lm, states) -> dict[str, torch.Tensor]:
+    """float64 JSD, KL and entropies with 0 log 0 = 0 (``xlogy``), for logits with ``-inf``."""
+    lp = torch.log_softmax(lm.head(states[-1]).double(), -1)
+    p = lp.exp()
+    jsd, kl, ent = [], [], []
+    for layer in range(lm.n_layers):
+        lq = torch.log_softmax(lm.head(states[layer]).double(), -1)
+        q = lq.exp()
+        m = 0.5 * (p + q)
+        kl_pm = (torch.xlogy(p, p) - torch.xlogy(p, m)).sum(-1)
+        kl_qm = (torch.xlogy(q, q) - torch.xlogy(q, m)).sum(-1)
+        jsd.append(0.5 * (kl_pm + kl_qm))
+        kl.append((torch.xlogy(p, p) - torch.xlogy(p, q)).sum(-1))
+        ent.append(-torch.xlogy(q, q).sum(-1))
+    return {name: torch.stack(v, 1) for name, v in (("jsd", jsd), ("kl", kl), ("entropy", ent))}
+
+
+@pytest.mark.parametrize("compiled", ["0", "1"], ids=["eager", "compiled"])
+def test_masked_vocabulary_gives_finite_divergences(compiled, monkeypatch):
+    """A ``-inf`` logit (here: a head bias masking 40 tokens) has q = 0: 0 log 0 = 0, no NaN."""
+    monkeypatch.setenv("THINKSCOPE_COMPILE", compiled)
+    lm = sharpened(tiny_lm("phi"), 10.0)
+    with torch.no_grad():
+        lm.anatomy.unembed.bias[torch.arange(5, 300, 7)] = float("-inf")
+    states, targets = sampled_states(lm, [random_ids(5, 19)], [random_ids(16, 20)])
+    assert torch.isinf(lm.head(states[0])).any()
+    ref = masked_reference(lm, states)
+    prof = lens_profile(lm, states, targets=targets, kl=True)
+    assert torch.isfinite(prof.jsd).all() and torch.isfinite(prof.final.entropy).all()
+    torch.testing.assert_close(prof.jsd.double(), ref["jsd"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(prof.kl.double(), ref["kl"], atol=1e-5, rtol=2e-6)
+    torch.testing.assert_close(prof.entropy.double(), ref["entropy"], atol=1e-5, rtol=2e-6)
+    g = float(ref["jsd"][:, :-1].median())
+    assert torch.equal(settle(lm, states, [g]).depths[:, 0], settling_depth(prof.jsd, g))
+
+
+def test_hugging_face_hidden_states_are_refused():
+    lm = tiny_lm("llama")
+    ids = torch.tensor([random_ids(9, 21)])
+    with torch.no_grad():
+        hidden = lm.model(input_ids=ids, output_hidden_states=True).hidden_states
+    assert len(hidden) == lm.n_layers + 1
+    states = [h[0] for h in hidden]
+    with pytest.raises(UserError, match="output_hidden_states.*record_blocks"):
+        lens_profile(lm, states)
+    with pytest.raises(UserError, match="output_hidden_states"):
+        settle(lm, states, [0.1])

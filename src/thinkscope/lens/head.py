@@ -3,8 +3,10 @@
 ``lm.head(h)`` is final norm -> unembedding -> logit multiplier -> soft-cap. The lens needs
 the same function, but it writes the unembedding product into a preallocated ``[R, V]``
 buffer (``torch.mm(out=)``: no page faults for a fresh 50 MB tensor per chunk) and applies the
-elementwise post-processing later, on cache-sized sub-blocks. ``tests/test_lens.py`` checks
-``Head`` against ``lm.head`` on every tiny model family.
+elementwise post-processing after it. The buffer is fp32 whatever the model's dtype: a bf16
+or fp16 unembedding on CUDA multiplies with fp32 accumulation straight into it
+(``mm(out_dtype=float32)``), so the logits are never rounded to 8 bits of mantissa.
+``tests/test_lens.py`` checks ``Head`` against ``lm.head`` on every tiny model family.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class Head:
         self.multiplier = anatomy.logit_multiplier
         self.softcap = anatomy.softcap
         self.vocab = self.weight.shape[0]
+        self.device = self.weight.device
 
     @torch.no_grad()
     def raw(self, hidden: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -36,7 +39,11 @@ class Head:
         if self.norm is not None:
             hidden = self.norm(hidden)
         hidden = hidden.to(self.weight.dtype)
-        if not self.linear or out.dtype != self.weight.dtype:
+        if self.linear and out.dtype != self.weight.dtype and out.is_cuda:
+            torch.mm(hidden, self.weight.t(), out_dtype=out.dtype, out=out)
+            if self.bias is not None:
+                out.add_(self.bias)
+        elif not self.linear or out.dtype != self.weight.dtype:
             out.copy_(self.unembed(hidden))
         elif self.bias is not None:
             torch.addmm(self.bias, hidden, self.weight.t(), out=out)
@@ -45,7 +52,7 @@ class Head:
         return out
 
     def finish_(self, logits: torch.Tensor) -> torch.Tensor:
-        """Apply the logit multiplier and soft-cap to ``logits`` ``[S, V]`` in place."""
+        """Apply the logit multiplier and soft-cap to ``logits`` ``[R, V]`` in place."""
         if self.multiplier != 1.0:
             logits.mul_(self.multiplier)
         if self.softcap is not None:

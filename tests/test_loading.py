@@ -1,0 +1,79 @@
+"""load_model's loading options, LM.device under accelerate dispatch, the CLI option block."""
+
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from thinkscope.errors import UserError
+from thinkscope.models import load_model
+from thinkscope.models.command import loading_options
+from tiny import tiny_lm
+
+
+def test_dtype_and_attention_reach_the_model(tiny_model_dir):
+    lm = load_model(str(tiny_model_dir), dtype="bfloat16", attn_implementation="eager")
+    assert lm.dtype == torch.bfloat16 and lm.device == torch.device("cpu")
+    assert lm.model.config._attn_implementation == "eager"
+    assert load_model(str(tiny_model_dir), dtype="auto").dtype == torch.float32  # CPU default
+
+
+def test_device_map_loads_through_accelerate(tiny_model_dir):
+    lm = load_model(str(tiny_model_dir), device_map="auto")  # CPU only here: all on cpu
+    assert lm.device == torch.device("cpu")
+    ids = torch.tensor([[5, 6, 7]], device=lm.device)
+    assert lm.model(input_ids=ids).logits.shape == (1, 3, lm.vocab_size)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"dtype": "float8"}, "dtype must be auto or one of"),
+        ({"device": "cpu", "device_map": "auto"}, "not both"),
+        ({"attn_implementation": "no-such-attention"}, "cannot load model"),
+    ],
+)
+def test_bad_loading_options_are_user_errors(tiny_model_dir, options, message):
+    with pytest.raises(UserError, match=message):
+        load_model(str(tiny_model_dir), **options)
+
+
+def test_device_is_where_inputs_go_when_weights_are_offloaded():
+    """accelerate's offload leaves parameters on ``meta``; inputs still go to the hook's device."""
+    from accelerate import cpu_offload
+
+    lm = tiny_lm("llama")
+    cpu_offload(lm.model, execution_device=torch.device("cpu"))
+    assert next(lm.model.parameters()).device.type == "meta"  # what LM.device used to report
+    assert lm.device == torch.device("cpu")
+    ids = torch.tensor([[5, 6, 7]], device=lm.device)
+    assert lm.model(input_ids=ids).logits.shape == (1, 3, lm.vocab_size)
+
+
+def test_option_block_reaches_the_command():
+    app, seen = typer.Typer(), {}
+
+    @app.command()
+    @loading_options
+    def load(spec: str, loading: dict | None = None) -> None:
+        seen.update(spec=spec, **loading)
+
+    @app.command()
+    @loading_options
+    def other(device: str = typer.Option("cpu"), loading: dict | None = None) -> None:
+        seen.update(own_device=device, keys=sorted(loading))
+
+    args = ["load", "m", "--dtype", "bfloat16", "--device-map", "auto", "--revision", "v2"]
+    args += ["--attn-implementation", "sdpa", "--trust-remote-code"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert seen == {
+        "spec": "m",
+        "dtype": "bfloat16",
+        "device": None,
+        "device_map": "auto",
+        "attn_implementation": "sdpa",
+        "revision": "v2",
+        "trust_remote_code": True,
+    }
+    assert CliRunner().invoke(app, ["other", "--device", "cuda"]).exit_code == 0
+    assert seen["own_device"] == "cuda" and "device" not in seen["keys"]  # its own --device wins
