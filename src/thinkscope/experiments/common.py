@@ -12,7 +12,7 @@ An experiment is a function from an :class:`ExperimentConfig` to a result folder
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -50,6 +50,7 @@ class ExperimentConfig:
     rho: float = 0.85
     plot_out: Path | None = None
     run: Path | None = None  # a finished run to reuse instead of generating ("main" only)
+    loading: dict = field(default_factory=dict)  # load_model options (dtype, device, ...)
 
     def generation(self, **overrides) -> GenerateConfig:
         values = dict(
@@ -87,7 +88,7 @@ class Experiment:
     @property
     def lm(self) -> LM:
         if self._lm is None:
-            self._lm = load_model(self.model)
+            self._lm = load_model(self.model, **self.config.loading)
         return self._lm
 
     def tokenizer(self):

@@ -10,9 +10,11 @@ from rich.console import Console
 from rich.table import Table
 
 from thinkscope.decoding.command import decoding_options
+from thinkscope.models.command import loading_options
 
 
 @decoding_options
+@loading_options
 def think_at_n_command(
     out: Path = typer.Option(..., help="Run folder to create (or to resume)."),
     model: str = typer.Option(
@@ -43,6 +45,7 @@ def think_at_n_command(
     batch_size: int = typer.Option(128, help="Sequences decoded at once."),
     resume: bool = typer.Option(False, help="Continue a killed run in --out."),
     decoding: dict | None = None,
+    loading: dict | None = None,
 ) -> None:
     """Think@n, Self-Certainty@n, DeepConf and Cons@n on one sample pool: accuracy versus tokens."""
     from thinkscope.select.experiment import SelectConfig, run_selection
@@ -55,7 +58,7 @@ def think_at_n_command(
         continuous=continuous, batch_size=batch_size, **(decoding or {}),
     )
     complete = (out / "selection.csv").is_file()
-    table = run_selection(config, out, resume=resume)
+    table = run_selection(config, out, resume=resume, loading=loading)
     console = Console()
     if complete:
         console.print(f"{out} is complete (same config): nothing to do")

@@ -217,10 +217,12 @@ def summarize(outcomes: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_selection(config: SelectConfig, out: Path | str, resume: bool = False,
-                  lm: LM | None = None, show_progress: bool = True) -> pd.DataFrame:
+                  lm: LM | None = None, show_progress: bool = True,
+                  loading: dict | None = None) -> pd.DataFrame:
     """Run every method ``config.repeats`` times on ``config.questions`` problems into ``out``;
     return the selection table (also written to ``out/selection.csv``). Resuming a finished
-    run with the same config returns its table; a different config is an error."""
+    run with the same config returns its table; a different config is an error. ``loading``:
+    :func:`~thinkscope.models.load_model` options (dtype, device, device_map, ...)."""
     out = Path(out)
     if (out / "selection.csv").is_file():
         if not resume:
@@ -229,7 +231,7 @@ def run_selection(config: SelectConfig, out: Path | str, resume: bool = False,
         return pd.read_csv(out / "selection.csv")
     warmup = config.warmup_samples  # fail early on a bad --warmup
     problems = load_problems(config.task, config.questions, config.seed, config.fields)
-    lm = lm or load_model(config.model)
+    lm = lm or load_model(config.model, **(loading or {}))
     shots = fewshot_examples(config.task, config.shots, config.seed)
     prompts = [render_prompt(lm.tokenizer, p, config.prompt_style, config.template, shots)
                for p in problems]
