@@ -37,20 +37,26 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _table(rows: dict[str, float], base: float) -> None:
+    print("\n| what | time s | x (a) |\n|---|---|---|")
+    for name, value in rows.items():
+        print(f"| {name} | {value:.3f} | {value / base:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--prompt", type=int, default=100)
     parser.add_argument("--completion", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--skip-ablation", action="store_true", help="only (a)-(c): no calibration, no (d), (e)"
+    )
     args = parser.parse_args()
     lm = load_model(args.model, device="cpu")
     text = "If Tom has 3 apples and buys 2 more, then how many apples does he have? " * 40
     ids = lm.tokenizer(text)["input_ids"]
     prompt, completion = ids[: args.prompt], ids[args.prompt : args.prompt + args.completion]
-    start = time.perf_counter()
-    ctl = controls(lm)
-    calibration = time.perf_counter() - start
     seq = torch.tensor([prompt + completion[:-1]])
 
     @torch.no_grad()
@@ -64,19 +70,26 @@ def main() -> None:
         "(a) one plain forward pass": timed(plain, args.repeats),
         "(b) in-pass ae,fl,ape": timed(run("ae,fl,ape"), args.repeats),
         "(c) sib": timed(run("sib"), args.repeats),
-        "(d) apl,cud ablation passes": timed(run("apl,cud"), args.repeats),
-        "(e) the whole rev group": timed(run("rev"), args.repeats),
     }
     base = rows["(a) one plain forward pass"]
-    passes = 1 + lm.n_layers + len(ctl.circuit)
     print(
-        f"{args.model}: L = {lm.n_layers}, C = {len(ctl.circuit)} circuit heads, "
-        f"T = {len(prompt)} + {len(completion)} tokens, threads = {torch.get_num_threads()}"
+        f"{args.model}: L = {lm.n_layers}, T = {len(prompt)} + {len(completion)} tokens, "
+        f"threads = {torch.get_num_threads()}"
     )
-    print(f"calibration (cached after the first run): {calibration:.2f} s\n")
-    print("| what | time s | x (a) |\n|---|---|---|")
-    for name, value in rows.items():
-        print(f"| {name} | {value:.3f} | {value / base:.2f} |")
+    if args.skip_ablation:
+        _table(rows, base)
+        print(
+            f"\n(b) + (c) = {(rows['(b) in-pass ae,fl,ape'] + rows['(c) sib']) / base:.2f} x "
+            "one forward pass (budget: 3)"
+        )
+        return
+    start = time.perf_counter()
+    ctl = controls(lm)
+    print(f"calibration (cached after the first run): {time.perf_counter() - start:.2f} s")
+    rows["(d) apl,cud ablation passes"] = timed(run("apl,cud"), args.repeats)
+    rows["(e) the whole rev group"] = timed(run("rev"), args.repeats)
+    passes = 1 + lm.n_layers + len(ctl.circuit)
+    _table(rows, base)
     ablation = rows["(d) apl,cud ablation passes"]
     budget = (rows["(e) the whole rev group"] - ablation) / base
     print(
