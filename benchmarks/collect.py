@@ -88,8 +88,8 @@ def child(mode: str, n: int, hidden: int, layers: int, batch: int) -> dict:
         with torch.no_grad():
             for begin in range(0, n, batch):
                 enc = lm.tokenizer(texts[begin : begin + batch], return_tensors="pt", padding=True)
-                with lm.record_blocks() as states:
-                    lm.model(**enc, use_cache=False)
+                with lm.record_blocks() as states:  # logits of the last position only
+                    lm.model(**enc, use_cache=False, logits_to_keep=1)
                 kept.append(([s.clone() for s in states], enc["attention_mask"]))
         sums = [np.zeros(hidden) for _ in range(layers)]
         for states, mask in kept:
