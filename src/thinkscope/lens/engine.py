@@ -120,7 +120,7 @@ def _final(
     for r in (slice(i, i + step) for i in range(0, len(z), step)):
         a = torch.log_softmax(z[r], -1)
         torch.exp(a, out=p[r])
-        neg_h[r] = torch.where(p[r] > 0, p[r] * a, 0.0).sum(-1)
+        neg_h[r] = torch.where(p[r] > 0, p[r] * a, 0.0).sum(-1, dtype=torch.float64)
         stats.mean_logprob[r] = a.mean(-1)
         stats.top_logprobs[r] = a.topk(k, dim=-1).values
         if targets is not None:

@@ -35,15 +35,16 @@ def row_sums(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Logits ``z`` ``[R, V]`` against final probabilities ``p[rows]`` (``p`` ``[N, V]``,
     ``rows`` int64 ``[R]``) -> ``sum q log q``, ``sum s log s``, ``sum p log q``, each ``[R]``
-    float32 (reductions in fp32 whatever ``z``'s dtype)."""
+    float32 (terms in fp32 whatever ``z``'s dtype, accumulated in fp64)."""
     a = torch.log_softmax(z.float(), -1)
     q = a.exp()
     pr = p.index_select(0, rows)
     s = q + pr
-    neg_hq = torch.where(q > 0, q * a, 0.0).sum(-1)
-    sls = torch.where(s > 0, s * s.log(), 0.0).sum(-1)
-    cross = torch.where(pr > 0, pr * a, 0.0).sum(-1)
-    return neg_hq, sls, cross
+    f64 = torch.float64  # fp32 terms, fp64 sums: JSD cancels sums of size ~log V to ~1e-6
+    neg_hq = torch.where(q > 0, q * a, 0.0).sum(-1, dtype=f64)
+    sls = torch.where(s > 0, s * s.log(), 0.0).sum(-1, dtype=f64)
+    cross = torch.where(pr > 0, pr * a, 0.0).sum(-1, dtype=f64)
+    return neg_hq.float(), sls.float(), cross.float()
 
 
 def mode() -> str:
