@@ -100,7 +100,7 @@ def test_compare_a_model_with_itself_is_all_ties(tiny_model_dir, tmp_path):
     assert (tmp_path / "cmp/figures/compare.png").stat().st_size > 1000
     again = compare_models(_config(tiny_model_dir, tiny_model_dir), tmp_path / "cmp", False)
     assert again.summary.equals(result.summary)  # a rerun reuses the finished runs
-    with pytest.raises(UserError, match="other settings"):
+    with pytest.raises(UserError, match="config differs in n"):
         compare_models(_config(tiny_model_dir, tiny_model_dir, n=3), tmp_path / "cmp", False)
 
 

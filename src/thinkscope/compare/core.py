@@ -90,14 +90,10 @@ def resolve_model(spec: str) -> str:
     return spec
 
 
-def ensure_run(config: GenerateConfig, path: Path, lm) -> Run:
-    """The finished run of ``config`` at ``path``: generated, resumed, or reused as it is."""
-    run = Run(path)
-    if run.finished:
-        if run.config != config.model_dump():
-            raise UserError(f"{path} holds a run with other settings; choose another --out")
-        return run
-    return generate_run(config, path, resume=True, lm=lm)
+def ensure_run(config: GenerateConfig, path: Path, lm, progress: bool = True) -> Run:
+    """The finished run of ``config`` at ``path``: generated, resumed, or reused as it is
+    (a finished run with other settings is a :class:`UserError`)."""
+    return generate_run(config, path, resume=True, lm=lm, show_progress=progress)
 
 
 def model_summary(traces: pd.DataFrame, greedy: pd.DataFrame, n: int, columns: list[str]) -> dict:
@@ -135,10 +131,10 @@ def compare_models(
     for label in MODELS:
         lm = load_model(models[label])
         runs = folders[label]
-        run = ensure_run(config.generation(models[label], False), runs / label, lm)
+        run = ensure_run(config.generation(models[label], False), runs / label, lm, progress)
         sampled[label] = score_run(lm, run.path, specs, show_progress=progress)
         greedy_run = ensure_run(
-            config.generation(models[label], True), out / "runs" / f"{label}-greedy", lm
+            config.generation(models[label], True), runs / f"{label}-greedy", lm, progress
         )
         greedy[label] = greedy_run.traces().set_index("problem_id")["correct"]
         del lm
