@@ -23,11 +23,11 @@ def _main(monkeypatch, *args) -> int:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--dynamic-top-k", "1,1,2"], "--dynamic-top-k: Value error, needs 10 integers"),
+        (["--dynamic-top-k", "1,1,2"], "--dynamic-top-k: needs 10 integers"),
         (["--dynamic-top-k", "1,x"], "--dynamic-top-k takes comma-separated ints"),
         (["--confidence-bin-only", "11"], "--confidence-bin-only: Input should be less"),
         (["--confidence-bin-only", "0"], "--confidence-bin-only: Input should be greater"),
-        (["--edt-var", "0,1,1"], "--edt-var: Value error, needs N > 0"),
+        (["--edt-var", "0,1,1"], "--edt-var: needs N > 0"),
         (["--cal-acc-from", "missing/calibration.json", "--cal-acc-threshold", "0.3"],
          "calibration file missing/calibration.json does not exist"),
         (["--cal-acc-from", "missing/calibration.json"], "go together"),

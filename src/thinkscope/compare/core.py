@@ -18,21 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from thinkscope.compare.stats import McNemar, mcnemar_paired, mean_pass_at_k, per_question
 from thinkscope.errors import UserError
 from thinkscope.generate.pipeline import GenerateConfig, generate_run
+from thinkscope.options import CommandConfig
 from thinkscope.runstore.atomic import write_json, write_text
 from thinkscope.runstore.folder import Run
 
 MODELS = ("base", "tuned")
 
 
-class CompareConfig(BaseModel):
+class CompareConfig(CommandConfig):
     """Two models and the one sampling setup both are run with."""
-
-    model_config = ConfigDict(extra="forbid")
 
     base: str
     tuned: str
@@ -46,14 +45,6 @@ class CompareConfig(BaseModel):
     template: str = "plain"
     batch_size: int = Field(64, ge=1)
     metrics: str = "dtr,confidence"
-
-    @classmethod
-    def parse(cls, **values) -> CompareConfig:
-        try:
-            return cls(**values)
-        except ValidationError as err:
-            first = err.errors()[0]
-            raise UserError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from err
 
     def generation(self, model: str, greedy: bool) -> GenerateConfig:
         return GenerateConfig.parse(

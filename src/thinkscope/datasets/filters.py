@@ -15,9 +15,10 @@ import re
 from dataclasses import dataclass
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from thinkscope.errors import UserError
+from thinkscope.options import CommandConfig
 
 _ANSWER_TAG = re.compile(r"<answer>.*?\S.*?</answer>|\\boxed\s*\{", re.S)
 
@@ -27,7 +28,7 @@ def has_answer_tag(response: str) -> bool:
     return bool(_ANSWER_TAG.search(response))
 
 
-class DatasetFilters(BaseModel):
+class DatasetFilters(CommandConfig):
     """What a trace must satisfy to enter the dataset (the defaults keep everything)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -51,17 +52,6 @@ class DatasetFilters(BaseModel):
         if self.fallback_best_correct and self.min_dtr is None:
             raise ValueError("--fallback-best-correct needs --min-dtr")
         return self
-
-    @classmethod
-    def parse(cls, **values) -> DatasetFilters:
-        """Validate, turning the first problem into a one-line :class:`UserError`."""
-        try:
-            return cls(**values)
-        except ValidationError as err:
-            first = err.errors()[0]
-            where = "-".join(map(str, first["loc"])).replace("_", "-")
-            msg = first["msg"].removeprefix("Value error, ")
-            raise UserError(f"--{where}: {msg}" if where else msg) from err
 
     @property
     def needs_dtr(self) -> bool:

@@ -21,18 +21,17 @@ from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from thinkscope.errors import UserError
+from thinkscope.options import CommandConfig
 from thinkscope.runstore.atomic import atomic_write, write_text
 
 ARMS = ("reference", "correct", "all", "dtr-filtered")
 
 
-class SftFilteringConfig(BaseModel):
+class SftFilteringConfig(CommandConfig):
     """The traces, the datasets' filters, the shared training budget and the evaluation."""
-
-    model_config = ConfigDict(extra="forbid")
 
     model: str = "smollm2-135m"
     task: str = "gsm8k"  # held-out evaluation problems
@@ -52,15 +51,6 @@ class SftFilteringConfig(BaseModel):
     eval_questions: int = Field(20, ge=1)
     eval_n: int = Field(4, ge=1)
     batch_tokens: int = Field(4096, ge=1)
-
-    @classmethod
-    def parse(cls, **values) -> SftFilteringConfig:
-        """Validate, turning the first problem into a one-line :class:`UserError`."""
-        try:
-            return cls(**values)
-        except ValidationError as err:
-            first = err.errors()[0]
-            raise UserError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from err
 
 
 def _traces(config: SftFilteringConfig, out: Path) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -29,6 +29,7 @@ from thinkscope.decoding.config import (
 from thinkscope.errors import UserError
 from thinkscope.generate.sampler import BatchSampler, SamplingParams
 from thinkscope.models import LM, load_model, load_tokenizer
+from thinkscope.options import CommandConfig
 from thinkscope.runstore import registry
 from thinkscope.runstore.folder import Run, now
 from thinkscope.tasks.answers import grade
@@ -38,10 +39,8 @@ from thinkscope.tasks.prompts import render_prompt
 from thinkscope.trace import Trace
 
 
-class GenerateConfig(BaseModel):
+class GenerateConfig(CommandConfig):
     """Everything that decides which traces a run holds (saved as ``config.yaml``)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     model: str = "smollm2-135m"
     task: str = "gsm8k"
@@ -70,17 +69,6 @@ class GenerateConfig(BaseModel):
     cal_acc: CalAcc | None = None
     log_steps: bool = False
     backend: Literal["auto", "hf", "vllm"] = "auto"  # stored resolved: hf or vllm
-
-    @classmethod
-    def parse(cls, **values) -> GenerateConfig:
-        """Validate, turning the first problem into a one-line :class:`UserError`."""
-        try:
-            return cls(**values)
-        except ValidationError as err:
-            first = err.errors()[0]
-            raise UserError(
-                f"--{'-'.join(map(str, first['loc'])).replace('_', '-')}: {first['msg']}"
-            ) from err
 
     def decoding(self) -> DecodingConfig:
         """The decoding rule of this run: temperature, top-k/p, min-p and the extra knobs."""
@@ -181,8 +169,12 @@ def _unit_worker(config: GenerateConfig, path: Path, lm: LM | None = None, loadi
         backend = backend or make_backend(config.backend, config.model, lm, config.seed, loading)
         traces, sampler = generate_unit(None, units[name], config, backend)
         run.write_unit(name, pd.DataFrame([t.row() for t in traces]))
-        return dict(unit=name, samples=len(traces), generated=sampler.generated_tokens,
-                    prefill=sampler.prefill_tokens)
+        return dict(
+            unit=name,
+            samples=len(traces),
+            generated=sampler.generated_tokens,
+            prefill=sampler.prefill_tokens,
+        )
 
     return work
 
@@ -193,8 +185,10 @@ def already_finished(run: Run, config: dict, show_progress: bool = True) -> Run:
     stored = run.config
     changed = sorted(k for k in config.keys() | stored.keys() if config.get(k) != stored.get(k))
     if changed:
-        raise UserError(f"{run.path} holds a finished run whose config differs in "
-                        f"{', '.join(changed)}; choose another --out")
+        raise UserError(
+            f"{run.path} holds a finished run whose config differs in "
+            f"{', '.join(changed)}; choose another --out"
+        )
     run.logger().info("resume: the run is complete; nothing to do")
     if show_progress:
         Console(stderr=True).print(f"{run.path} is complete (same config): nothing to do")
@@ -264,8 +258,12 @@ def generate_run(
             prefill += result["prefill"]
             rate = generated / (time.perf_counter() - wall)
             progress.update(bar, advance=result["samples"], rate=f"{rate:.1f} tok/s")
-            log.info("unit %s: %d samples, %d tokens", result["unit"], result["samples"],
-                     result["generated"])
+            log.info(
+                "unit %s: %d samples, %d tokens",
+                result["unit"],
+                result["samples"],
+                result["generated"],
+            )
     run.add_session(
         {
             "started_at": started,

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from thinkscope.errors import UserError
+from thinkscope.options import CommandConfig
 from thinkscope.runstore import registry
 from thinkscope.runstore.atomic import write_json, write_yaml
 from thinkscope.runstore.folder import now
@@ -33,10 +34,8 @@ from thinkscope.train.figure import save_loss_curve
 CONFIG_NAME = "train_config.yaml"
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(CommandConfig):
     """Everything that decides what a training run learns (saved as ``train_config.yaml``)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     model: str = "smollm2-135m"
     dataset: str
@@ -54,17 +53,6 @@ class TrainConfig(BaseModel):
     max_length: int = Field(1024, ge=8)
     seed: int = 0
     save_steps: int = Field(50, ge=1)
-
-    @classmethod
-    def parse(cls, **values) -> TrainConfig:
-        """Validate, turning the first problem into a one-line :class:`UserError`."""
-        try:
-            return cls(**values)
-        except ValidationError as err:
-            first = err.errors()[0]
-            raise UserError(
-                f"--{'-'.join(map(str, first['loc'])).replace('_', '-')}: {first['msg']}"
-            ) from err
 
 
 @dataclass
