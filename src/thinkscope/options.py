@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing_extensions import Self
-
 from pydantic import BaseModel, ConfigDict, ValidationError
+from typing_extensions import Self
 
 from thinkscope.errors import UserError
 
