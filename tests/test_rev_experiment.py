@@ -185,7 +185,6 @@ def test_diff_runs_reports_each_kind_of_difference():
 
 
 @pytest.mark.integration
-@pytest.mark.slow  # calibrates the bundled model's ablation thresholds: over 10 min on 2 cores
 def test_no_rev_metric_is_constant_across_traces_on_the_bundled_model(bundled_lm, tmp_path):
     config = GenerateConfig(
         model="smollm2-135m",

@@ -428,7 +428,7 @@ def test_think_at_n_command_on_the_bundled_model(bundled_lm, tmp_path, monkeypat
 
     from thinkscope.select.command import think_at_n_command
 
-    monkeypatch.setattr(experiment, "load_model", lambda spec: bundled_lm)
+    monkeypatch.setattr(experiment, "load_model", lambda spec, **loading: bundled_lm)
     app = typer.Typer()
     app.command("think-at-n")(think_at_n_command)
     app.command("unused")(lambda: None)  # two commands: keep the subcommand name
@@ -447,4 +447,4 @@ def test_think_at_n_command_on_the_bundled_model(bundled_lm, tmp_path, monkeypat
     assert row.loc["cons@n", "relative_cost"] == 1.0
     assert row.loc["think@n", "tokens"] < row.loc["cons@n", "tokens"]
     assert (table["pool_mismatches"] == 0).all()
-    assert "think@n" in result.output and (out / "selection.png").is_file()
+    assert "selection.csv" in result.output and (out / "selection.png").is_file()
