@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 import yaml
 
 from thinkscope.errors import UserError
+from thinkscope.jsonl import read_objects
 from thinkscope.tasks.problem import Problem
 
 _DATA = resources.files("thinkscope.tasks") / "data"
@@ -146,15 +147,7 @@ def load_jsonl(path: Path, fields: dict[str, str]) -> list[Problem]:
         raise UserError(f"task file not found: {path}")
     names = {"question": "question", "answer": "answer", "id": "id", **fields}
     problems = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}:{number}: malformed JSON ({err.msg})") from err
-        if not isinstance(row, dict):
-            raise UserError(f"{path}:{number}: expected a JSON object per line")
+    for number, row in read_objects(path):
         for key in ("question", "answer"):
             if names[key] not in row:
                 raise UserError(f"{path}:{number}: no field {names[key]!r} (map it with --field)")

@@ -11,10 +11,10 @@ Accepted rows (one JSON object per line):
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from thinkscope.errors import UserError
+from thinkscope.jsonl import read_objects
 
 DEFAULT_FILE = "sft_correct.jsonl"
 
@@ -55,15 +55,7 @@ def _row(raw: dict, where: str) -> dict:
 def load_sft_rows(path: Path) -> list[dict]:
     """Rows ``{"prompt", "completion"}`` (strings, or message lists for chat data) of ``path``."""
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}:{number}: malformed JSON ({err.msg})") from err
-        if not isinstance(raw, dict):
-            raise UserError(f"{path}:{number}: expected a JSON object per line")
+    for number, raw in read_objects(path):
         rows.append(_row(raw, f"{path}:{number}"))
     if not rows:
         raise UserError(f"dataset {path} holds no rows")
