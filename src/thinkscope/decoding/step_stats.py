@@ -14,7 +14,6 @@ import pandas as pd
 from thinkscope.errors import UserError
 from thinkscope.select.vote import vote
 
-STEP_COLUMNS = ("step_pmax", "step_rank", "step_prob", "step_kept")
 RANK_BINS = (  # (label, lo, hi): lo <= mean rank < hi
     ("1", 1.0, 1.0 + 1e-9),
     ("(1, 1.05)", 1.0 + 1e-9, 1.05),
