@@ -30,18 +30,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from thinkscope.errors import UserError
 from thinkscope.metrics import MetricSpec, measure, parse_metrics
 from thinkscope.models import LM
+from thinkscope.progress import progress_bar
 from thinkscope.runstore.atomic import write_json, write_parquet
 from thinkscope.runstore.folder import Run, now
 from thinkscope.trace import Trace
@@ -149,11 +142,8 @@ def score_frame(
             stacklevel=3,
         )
     batches, parts = plan_batches(frame, batch_tokens), []
-    columns = [TextColumn("[bold]score"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("traces {task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
-               TimeRemainingColumn()]
-    with Progress(*columns, disable=not show_progress) as progress:
-        bar = progress.add_task("score", total=len(frame), rate="")
+    with progress_bar("score", "traces", show_progress) as progress:
+        bar = progress.add_task("score", total=len(frame))
         for index, rows in enumerate(batches):
             shard = shard_dir / f"{index:05d}.parquet" if shard_dir else None
             if shard is not None and shard.is_file():
@@ -164,8 +154,6 @@ def score_frame(
                     write_parquet(shard, part)
             parts.append(part)
             progress.advance(bar, len(rows))
-            speed = progress.tasks[bar].speed
-            progress.update(bar, rate=f"{speed:.2f}/s" if speed else "")
     merged = pd.concat(parts, ignore_index=True).sort_values("_row")
     merged = merged.drop(columns="_row").reset_index(drop=True)
     for spec in specs:  # run-level metrics (rev: z-scores over the run's traces)
@@ -201,9 +189,11 @@ def score_run(
     chunk_rows: int | None = None,
     show_progress: bool = True,
     cluster=None,
+    loading=None,
 ) -> pd.DataFrame:
     """Score the run folder ``path`` in place (see the module docstring); returns its traces.
-    With ``cluster`` (:class:`thinkscope.cluster.Cluster`) Ray workers score the batches."""
+    With ``cluster`` (:class:`thinkscope.cluster.Cluster`) Ray workers score the batches, each
+    loading the model with ``loading`` (:class:`~thinkscope.models.loading.Loading`)."""
     run = Run.open(path)
     traces = run.traces()
     scores_path, tokens_path = run.path / "scores.json", run.path / "token_metrics.parquet"
@@ -231,7 +221,8 @@ def score_run(
         check_tokenizer(lm, traces)
         batches = plan_batches(traces, batch_tokens)
         score_shards(
-            cluster, lm.name, run.traces_path, batches, todo, chunk_rows, shard_dir, show_progress
+            cluster, lm.name, run.traces_path, batches, todo, chunk_rows, shard_dir, show_progress,
+            loading,
         )
     scores = score_frame(lm, traces, todo, batch_tokens, chunk_rows, shard_dir, show_progress)
     stamp = now()

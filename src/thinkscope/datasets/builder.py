@@ -28,14 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from thinkscope.datasets import card, export
 from thinkscope.datasets.filters import (
@@ -46,6 +38,7 @@ from thinkscope.datasets.filters import (
     has_answer_tag,
 )
 from thinkscope.errors import UserError
+from thinkscope.progress import progress_bar
 from thinkscope.report.sections import FOLDER, add_section
 from thinkscope.runstore.atomic import write_json, write_parquet
 from thinkscope.runstore.folder import Run
@@ -126,15 +119,7 @@ def _grade_resumably(
     shards = staging / "graded"
     starts = range(0, len(frame), shard_rows)
     done = {int(p.stem) for p in shards.glob("*.parquet")}
-    columns = [
-        TextColumn("[bold]grade"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("traces {task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, disable=not show_progress) as progress:
+    with progress_bar("grade", "traces", show_progress) as progress:
         bar = progress.add_task("grade", total=len(frame), rate="")
         started, count = time.perf_counter(), 0
         progress.advance(bar, sum(min(shard_rows, len(frame) - s) for s in starts if s in done))

@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from thinkscope.decoding.figures import draw_calibration
 from thinkscope.errors import UserError
 from thinkscope.models import LM, load_model
+from thinkscope.progress import progress_bar
 from thinkscope.runstore.atomic import write_json, write_parquet
 from thinkscope.runstore.folder import Run, now
 from thinkscope.stats import calibration_grid, fit_power_law
@@ -221,14 +221,7 @@ def run_calibration(
     units = [problems[i : i + size] for i in range(0, len(problems), size)]
     names = [f"{i:05d}" for i in range(len(units))]
     done = run.done_units()
-    columns = [
-        TextColumn("[bold]calibrate"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("problems"),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, disable=not show_progress) as progress:
+    with progress_bar("calibrate", "problems", show_progress) as progress:
         bar = progress.add_task("calibrate", total=len(problems))
         for name, unit in zip(names, units, strict=True):
             if name not in done:

@@ -12,7 +12,6 @@ from typing import Literal
 import pandas as pd
 from pydantic import Field
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from thinkscope.backends import choose_backend, make_backend
 from thinkscope.backends.hf import HFBackend
@@ -30,6 +29,7 @@ from thinkscope.errors import UserError
 from thinkscope.generate.sampler import BatchSampler, SamplingParams
 from thinkscope.models import LM, load_model, load_tokenizer
 from thinkscope.options import CommandConfig
+from thinkscope.progress import progress_bar
 from thinkscope.runstore import registry
 from thinkscope.runstore.folder import Run, now
 from thinkscope.tasks.answers import grade
@@ -236,14 +236,7 @@ def generate_run(
         len(done),
     )
     started, wall, generated, prefill = now(), time.perf_counter(), 0, 0
-    columns = [
-        TextColumn("[bold]generate"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("samples {task.fields[rate]}"),
-        TimeElapsedColumn(),
-    ]
-    with Progress(*columns, disable=not show_progress, transient=False) as progress:
+    with progress_bar("generate", "samples", show_progress) as progress:
         bar = progress.add_task("generate", total=len(problems) * config.n, rate="")
         progress.advance(bar, sum(len(u) for name, u in units if name in done) * config.n)
         todo = [name for name, _ in units if name not in done]

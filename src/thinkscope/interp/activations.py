@@ -16,20 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
 
 from thinkscope.errors import UserError
 from thinkscope.interp.hooks.base import check_layers, first
 from thinkscope.models import LM
+from thinkscope.progress import progress_bar
 from thinkscope.runstore.folder import Run
 
 POSITIONS = ("last", "mean", "completion")
@@ -123,13 +114,6 @@ def _reduce(h: torch.Tensor, real: torch.Tensor, starts: torch.Tensor, how: str)
     return (h * weights).sum(1) / weights.sum(1)
 
 
-class RateColumn(ProgressColumn):
-    """Sequences per second."""
-
-    def render(self, task: Task) -> Text:
-        return Text(f"{task.speed or 0:.1f} seq/s")
-
-
 class _Stop(Exception):
     """Raised in the deepest requested block to skip the rest of the forward pass."""
 
@@ -202,9 +186,7 @@ def collect(
         target = Path(rows)
         tmp = target.with_name(target.name + ".partial.npy")
         memmap = np.lib.format.open_memmap(tmp, "w+", np.float32, (len(seqs), len(chosen), d))
-    columns = [TextColumn("[bold]collect"), BarColumn(), MofNCompleteColumn(), RateColumn()]
-    columns.append(TimeRemainingColumn())
-    with Progress(*columns, disable=not show_progress) as progress:
+    with progress_bar("collect", "sequences", show_progress) as progress:
         bar = progress.add_task("collect", total=len(seqs))
         for index in batches(seqs, batch_size):
             batch = batch_rows(lm, [seqs[i] for i in index], chosen, positions).numpy()
