@@ -1,5 +1,7 @@
 """load_model's loading options, LM.device under accelerate dispatch, the CLI option block."""
 
+import pickle
+
 import pytest
 import torch
 import typer
@@ -8,6 +10,7 @@ from typer.testing import CliRunner
 from thinkscope.errors import UserError
 from thinkscope.models import load_model
 from thinkscope.models.command import loading_options
+from thinkscope.models.loading import Loading
 from tiny import tiny_lm
 
 
@@ -55,25 +58,63 @@ def test_option_block_reaches_the_command():
 
     @app.command()
     @loading_options
-    def load(spec: str, loading: dict | None = None) -> None:
-        seen.update(spec=spec, **loading)
+    def load(spec: str, loading: Loading | None = None) -> None:
+        seen.update(spec=spec, loading=loading)
 
     @app.command()
     @loading_options
-    def other(device: str = typer.Option("cpu"), loading: dict | None = None) -> None:
-        seen.update(own_device=device, keys=sorted(loading))
+    def other(device: str = typer.Option("cpu"), loading: Loading | None = None) -> None:
+        seen.update(own_device=device, loading=loading)
 
     args = ["load", "m", "--dtype", "bfloat16", "--device-map", "auto", "--revision", "v2"]
     args += ["--attn-implementation", "sdpa", "--trust-remote-code"]
     assert CliRunner().invoke(app, args).exit_code == 0
     assert seen == {
         "spec": "m",
+        "loading": Loading(
+            dtype="bfloat16",
+            device_map="auto",
+            attn_implementation="sdpa",
+            revision="v2",
+            trust_remote_code=True,
+        ),
+    }
+    # one object that unpacks into load_model's keywords: the options that were set
+    assert dict(**seen["loading"]) == {
         "dtype": "bfloat16",
-        "device": None,
         "device_map": "auto",
         "attn_implementation": "sdpa",
         "revision": "v2",
         "trust_remote_code": True,
     }
     assert CliRunner().invoke(app, ["other", "--device", "cuda"]).exit_code == 0
-    assert seen["own_device"] == "cuda" and "device" not in seen["keys"]  # its own --device wins
+    assert seen["own_device"] == "cuda" and "device" not in seen["loading"]  # its own wins
+    assert dict(seen["loading"]) == {"dtype": "auto"}
+
+
+def test_loading_unpacks_into_load_model_and_survives_pickling(tiny_model_dir):
+    loading = Loading(dtype="bfloat16", attn_implementation="eager")
+    lm = load_model(str(tiny_model_dir), **pickle.loads(pickle.dumps(loading)))
+    assert lm.dtype == torch.bfloat16 and lm.model.config._attn_implementation == "eager"
+    assert Loading.of({"dtype": "bfloat16", "attn_implementation": "eager"}) == loading
+    assert Loading.of(None) == Loading() and not Loading() and Loading.of(loading) is loading
+    with pytest.raises(TypeError, match="unknown loading options: dytpe"):
+        Loading.of({"dytpe": "bfloat16"})
+
+
+def test_vllm_engine_arguments_of_the_loading_options():
+    loading = Loading(dtype="bfloat16", revision="abc123", trust_remote_code=True,
+                      attn_implementation="flash_attention_2")
+    assert loading.vllm_args() == {
+        "dtype": "bfloat16",
+        "revision": "abc123",
+        "tokenizer_revision": "abc123",
+        "trust_remote_code": True,
+        "attention_backend": "FLASH_ATTN",
+    }
+    assert Loading().vllm_args() == {"dtype": "auto", "trust_remote_code": False}
+    assert "attention_backend" not in Loading(attn_implementation="sdpa").vllm_args()
+    assert Loading(device="cuda", device_map="auto").vllm_args()["dtype"] == "auto"
+    for placed in (Loading(device="cpu"), Loading(device="cuda:1"), Loading(device_map="cpu")):
+        with pytest.raises(UserError, match="CUDA_VISIBLE_DEVICES"):
+            placed.vllm_args()

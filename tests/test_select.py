@@ -390,11 +390,11 @@ def test_a_killed_run_resumes_to_the_same_table(lm, task_file, tmp_path, monkeyp
 
     real, calls = experiment.run_methods, []
 
-    def dies_after_one(pool, cfg, done):
+    def dies_after_one(pool, cfg, done, engine):
         calls.append(pool.questions)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(pool, cfg, done)
+        return real(pool, cfg, done, engine)
 
     monkeypatch.setattr(experiment, "run_methods", dies_after_one)
     out = tmp_path / "killed"

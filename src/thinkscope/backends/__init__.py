@@ -9,8 +9,10 @@ columns; the tokens differ between backends (each has its own random streams), n
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Mapping
 
 from thinkscope.errors import UserError
+from thinkscope.models.loading import Loading
 
 BACKENDS = ("auto", "hf", "vllm")
 
@@ -49,14 +51,16 @@ def choose_backend(
     return "vllm", "auto: vLLM is installed and CUDA is present"
 
 
-def make_backend(name: str, model: str, lm=None, seed: int = 0, loading: dict | None = None):
-    """The backend ``name`` (``hf`` or ``vllm``) for ``model``; ``lm`` is reused by ``hf``;
-    ``loading``: :func:`~thinkscope.models.load_model` options (``dtype`` also reaches vLLM)."""
-    loading = loading or {}
+def make_backend(name: str, model: str, lm=None, seed: int = 0, loading: Mapping | None = None,
+                 **engine):
+    """The backend ``name`` (``hf`` or ``vllm``) for ``model``; ``lm`` is reused by ``hf``.
+    ``loading`` (:class:`~thinkscope.models.loading.Loading` or a dict of its fields) loads the
+    HF model or configures the vLLM engine; ``engine``: more ``vllm.LLM`` arguments."""
+    loading = Loading.of(loading)
     if name == "vllm":
         from thinkscope.backends.vllm import VLLMBackend
 
-        return VLLMBackend(model, seed=seed, dtype=str(loading.get("dtype") or "auto"))
+        return VLLMBackend(model, seed=seed, loading=loading, **engine)
     from thinkscope.backends.hf import HFBackend
     from thinkscope.models import load_model
 

@@ -13,15 +13,17 @@ V1 model runner); vllm is imported only inside
   of :class:`~thinkscope.decoding.DecodingConfig` run in thinkscope's vLLM logits processor
   (:mod:`thinkscope.decoding.vllm_processor`, registered with the engine). Per-step logs are
   not available (:class:`UserError`).
-- :meth:`VLLMBackend.extend` continues samples from ``prompt + prefix`` (Think@n, DeepConf):
-  the prefix's KV blocks are still cached, so nothing is recomputed.
+- :meth:`VLLMBackend.extend` continues samples from the token ids ``prompt + prefix`` (Think@n,
+  DeepConf): vLLM's prefix cache holds the full KV blocks (16 tokens by default) of the prompt
+  and prefix, so only the last, partial block is recomputed (unless the cache evicted blocks
+  meanwhile); each request's recomputed prompt tokens are reported as its prefill.
 
 Not measured on GPU.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from thinkscope.errors import UserError
@@ -32,11 +34,23 @@ VLLM_VERSION = "0.31.0"
 
 @dataclass
 class Generated:
-    """What one ``complete``/``extend`` call produced (the sampler's three attributes)."""
+    """What one ``complete``/``extend`` call produced: ``completions`` (request order),
+    ``generated_tokens`` sampled by the call and ``prefills``, per completion, the prompt
+    tokens vLLM ran through the model for it (those it did not find in its prefix cache; 0
+    where the call made no request)."""
 
     completions: list[Completion] = field(default_factory=list)
     generated_tokens: int = 0
-    prefill_tokens: int = 0
+    prefills: list[int] = field(default_factory=list)
+
+    @property
+    def prefill_tokens(self) -> int:
+        return sum(self.prefills)
+
+
+def unfinished(completion: Completion, max_new_tokens: int) -> bool:
+    """Was ``completion`` cut by a ``max_tokens`` below ``max_new_tokens`` (so it can go on)?"""
+    return completion.finish_reason == "length" and len(completion.token_ids) < max_new_tokens
 
 
 def sampling_kwargs(params: SamplingParams, seed: int, eos: Sequence[int], max_tokens: int) -> dict:
@@ -123,12 +137,13 @@ def to_completion(output, top_logprobs: int) -> Completion:
 
 def collect(outputs, top_logprobs: int) -> Generated:
     """``LLM.generate``'s request outputs (one sample each, in request order) as
-    :class:`Generated`; prefill counts the prompt tokens vLLM did not find in its cache."""
+    :class:`Generated`; a request's prefill is its prompt tokens vLLM did not find in its cache
+    (``RequestOutput.num_cached_tokens``)."""
     out = Generated()
     for request in outputs:
         (sample,) = request.outputs
         out.completions.append(to_completion(sample, top_logprobs))
-        out.prefill_tokens += len(request.prompt_token_ids) - (request.num_cached_tokens or 0)
+        out.prefills.append(len(request.prompt_token_ids) - (request.num_cached_tokens or 0))
     out.generated_tokens = sum(len(c.token_ids) for c in out.completions)
     return out
 
@@ -150,7 +165,12 @@ def continuation_seed(seed: int) -> int:
 
 
 class VLLMBackend:
-    """vLLM's offline engine with prefix caching and the model's raw log-probs."""
+    """vLLM's offline engine with prefix caching and the model's raw log-probs.
+
+    ``loading`` (:class:`~thinkscope.models.loading.Loading`) reaches ``vllm.LLM`` through
+    :meth:`~thinkscope.models.loading.Loading.vllm_args`; ``engine``: more ``vllm.LLM``
+    keyword arguments. :meth:`around` wraps an engine that is already built (or a stand-in).
+    """
 
     name = "vllm"
 
@@ -158,7 +178,7 @@ class VLLMBackend:
         self,
         model: str,
         seed: int = 0,
-        dtype: str = "auto",
+        loading: Mapping | None = None,
         gpu_memory_utilization: float = 0.85,
         max_logprobs: int = 20,
         logits_processors: Sequence = (),
@@ -166,18 +186,19 @@ class VLLMBackend:
     ) -> None:
         from transformers import GenerationConfig
         from vllm import LLM
+        from vllm import SamplingParams as VLLMSamplingParams
 
         from thinkscope.models import _resolve, load_tokenizer
+        from thinkscope.models.loading import Loading
 
         source = str(_resolve(model))
-        self.tokenizer = load_tokenizer(model)
-        eos = {self.tokenizer.eos_token_id}
+        tokenizer = load_tokenizer(model)
+        eos = {tokenizer.eos_token_id}
         try:
             gen_eos = GenerationConfig.from_pretrained(source).eos_token_id
             eos.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
         except OSError:
             pass
-        self.eos = sorted(i for i in eos if i is not None)
         try:
             from thinkscope.decoding.vllm_processor import DecodingLogitsProcessor
 
@@ -186,23 +207,34 @@ class VLLMBackend:
             pass
         if logits_processors:
             engine["logits_processors"] = list(logits_processors)
-        self.llm = LLM(
+        llm = LLM(
             model=source,
             tokenizer=source,
-            dtype=dtype,
             seed=seed,
             enable_prefix_caching=True,
             logprobs_mode="raw_logprobs",
             max_logprobs=max_logprobs,
             gpu_memory_utilization=gpu_memory_utilization,
+            **Loading.of(loading).vllm_args(),
             **engine,
         )
+        self._setup(llm, tokenizer, eos, VLLMSamplingParams)
+
+    @classmethod
+    def around(cls, llm, tokenizer, eos: Iterable[int], make_params: Callable = dict):
+        """A backend on the engine ``llm`` (anything with vLLM's ``generate``);
+        ``make_params`` builds one request's sampling params from keyword arguments."""
+        backend = cls.__new__(cls)
+        backend._setup(llm, tokenizer, eos, make_params)
+        return backend
+
+    def _setup(self, llm, tokenizer, eos: Iterable[int], make_params: Callable) -> None:
+        self.llm, self.tokenizer, self._make_params = llm, tokenizer, make_params
+        self.eos = sorted(i for i in eos if i is not None)
 
     def _run(self, prompts, seeds, params: SamplingParams, max_tokens=None) -> Generated:
-        from vllm import SamplingParams as VLLMSamplingParams
-
         inputs, sampling = build_requests(
-            prompts, seeds, params, self.eos, VLLMSamplingParams, max_tokens
+            prompts, seeds, params, self.eos, self._make_params, max_tokens
         )
         outputs = self.llm.generate(inputs, sampling, use_tqdm=False)
         return collect(outputs, params.top_logprobs)
@@ -215,8 +247,8 @@ class VLLMBackend:
         max_tokens: int | None = None,
     ) -> Generated:
         """One sample per prompt, at most ``max_tokens`` (default: the params') tokens each."""
-        limit = [max_tokens or params.max_new_tokens] * len(prompts)
-        return self._run(prompts, seeds, params, limit)
+        limit = min(max_tokens or params.max_new_tokens, params.max_new_tokens)
+        return self._run(prompts, seeds, params, [limit] * len(prompts))
 
     def extend(
         self,
@@ -224,25 +256,26 @@ class VLLMBackend:
         prefixes: Sequence[Completion],
         seeds: Sequence[int],
         params: SamplingParams,
+        max_tokens: int | None = None,
     ) -> Generated:
-        """Continue each unfinished prefix up to ``params.max_new_tokens`` tokens in all; the
-        prompt and prefix come from the prefix cache. Finished prefixes are returned as they are."""
-        todo = [
-            i
-            for i, p in enumerate(prefixes)
-            if p.finish_reason == "length" and len(p.token_ids) < params.max_new_tokens
-        ]
+        """Continue each :func:`unfinished` prefix by up to ``max_tokens`` tokens (default: up
+        to ``params.max_new_tokens`` in all) from ``prompt + prefix`` token ids, which vLLM finds
+        in its prefix cache, with the seed :func:`continuation_seed` of its own. Finished prefixes
+        are returned as they are (no request, prefill 0)."""
+        todo = [i for i, p in enumerate(prefixes) if unfinished(p, params.max_new_tokens)]
+        room = [params.max_new_tokens - len(prefixes[i].token_ids) for i in todo]
         more = (
             self._run(
                 [list(prompts[i]) + prefixes[i].token_ids for i in todo],
                 [continuation_seed(seeds[i]) for i in todo],
                 params,
-                [params.max_new_tokens - len(prefixes[i].token_ids) for i in todo],
+                [min(r, max_tokens or r) for r in room],
             )
             if todo
             else Generated()
         )
-        out = Generated(list(prefixes), more.generated_tokens, more.prefill_tokens)
-        for i, rest in zip(todo, more.completions, strict=True):
+        out = Generated(list(prefixes), more.generated_tokens, [0] * len(prefixes))
+        for i, rest, prefill in zip(todo, more.completions, more.prefills, strict=True):
             out.completions[i] = merge(prefixes[i], rest)
+            out.prefills[i] = prefill
         return out

@@ -1,14 +1,15 @@
 """``score --ray``: Ray workers score a run's batches into its scoring shards.
 
 The driver plans the batches exactly as :func:`thinkscope.scoring.score_frame` does; each worker
-loads the scoring model once and writes ``scoring/<job>/<batch>.parquet`` atomically; the
-driver's :func:`~thinkscope.scoring.score_frame` then merges the shards (computing nothing).
+loads the scoring model once (with the driver's loading options) and writes
+``scoring/<job>/<batch>.parquet`` atomically; the driver's
+:func:`~thinkscope.scoring.score_frame` then merges the shards (computing nothing).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -23,10 +24,12 @@ from rich.progress import (
 
 from thinkscope.cluster import Cluster
 from thinkscope.metrics import MetricSpec
+from thinkscope.models.loading import Loading
 
 
 def _score_worker(
     model: str,
+    loading: Loading,
     traces_path: Path,
     specs: Sequence[MetricSpec],
     batches: list[list[int]],
@@ -37,7 +40,7 @@ def _score_worker(
     from thinkscope.runstore.atomic import write_parquet
     from thinkscope.scoring import score_batch
 
-    lm, frame = load_model(model), pd.read_parquet(traces_path)
+    lm, frame = load_model(model, **loading), pd.read_parquet(traces_path)
 
     def work(unit: str) -> dict:
         rows = batches[int(unit)]
@@ -58,13 +61,23 @@ def score_shards(
     chunk_rows: int | None,
     shard_dir: Path,
     show_progress: bool = True,
+    loading: Mapping | None = None,
 ) -> int:
-    """Score every batch whose shard is missing on ``cluster``; returns the traces scored."""
+    """Score every batch whose shard is missing on ``cluster``; returns the traces scored.
+    Each worker loads ``model`` with ``loading`` (:class:`~thinkscope.models.loading.Loading`),
+    as the driver loaded it."""
     todo = [
         f"{i:05d}" for i in range(len(batches)) if not (shard_dir / f"{i:05d}.parquet").is_file()
     ]
     factory = functools.partial(
-        _score_worker, model, traces_path, list(specs), batches, chunk_rows, shard_dir
+        _score_worker,
+        model,
+        Loading.of(loading),
+        traces_path,
+        list(specs),
+        batches,
+        chunk_rows,
+        shard_dir,
     )
     columns = [
         TextColumn("[bold]score (ray)"),

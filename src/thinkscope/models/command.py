@@ -2,8 +2,9 @@
 
 ``@loading_options`` under ``@app.command()`` adds ``--dtype``, ``--device``, ``--device-map``,
 ``--attn-implementation``, ``--revision`` and ``--trust-remote-code`` to a command; the command
-receives them as one keyword, ``loading: dict``, of :func:`thinkscope.models.load_model`
-keyword arguments (``load_model(spec, **loading)``). A command that already has its own
+receives them as one keyword, ``loading``: a :class:`~thinkscope.models.loading.Loading`, which
+unpacks into :func:`thinkscope.models.load_model` (``load_model(spec, **loading)``) and travels
+as one object to Ray workers and the vLLM engine. A command that already has its own
 ``--device`` keeps it (and passes it on itself).
 """
 
@@ -14,6 +15,8 @@ import inspect
 from collections.abc import Callable
 
 import typer
+
+from thinkscope.models.loading import Loading
 
 _OPTIONS = {  # name: (annotation, default, help)
     "dtype": (str, "auto", "auto (fp32 on CPU, bf16 on CUDA), float32, bfloat16 or float16."),
@@ -26,7 +29,7 @@ _OPTIONS = {  # name: (annotation, default, help)
 
 
 def loading_options(command: Callable) -> Callable:
-    """``command`` with the loading options added; it gets them as ``loading=dict(...)``."""
+    """``command`` with the loading options added; it gets them as ``loading=Loading(...)``."""
     signature = inspect.signature(command)
     own = set(signature.parameters) - {"loading"}
     added = {name: spec for name, spec in _OPTIONS.items() if name not in own}
@@ -42,7 +45,7 @@ def loading_options(command: Callable) -> Callable:
     @functools.wraps(command)
     def wrapper(**kwargs):
         values = {name: kwargs.pop(name) for name in added}
-        return command(**kwargs, loading=values)
+        return command(**kwargs, loading=Loading(**values))
 
     wrapper.__signature__ = signature.replace(parameters=params)
     wrapper.__annotations__ = {

@@ -9,8 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from thinkscope.cluster import RAY_OPTION
 from thinkscope.decoding.command import decoding_options
 from thinkscope.models.command import loading_options
+from thinkscope.models.loading import Loading
 
 
 @decoding_options
@@ -44,10 +46,16 @@ def think_at_n_command(
         "(DTR, ties broken by mean settling depth)."),
     batch_size: int = typer.Option(128, help="Sequences decoded at once."),
     resume: bool = typer.Option(False, help="Continue a killed run in --out."),
+    backend: str = typer.Option(
+        "auto", help="auto (vLLM when installed with CUDA), hf or vllm: what generates; the "
+        "prefix scores always come from the HF model."),
+    ray: str = typer.Option(None, **RAY_OPTION),
+    workers: int = typer.Option(1, help="Ray workers (> 1 starts a local cluster)."),
     decoding: dict | None = None,
-    loading: dict | None = None,
+    loading: Loading | None = None,
 ) -> None:
     """Think@n, Self-Certainty@n, DeepConf and Cons@n on one sample pool: accuracy versus tokens."""
+    from thinkscope.cluster import from_options
     from thinkscope.select.experiment import SelectConfig, run_selection
 
     config = SelectConfig.parse(
@@ -55,10 +63,11 @@ def think_at_n_command(
         keep_ratio=keep_ratio, repeats=repeats, max_new_tokens=max_new_tokens, seed=seed,
         temperature=temperature, top_p=top_p, prompt_style=prompt_style, template=template,
         fewshot=fewshot, g=g, base=base, rho=rho, eta=eta, window=window, warmup=warmup,
-        continuous=continuous, batch_size=batch_size, **(decoding or {}),
+        continuous=continuous, batch_size=batch_size, backend=backend, **(decoding or {}),
     )
     complete = (out / "selection.csv").is_file()
-    table = run_selection(config, out, resume=resume, loading=loading)
+    table = run_selection(config, out, resume=resume, loading=loading,
+                          cluster=from_options(ray, workers))
     console = Console()
     if complete:
         console.print(f"{out} is complete (same config): nothing to do")

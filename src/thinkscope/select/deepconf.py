@@ -60,13 +60,26 @@ def deepconf_online(pool: Pool, warmup: int, eta: float, window: int) -> Generat
     sampler = pool.sampler(first)
     sampler.run()
     out.add(pool, sampler, first)
-    bars = [_quantile([lowest_group_confidence(c, window) for c in row[:warmup]], 1 - eta)
-            for row in out.completions]
+    bars = online_bars(out, warmup, eta, window)
     if warmup < pool.n:
         rest = pool.samples(warmup)
         sampler = pool.sampler(rest)
         _decode_with_stops(sampler, [bars[q] for q, _ in rest], window)
         out.add(pool, sampler, rest)
+    vote_confident(out, bars, window)
+    return out
+
+
+def online_bars(out: Generation, warmup: int, eta: float, window: int) -> list[float]:
+    """Per question ``[Q]``: the ``1 - eta`` quantile of the warm-up samples' lowest group
+    confidences (samples ``0..warmup-1`` of ``out``, complete)."""
+    return [_quantile([lowest_group_confidence(c, window) for c in row[:warmup]], 1 - eta)
+            for row in out.completions]
+
+
+def vote_confident(out: Generation, bars: list[float], window: int) -> None:
+    """Unpruned samples whose lowest group confidence reaches their question's bar vote,
+    weighted by it; every unpruned sample gets it as its score."""
     for q, row in enumerate(out.completions):
         for k, completion in enumerate(row):
             if completion is None or completion.finish_reason == "pruned":
@@ -75,7 +88,6 @@ def deepconf_online(pool: Pool, warmup: int, eta: float, window: int) -> Generat
             if confidence >= bars[q]:
                 out.voters[q].append(k)
                 out.weights[q].append(confidence)
-    return out
 
 
 def _quantile(values: list[float], q: float) -> float:

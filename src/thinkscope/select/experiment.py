@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 
@@ -44,13 +44,17 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from thinkscope.backends import choose_backend, make_backend
+from thinkscope.cluster import Cluster
 from thinkscope.errors import UserError
 from thinkscope.generate.pipeline import GenerateConfig, sample_seed
 from thinkscope.lens import ln_base
-from thinkscope.models import LM, load_model
+from thinkscope.models import LM, load_model, load_tokenizer
+from thinkscope.models.loading import Loading
 from thinkscope.runstore import registry
 from thinkscope.runstore.atomic import write_parquet, write_text
 from thinkscope.runstore.folder import Run, now
+from thinkscope.select import staged
 from thinkscope.select.deepconf import deepconf_offline, deepconf_online
 from thinkscope.select.figure import plot_selection
 from thinkscope.select.pool import Generation, Pool, cons_at_n, pool_mismatches
@@ -70,6 +74,7 @@ from thinkscope.tasks.prompts import render_prompt
 METHODS = ("pass@1", "cons@n", "think@n", "think@n-depth", "self-certainty@n",
            "deepconf-offline", "deepconf-online")
 CONTINUOUS = ("depth", "dtr+depth")
+VLLM_MEMORY = 0.6  # share of GPU memory vLLM may take; the HF model that scores shares the GPU
 
 
 class SelectConfig(GenerateConfig):
@@ -123,22 +128,38 @@ class SelectConfig(GenerateConfig):
 
 
 def run_methods(pool: Pool, config: SelectConfig,
-                done: Callable[[str], None] = lambda method: None,
+                done: Callable[[str], None] = lambda method: None, engine=None,
                 ) -> dict[str, tuple[Generation, float]]:
     """Each method's generation on ``pool`` and its wall time in seconds (DeepConf offline
     reuses Cons@n's generation, so it gets Cons@n's tokens and time); ``done(method)`` is
-    called as each one finishes."""
-    methods = {
-        "cons@n": lambda: cons_at_n(pool),
-        "think@n": lambda: think_at_n(pool, PrefixDTR(pool.lm, config.g, config.rho, config.base),
-                                      config.prefix_tokens, config.keep_ratio),
-        "think@n-depth": lambda: think_at_n(pool, config.continuous_score(pool.lm),
-                                            config.prefix_tokens, config.keep_ratio),
-        "self-certainty@n": lambda: think_at_n(pool, PrefixSelfCertainty(pool.lm),
-                                               config.prefix_tokens, config.keep_ratio),
-        "deepconf-online": lambda: deepconf_online(pool, config.warmup_samples, config.eta,
-                                                   config.window),
-    }
+    called as each one finishes. ``engine``: a staged engine (the vLLM backend, see
+    :mod:`thinkscope.select.staged`) that generates instead of the pool's HF sampler."""
+    if engine is None:
+        methods = {
+            "cons@n": lambda: cons_at_n(pool),
+            "think@n": lambda: think_at_n(pool, PrefixDTR(pool.lm, config.g, config.rho,
+                                                          config.base),
+                                          config.prefix_tokens, config.keep_ratio),
+            "think@n-depth": lambda: think_at_n(pool, config.continuous_score(pool.lm),
+                                                config.prefix_tokens, config.keep_ratio),
+            "self-certainty@n": lambda: think_at_n(pool, PrefixSelfCertainty(pool.lm),
+                                                   config.prefix_tokens, config.keep_ratio),
+            "deepconf-online": lambda: deepconf_online(pool, config.warmup_samples, config.eta,
+                                                       config.window),
+        }
+    else:
+        def think(score: PrefixScore) -> Generation:
+            return staged.think_at_n(pool, engine, score, config.prefix_tokens,
+                                     config.keep_ratio, config.batch_size)
+
+        methods = {
+            "cons@n": lambda: staged.cons_at_n(pool, engine),
+            "think@n": lambda: think(PrefixDTR(pool.lm, config.g, config.rho, config.base)),
+            "think@n-depth": lambda: think(config.continuous_score(pool.lm)),
+            "self-certainty@n": lambda: think(PrefixSelfCertainty(pool.lm)),
+            "deepconf-online": lambda: staged.deepconf_online(
+                pool, engine, config.warmup_samples, config.eta, config.window),
+        }
     out = {}
     for name, method in methods.items():
         start = time.perf_counter()
@@ -216,14 +237,65 @@ def summarize(outcomes: pd.DataFrame) -> pd.DataFrame:
     return table[columns].round(4)
 
 
+def unit_starts(config: SelectConfig, questions: int) -> dict[str, tuple[int, int]]:
+    """Units of work: name -> (repeat, first question); ``batch_size // n`` questions each."""
+    per_unit = max(1, config.batch_size // config.n)
+    return {f"r{r:03d}-q{s:05d}": (r, s)
+            for r in range(config.repeats) for s in range(0, questions, per_unit)}
+
+
+def unit_worker(config: SelectConfig, path: Path, lm: LM | None = None,
+                loading: Mapping | None = None) -> Callable[..., dict]:
+    """``work(unit name, done=...) -> counts``: runs every method on one unit and writes its
+    shard of outcome rows (a Ray worker builds one of these: the model, and on ``vllm`` the
+    engine, load once). ``loading``: how to load the model (and configure the engine)."""
+    loading = Loading.of(loading)
+    problems = load_problems(config.task, config.questions, config.seed, config.fields)
+    lm = lm or load_model(config.model, **loading)
+    engine = None
+    if config.backend == "vllm":
+        engine = make_backend("vllm", config.model, seed=config.seed, loading=loading,
+                              gpu_memory_utilization=VLLM_MEMORY)
+    shots = fewshot_examples(config.task, config.shots, config.seed)
+    prompts = [render_prompt(lm.tokenizer, p, config.prompt_style, config.template, shots)
+               for p in problems]
+    prompt_ids = [lm.tokenizer(p.text, add_special_tokens=not p.chat)["input_ids"] for p in prompts]
+    params = config.sampling(prompts[0].stop)
+    units, run = unit_starts(config, len(problems)), Run(path)
+    per_unit = max(1, config.batch_size // config.n)
+
+    def work(name: str, done: Callable[[str], None] = lambda method: None) -> dict:
+        repeat, start = units[name]
+        chunk = slice(start, start + per_unit)
+        seeds = [[sample_seed(config.seed + repeat, p.id, k) for k in range(config.n)]
+                 for p in problems[chunk]]
+        pool = Pool(lm, prompt_ids[chunk], seeds, params)
+        generations = run_methods(pool, config, done, engine)
+        run.write_unit(name, pd.DataFrame(outcome_rows(pool, problems[chunk], generations,
+                                                       repeat)))
+        return dict(unit=name, samples=pool.questions * pool.n, dtype=str(lm.dtype),
+                    tokens={m: sum(g.tokens()) for m, (g, _) in generations.items()})
+
+    return work
+
+
 def run_selection(config: SelectConfig, out: Path | str, resume: bool = False,
                   lm: LM | None = None, show_progress: bool = True,
-                  loading: dict | None = None) -> pd.DataFrame:
+                  loading: Mapping | None = None, cluster: Cluster | None = None,
+                  ) -> pd.DataFrame:
     """Run every method ``config.repeats`` times on ``config.questions`` problems into ``out``;
     return the selection table (also written to ``out/selection.csv``). Resuming a finished
     run with the same config returns its table; a different config is an error. ``loading``:
-    :func:`~thinkscope.models.load_model` options (dtype, device, device_map, ...)."""
+    :class:`~thinkscope.models.loading.Loading` (dtype, device, device_map, ...). With
+    ``cluster``, units are shared among Ray workers that each write their shards.
+    ``config.backend``: ``hf``, ``vllm`` (generation on vLLM, scoring on the HF model) or
+    ``auto`` (stored resolved)."""
     out = Path(out)
+    if lm is not None and config.backend == "auto":
+        backend, why = "hf", "auto: a loaded model was passed"
+    else:
+        backend, why = choose_backend(config.backend)
+    config = config.model_copy(update={"backend": backend})
     if (out / "selection.csv").is_file():
         if not resume:
             raise UserError(f"{out} holds a finished selection run; choose another --out")
@@ -231,51 +303,49 @@ def run_selection(config: SelectConfig, out: Path | str, resume: bool = False,
         return pd.read_csv(out / "selection.csv")
     warmup = config.warmup_samples  # fail early on a bad --warmup
     problems = load_problems(config.task, config.questions, config.seed, config.fields)
-    lm = lm or load_model(config.model, **(loading or {}))
-    shots = fewshot_examples(config.task, config.shots, config.seed)
-    prompts = [render_prompt(lm.tokenizer, p, config.prompt_style, config.template, shots)
-               for p in problems]
-    prompt_ids = [lm.tokenizer(p.text, add_special_tokens=not p.chat)["input_ids"] for p in prompts]
-    params = config.sampling(prompts[0].stop)
+    tokenizer = lm.tokenizer if lm is not None else load_tokenizer(config.model)
+    render_prompt(tokenizer, problems[0], config.prompt_style, config.template)  # fail early
+    Run.check_start(out, config.model_dump(), resume=resume)
+    if cluster is None:
+        lm = lm or load_model(config.model, **Loading.of(loading))
     run = Run.start(out, config.model_dump(), resume=resume)
     log, started, wall = run.logger(), now(), time.perf_counter()
-    per_unit = max(1, config.batch_size // config.n)
-    units = [(r, s) for r in range(config.repeats) for s in range(0, len(problems), per_unit)]
-    names = [f"r{r:03d}-q{s:05d}" for r, s in units]
-    done = run.done_units()
-    log.info("select: %d problems x %d samples x %d repeats (warm-up %d), %d units, %d done",
-             len(problems), config.n, config.repeats, warmup, len(units), len(done))
+    units = unit_starts(config, len(problems))
+    names, done = list(units), run.done_units()
+    log.info("backend: %s (%s)", backend, why)
+    log.info("select: %d problems x %d samples x %d repeats (warm-up %d), %d units, %d done%s",
+             len(problems), config.n, config.repeats, warmup, len(units), len(done),
+             f", {cluster.workers} Ray workers" if cluster else "")
     columns = [TextColumn("[bold]select"), BarColumn(), MofNCompleteColumn(),
                TextColumn("samples {task.fields[rate]}"), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn()]
-    sizes = [len(problems[s : s + per_unit]) * config.n for _, s in units]
+    per_unit = max(1, config.batch_size // config.n)
+    sizes = {n: len(problems[s : s + per_unit]) * config.n for n, (_, s) in units.items()}
     methods = len(METHODS) - 2  # pass@1 and DeepConf offline generate nothing of their own
+    todo = [n for n in names if n not in done]
     with Progress(*columns, disable=not show_progress) as progress:
-        finished = sum(z for z, n in zip(sizes, names, strict=True) if n in done)
-        bar = progress.add_task("select", total=sum(sizes) * methods, rate="",
+        finished = sum(sizes[n] for n in names if n in done)
+        bar = progress.add_task("select", total=sum(sizes.values()) * methods, rate="",
                                 completed=finished * methods)
         sampled, clock = 0, time.perf_counter()
 
-        def method_done(method: str, *, name: str, size: int) -> None:
+        def advance(size: int) -> None:
             nonlocal sampled
             sampled += size
             rate = sampled / (time.perf_counter() - clock)
             progress.update(bar, advance=size, rate=f"{rate:.2f}/s")
-            log.info("unit %s: %s done (%d samples, %.2f samples/s overall)", name, method,
-                     size, rate)
 
-        for (repeat, start), name, size in zip(units, names, sizes, strict=True):
-            if name in done:
-                continue
-            chunk = slice(start, start + per_unit)
-            seeds = [[sample_seed(config.seed + repeat, p.id, k) for k in range(config.n)]
-                     for p in problems[chunk]]
-            pool = Pool(lm, prompt_ids[chunk], seeds, params)
-            generations = run_methods(pool, config, partial(method_done, name=name, size=size))
-            run.write_unit(name, pd.DataFrame(outcome_rows(pool, problems[chunk], generations,
-                                                           repeat)))
-            log.info("unit %s: tokens %s", name, {m: sum(g.tokens())
-                                                 for m, (g, _) in generations.items()})
+        if cluster is None:
+            work = unit_worker(config, run.path, lm, loading)
+            results = (work(n, lambda method, n=n: advance(sizes[n])) for n in todo)
+        else:
+            factory = partial(unit_worker, config, run.path, None, Loading.of(loading))
+            results = cluster.map(factory, todo)
+        for result in results:
+            if cluster is not None:
+                advance(result["samples"] * methods)
+            log.info("unit %s (%s model): tokens %s", result["unit"], result["dtype"],
+                     result["tokens"])
     outcomes = pd.concat([pd.read_parquet(run.shards_dir / f"{n}.parquet") for n in names],
                          ignore_index=True)
     table = summarize(outcomes)

@@ -84,9 +84,14 @@ class Generation:
 
     def add(self, pool: Pool, sampler: BatchSampler, samples: Sequence[Sample]) -> None:
         """Record what ``sampler`` (rows = ``samples``) generated and the prefill it ran."""
-        for (q, k), completion in zip(samples, sampler.completions, strict=True):
+        self.record(samples, sampler.completions, pool.prefill_by_question(samples))
+
+    def record(self, samples: Sequence[Sample], completions: Sequence[Completion],
+               prefill: Sequence[int]) -> None:
+        """Set the completions of ``samples`` and add ``prefill`` ``[Q]`` prompt tokens."""
+        for (q, k), completion in zip(samples, completions, strict=True):
             self.completions[q][k] = completion
-        for q, tokens in enumerate(pool.prefill_by_question(samples)):
+        for q, tokens in enumerate(prefill):
             self.prefill_tokens[q] += tokens
 
     def tokens(self) -> list[int]:
