@@ -10,6 +10,7 @@ from thinkscope.cluster import RAY_OPTION, from_options
 from thinkscope.metrics import parse_metrics
 from thinkscope.models import load_model
 from thinkscope.models.command import loading_options
+from thinkscope.models.loading import Loading
 from thinkscope.runstore.folder import Run
 from thinkscope.scoring import DEFAULT_METRICS, score_run
 
@@ -27,7 +28,7 @@ def score_command(
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
     ray: str = typer.Option(None, **RAY_OPTION),
     workers: int = typer.Option(1, help="Ray workers (> 1 starts a local cluster)."),
-    loading: dict | None = None,
+    loading: Loading | None = None,
 ) -> None:
     """Add DTR, confidence and other metric columns to a run's traces."""
     from rich.console import Console
@@ -36,12 +37,13 @@ def score_command(
 
     run = Run.open(run_dir)
     specs = parse_metrics(metrics)
-    lm = load_model(
-        model or run.config.get("model", "smollm2-135m"), device=device, **(loading or {})
-    )
+    loading = Loading.of(loading).replace(device=device)  # Ray workers load it the same way
+    lm = load_model(model or run.config.get("model", "smollm2-135m"), **loading)
     record = run.path / "scores.json"
     before = record.stat().st_mtime_ns if record.is_file() else None
-    frame = score_run(lm, run.path, specs, batch_tokens, cluster=from_options(ray, workers))
+    frame = score_run(
+        lm, run.path, specs, batch_tokens, cluster=from_options(ray, workers), loading=loading
+    )
     if before is not None and record.stat().st_mtime_ns == before:
         Console().print(f"{escape(str(run.path))} is already scored with these metrics: "
                         "nothing to do")
