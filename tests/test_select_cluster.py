@@ -1,0 +1,50 @@
+"""``think-at-n --ray``: two local Ray workers select exactly what one process selects, and load
+the model with the driver's loading options. Skipped when Ray is not installed."""
+
+import pandas as pd
+import pytest
+
+from thinkscope.cluster import Cluster
+from thinkscope.models.loading import Loading
+from thinkscope.select import experiment
+from thinkscope.select.experiment import SelectConfig, run_selection, unit_worker
+
+ray = pytest.importorskip("ray")
+
+TIMED = ["wall_s", "lens_s"]  # seconds: the only columns allowed to differ
+
+
+def small_config(model, tmp_path) -> SelectConfig:
+    path = tmp_path / "task.jsonl"
+    path.write_text("".join(f'{{"question": "What is {a} + {b}?", "answer": "{a + b}"}}\n'
+                            for a, b in [(3, 5), (2, 2), (7, 1)]))
+    return SelectConfig.parse(
+        model=str(model), task=f"jsonl:{path}", questions=3, n=4, prefix_tokens=3,
+        keep_ratio=0.5, repeats=1, max_new_tokens=8, prompt_style="cot", batch_size=8,
+        window=3, g=0.0013, rho=0.75, temperature=1.0, backend="hf")
+
+
+def test_a_unit_worker_loads_the_model_with_the_loading_options(tiny_model_dir, tmp_path,
+                                                                monkeypatch):
+    seen = []
+    real = experiment.load_model
+    monkeypatch.setattr(experiment, "load_model",
+                        lambda spec, **options: seen.append(options) or real(spec, **options))
+    config = small_config(tiny_model_dir, tmp_path)
+    unit_worker(config, tmp_path, None, Loading(dtype="bfloat16", attn_implementation="eager"))
+    assert seen == [{"dtype": "bfloat16", "attn_implementation": "eager"}]
+
+
+def test_two_ray_workers_select_what_one_process_selects(tiny_model_dir, tmp_path):
+    config = small_config(tiny_model_dir, tmp_path)
+    loading = Loading(dtype="bfloat16")
+    one = run_selection(config, tmp_path / "one", show_progress=False, loading=loading)
+    two = run_selection(config, tmp_path / "two", show_progress=False, loading=loading,
+                        cluster=Cluster(2))
+    outcomes = [pd.read_parquet(tmp_path / run / "outcomes.parquet") for run in ("one", "two")]
+    assert len(outcomes[0]) == 3 * len(experiment.METHODS)
+    pd.testing.assert_frame_equal(*(o.drop(columns=TIMED) for o in outcomes))
+    pd.testing.assert_frame_equal(one.drop(columns=TIMED), two.drop(columns=TIMED))
+    log = (tmp_path / "two" / "log.txt").read_text()
+    assert "2 Ray workers" in log
+    assert log.count("(torch.bfloat16 model)") == 2  # both units ran on bf16 models
