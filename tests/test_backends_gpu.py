@@ -52,3 +52,35 @@ def test_vllm_samples_repeat_with_their_seeds_and_carry_the_models_logprobs(engi
         steps = torch.arange(len(done.token_ids), device="cuda") + len(prompt) - 1
         reference = logprobs[steps, torch.tensor(done.token_ids, device="cuda")].cpu()
         assert torch.allclose(torch.tensor(done.logprobs), reference, atol=0.1)  # bf16 engine
+
+
+def test_vllm_continues_a_prefix_from_its_cached_blocks(engine):
+    """Think@n's two stages on vLLM: a seed's prefix is the start of that seed's full sample,
+    and the continuation recomputes at most one partial KV block (16 tokens)."""
+    prompt = engine.tokenizer("Question: what is 12 - 7? Think step by step.\nAnswer:")["input_ids"]
+    params = SamplingParams(temperature=0.8, max_new_tokens=48, top_logprobs=20)
+    seeds = [11, 12, 13, 14]
+    full = engine.complete([prompt] * 4, seeds, params)
+    first = engine.complete([prompt] * 4, seeds, params, max_tokens=16)
+    for whole, prefix in zip(full.completions, first.completions, strict=True):
+        assert prefix.token_ids == whole.token_ids[:16]
+    more = engine.extend([prompt] * 4, first.completions, seeds, params)
+    for prefix, done, prefill in zip(first.completions, more.completions, more.prefills,
+                                     strict=True):
+        assert done.token_ids[:16] == prefix.token_ids and len(done.token_ids) <= 48
+        if prefix.finish_reason == "length":
+            assert 1 <= prefill <= 16
+
+
+def test_think_at_n_on_vllm_scores_with_the_hf_lens(engine):
+    from thinkscope.select import Pool, PrefixSelfCertainty, staged
+
+    lm = load_model("smollm2-135m", device="cuda", dtype="float32")
+    prompt = engine.tokenizer("Question: what is 3 + 5?\nAnswer:")["input_ids"]
+    params = SamplingParams(temperature=0.8, max_new_tokens=32, top_logprobs=20)
+    pool = Pool(lm, [prompt], [[21, 22, 23, 24]], params)
+    gen = staged.think_at_n(pool, engine, PrefixSelfCertainty(lm), prefix=8, keep_ratio=0.5)
+    assert len(gen.voters[0]) == 2 and all(s > -1e9 for s in gen.scores[0])
+    pruned = [c for c in gen.completions[0] if c.finish_reason == "pruned"]
+    assert all(len(c.token_ids) == 8 for c in pruned)
+    assert gen.tokens()[0] == sum(len(c.token_ids) for c in gen.completions[0])
