@@ -94,3 +94,42 @@ def test_a_killed_worker_is_restarted_and_its_unit_redone(local_ray, tmp_path):
     assert sorted(r["unit"] for r in results) == units
     assert (tmp_path / "killed-once").exists()
     assert sorted(p.stem for p in tmp_path.glob("*.txt")) == units
+
+
+def test_generate_and_score_workers_load_with_the_loading_options(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    """What a Ray worker builds from its factory: the model loaded with the driver's options."""
+    import thinkscope.generate.pipeline as pipeline
+    import thinkscope.models
+    from thinkscope.cluster.scoring import _score_worker
+    from thinkscope.metrics import parse_metrics
+    from thinkscope.models.loading import Loading
+
+    loading = Loading(dtype="bfloat16", attn_implementation="eager")
+    seen, real = [], thinkscope.models.load_model
+    monkeypatch.setattr(
+        thinkscope.models,
+        "load_model",
+        lambda spec, **options: seen.append(options) or real(spec, **options),
+    )
+    config = GenerateConfig(
+        model=str(tiny_model_dir), task=GYM, questions=2, n=2, max_new_tokens=3, backend="hf"
+    )
+    generated = generate_run(config, tmp_path / "run", show_progress=False)
+    seen.clear()
+    work = pipeline._unit_worker(config, tmp_path / "again", None, loading)
+    (tmp_path / "again").mkdir()
+    assert work("00000")["samples"] == 4
+    assert seen == [{"dtype": "bfloat16", "attn_implementation": "eager"}]
+    seen.clear()
+    _score_worker(
+        str(tiny_model_dir),
+        loading,
+        generated.traces_path,
+        parse_metrics("length"),
+        [[0]],
+        None,
+        tmp_path / "shards",
+    )("0")
+    assert seen == [{"dtype": "bfloat16", "attn_implementation": "eager"}]

@@ -23,6 +23,12 @@ prefixes from hidden states: Think@n's lens, Self-Certainty@n's head; 0 for the 
 Think@n runs twice: ``think@n`` by the thresholded prefix DTR, and ``think@n-depth`` by a
 continuous prefix score (``continuous``: ``depth``, the mean settling depth, or ``dtr+depth``,
 DTR with the mean settling depth as tie-break).
+
+With ``backend="vllm"`` vLLM generates (:mod:`thinkscope.select.staged`) and the HF model
+scores: ``prefill_tokens`` are then the prompt tokens vLLM reports it computed (its prefix
+cache serves the rest), and ``pool_mismatches`` counts the kept samples whose continuation (a
+fresh seeded stream after the prefix) differs from Cons@n's. With a Ray cluster each worker
+runs whole units (:func:`unit_worker`) and writes their shards.
 """
 
 from __future__ import annotations
