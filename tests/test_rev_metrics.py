@@ -9,11 +9,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from transformers.pytorch_utils import Conv1D
 
 from thinkscope.interp.hooks.interventions import out_projection
-from thinkscope.metrics import measure, parse_metrics
+from thinkscope.metrics import measure, parse_metrics, rev_ablation
 from thinkscope.metrics.rev import COMPONENTS, zscore_mean
-from thinkscope.metrics.rev_ablation import logit_shifts, mlp_plan
+from thinkscope.metrics.rev_ablation import head_plan, logit_shifts, mlp_plan, skip_blocks
 from thinkscope.metrics.rev_control import ARITHMETIC, circuit_size, control_texts, controls
 from thinkscope.metrics.rev_sib import POOL, clause_reorder, connector_swap, synonym_swap
 from tiny import tiny_lm
@@ -113,11 +114,13 @@ def hand_shifts(lm, ids, circuit):
             handle.remove()
     heads = []
     n_heads = lm.model.config.num_attention_heads
-    for layer, head in circuit:  # zero the columns in place, then put them back
+    for layer, head in circuit:  # zero the head's input weights in place, then put them back
         proj = out_projection(lm.anatomy.attentions[layer])
-        width = proj.weight.shape[1] // n_heads  # nn.Linear: [out, in]
+        conv = isinstance(proj, Conv1D)  # gpt2's Conv1D: [in, out]; nn.Linear: [out, in]
+        width = proj.weight.shape[0 if conv else 1] // n_heads
         saved = proj.weight.clone()
-        proj.weight[:, head * width : (head + 1) * width] = 0
+        cols = slice(head * width, (head + 1) * width)
+        proj.weight[(cols, slice(None)) if conv else (slice(None), cols)] = 0
         try:
             heads.append(float((lm.model(input_ids=batch).logits[0, -1].double() - clean).norm()))
         finally:
@@ -153,6 +156,45 @@ def test_apl_and_cud_match_a_hand_run_ablation_loop():
         np.testing.assert_allclose(row, mlp, rtol=1e-5, atol=1e-7)
         assert got["apl"].value == np.mean(mlp > ctl.mlp_threshold())
         assert got["cud"].value == np.mean(heads > ctl.head_threshold())
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gpt2", "gemma2", "phi"])
+def test_truncated_ablation_passes_match_full_passes_in_several_batches(family, monkeypatch):
+    """Every MLP and every head (so ablations start at every block), sequences of three lengths
+    split into a one-row batch and a padded two-row batch: each shift equals the hand-run full
+    pass on the unpadded sequence, and the blocks below an ablation never ran."""
+    lm = tiny_lm(family)
+    seqs = [list(range(5, 15)), [20, 21, 22, 23], [30, 31, 32, 33, 34, 35]]
+    monkeypatch.setattr(rev_ablation, "BATCH_TOKENS", 12)  # batches: [10 tokens], [6, 4]
+    plan = [*mlp_plan(lm), *head_plan(lm)]
+    calls = [0]
+    counters = [
+        m.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+        for m in lm.anatomy.mlps
+    ]
+    try:
+        got = logit_shifts(lm, seqs, plan)
+    finally:
+        for counter in counters:
+            counter.remove()
+    blocks_run = sum(lm.n_layers - a.layer for a in plan) + lm.n_layers  # + the clean pass
+    assert calls[0] == 2 * blocks_run  # two batches
+    every = [(a.layer, a.head) for a in plan if a.head is not None]
+    for seq, row in zip(seqs, got, strict=True):
+        mlp, heads = hand_shifts(lm, seq, every)
+        assert mlp.min() > 1e-4 and heads.min() > 1e-6  # every ablation moves the logits
+        np.testing.assert_allclose(row, np.concatenate([mlp, heads]), rtol=1e-5, atol=1e-7)
+    assert all("forward" not in vars(b) for b in lm.anatomy.layers)  # the stubs are gone
+
+
+def test_skip_blocks_restores_a_forward_wrapper_it_found():
+    lm = tiny_lm("llama")
+    block = lm.anatomy.layers[0]
+    wrapper = block.forward  # an instance attribute, as accelerate's device hooks set
+    block.forward = wrapper
+    with torch.no_grad(), skip_blocks(lm, ["stub"]):
+        assert block(torch.zeros(1, 2, 64)) == "stub"
+    assert vars(block)["forward"] is wrapper
 
 
 def test_zscores_against_a_plain_loop():

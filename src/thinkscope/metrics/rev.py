@@ -17,8 +17,9 @@ Per-trace metrics (``thinkscope score RUN --metrics rev``, or one by one):
   with the median and 1.4826 x the median absolute deviation.
 
 Costs per trace: the in-pass metrics add hooks (and eager attention for ``ape``) to the one
-scoring pass; ``apl`` and ``cud`` need ``L + C`` ablated copies of the trace (C circuit heads,
-at most 24) plus one clean copy; ``sib`` three short prompt passes per distinct prompt.
+scoring pass; ``apl`` and ``cud`` need ``L + C`` ablated passes of the trace (C circuit heads,
+at most 24) plus one clean pass, each ablation at block l computing blocks l..L-1 only (about
+(L + 1) / 2 blocks for the MLPs); ``sib`` three short prompt passes per distinct prompt.
 """
 
 from __future__ import annotations

@@ -4,9 +4,11 @@ one MLP is mean-ablated or one attention head is zeroed.
 The interventions are :func:`thinkscope.interp.ablate_layers` (``component="mlp"``,
 ``method="mean"``: the MLP output at every real position becomes its mean over the row's real
 positions) and :func:`thinkscope.interp.ablate_heads` (the head's slice of the attention output
-projection's input becomes zero). Sequences are right-padded into one batch; each ablation is
-one forward pass of the batch, and the last real position of each row is read through the
-model's own head (``lm.head`` on the last block's output), so no ``[B, S, V]`` logits exist.
+projection's input becomes zero). Sequences are right-padded into batches; per batch one clean
+pass keeps every block's output, and an ablation at block ``l`` then computes blocks ``l..L-1``
+only (the blocks below return their clean outputs). The last real position of each row is read
+through the model's own head (``lm.head`` on the last block's output, ``logits_to_keep=1``), so
+no ``[B, S, V]`` logits exist.
 
 The shift of an ablation is ``||logits_ablated - logits_clean||_2`` at that position.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +27,7 @@ from thinkscope.interp import ablate_heads, ablate_layers
 from thinkscope.models import LM
 from thinkscope.models.adapter import block_output
 
-BATCH_TOKENS = 8192  # padded tokens per ablation pass
+BATCH_TOKENS = 4096  # padded tokens per ablation pass (L of them kept: clean block outputs)
 
 
 @dataclass(frozen=True)
@@ -59,42 +61,90 @@ def head_plan(lm: LM) -> list[Ablation]:
     return [Ablation(layer, head) for layer in range(lm.n_layers) for head in range(n_heads(lm))]
 
 
-@torch.no_grad()
-def last_logits(lm: LM, seqs: Sequence[Sequence[int]], ablation: Ablation | None) -> torch.Tensor:
-    """``[N, V]`` float64 logits at the last position of each of ``seqs`` (one padded pass)."""
-    width, pad = max(map(len, seqs)), lm.tokenizer.pad_token_id or 0
-    ids = torch.tensor([list(s) + [pad] * (width - len(s)) for s in seqs], device=lm.device)
-    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=lm.device)
-    last = torch.tensor([len(s) - 1 for s in seqs], device=lm.device)
-    extra = (
-        {"logits_to_keep": 1}
-        if "logits_to_keep" in inspect.signature(lm.model.forward).parameters
-        else {}
-    )
-    captured: list[torch.Tensor] = []
-    hook = lm.anatomy.layers[-1].register_forward_hook(
-        lambda _m, _i, out: captured.append(block_output(out))
-    )
+@dataclass
+class Padded:
+    """Sequences right-padded into one batch: ``ids``, ``mask`` ``[N, S]``, ``last`` ``[N]``."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+    last: torch.Tensor
+
+    @classmethod
+    def of(cls, lm: LM, seqs: Sequence[Sequence[int]]) -> Padded:
+        width, pad = max(map(len, seqs)), lm.tokenizer.pad_token_id or 0
+        rows = [list(s) + [pad] * (width - len(s)) for s in seqs]
+        mask = [[1] * len(s) + [0] * (width - len(s)) for s in seqs]
+        last = [len(s) - 1 for s in seqs]
+        return cls(*(torch.tensor(x, device=lm.device) for x in (rows, mask, last)))
+
+    @torch.no_grad()
+    def run(self, lm: LM) -> list:
+        """One forward pass; ``[L]`` the blocks' outputs as they returned them (tensors or
+        tuples), read by hooks. The head runs on the final position only (``logits_to_keep``)."""
+        extra = (
+            {"logits_to_keep": 1}
+            if "logits_to_keep" in inspect.signature(lm.model.forward).parameters
+            else {}
+        )
+        outputs: list = [None] * lm.n_layers
+        hooks = [
+            block.register_forward_hook(lambda _m, _i, out, j=j: outputs.__setitem__(j, out))
+            for j, block in enumerate(lm.anatomy.layers)
+        ]
+        try:
+            lm.model(input_ids=self.ids, attention_mask=self.mask, use_cache=False, **extra)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return outputs
+
+    def logits(self, lm: LM, outputs: list) -> torch.Tensor:
+        """``[N, V]`` float64 logits at each row's last real position from the last block's
+        output (``lm.head``, so no ``[N, S, V]`` logits exist)."""
+        states = block_output(outputs[-1])[torch.arange(len(self.last)), self.last]
+        return lm.head(states).double().cpu()
+
+
+@contextlib.contextmanager
+def skip_blocks(lm: LM, outputs: Sequence) -> Iterator[None]:
+    """Blocks ``0 .. len(outputs)-1`` return ``outputs[j]`` (their clean outputs on the same
+    batch) instead of running: an intervention at block ``l`` leaves the residual stream below
+    block ``l`` unchanged, so its pass only needs to compute blocks ``l .. L-1``."""
+    blocks = lm.anatomy.layers[: len(outputs)]
+    saved = [block.__dict__.get("forward") for block in blocks]  # e.g. accelerate's wrapper
+    for block, out in zip(blocks, outputs, strict=True):
+        block.forward = lambda *_a, out=out, **_k: out  # an instance attribute shadows the class's
     try:
-        with ablation.apply(lm) if ablation is not None else contextlib.nullcontext():
-            lm.model(input_ids=ids, attention_mask=mask, use_cache=False, **extra)
+        yield
     finally:
-        hook.remove()
-    states = captured[-1][torch.arange(len(seqs), device=lm.device), last]
-    return lm.head(states).double().cpu()
+        for block, before in zip(blocks, saved, strict=True):
+            if before is None:
+                del block.forward
+            else:
+                block.forward = before
 
 
+@torch.no_grad()
 def logit_shifts(lm: LM, seqs: Sequence[Sequence[int]], plan: Sequence[Ablation]) -> np.ndarray:
-    """``[N, len(plan)]``: L2 distance of each ablation's final logits from the clean ones."""
+    """``[N, len(plan)]``: L2 distance of each ablation's final logits from the clean ones.
+
+    Sequences run in padded batches of at most :data:`BATCH_TOKENS` tokens. Per batch, one clean
+    pass keeps every block's output; an ablation at block ``l`` then runs blocks ``l .. L-1``
+    only (:func:`skip_blocks`), about half the model on average, with the same values as a full
+    pass (the skipped blocks' outputs are the clean ones, computed on the same batch).
+    """
     order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
     out = np.zeros((len(seqs), len(plan)))
     start = 0
     while start < len(order):
         stop = start + max(1, BATCH_TOKENS // len(seqs[order[start]]))
         rows = order[start:stop]
-        part = [seqs[i] for i in rows]
-        clean = last_logits(lm, part, None)
+        batch = Padded.of(lm, [seqs[i] for i in rows])
+        outputs = batch.run(lm)
+        clean = batch.logits(lm, outputs)
         for k, ablation in enumerate(plan):
-            out[rows, k] = (last_logits(lm, part, ablation) - clean).norm(dim=-1).numpy()
+            with skip_blocks(lm, outputs[: ablation.layer]), ablation.apply(lm):
+                shifted = batch.logits(lm, batch.run(lm))
+            out[rows, k] = (shifted - clean).norm(dim=-1).numpy()
         start = stop
     return out
