@@ -48,3 +48,30 @@ def test_two_ray_workers_select_what_one_process_selects(tiny_model_dir, tmp_pat
     log = (tmp_path / "two" / "log.txt").read_text()
     assert "2 Ray workers" in log
     assert log.count("(torch.bfloat16 model)") == 2  # both units ran on bf16 models
+
+
+def test_the_command_passes_backend_cluster_and_loading_on(monkeypatch, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from thinkscope.select.command import think_at_n_command
+
+    seen = {}
+
+    def capture(config, out, resume=False, loading=None, cluster=None):
+        seen.update(backend=config.backend, loading=loading, cluster=cluster)
+        raise SystemExit(3)
+
+    monkeypatch.setattr(experiment, "run_selection", capture)
+    app = typer.Typer()
+    app.command("think-at-n")(think_at_n_command)
+    app.command("unused")(lambda: None)
+    args = ["think-at-n", "--out", str(tmp_path / "o"), "--backend", "vllm", "--workers", "3",
+            "--dtype", "bfloat16", "--revision", "r2"]
+    assert CliRunner().invoke(app, args).exit_code == 3
+    assert seen == {"backend": "vllm", "loading": Loading(dtype="bfloat16", revision="r2"),
+                    "cluster": Cluster(workers=3)}
+    args = ["think-at-n", "--out", str(tmp_path / "o"), "--ray", "ray://head:10001"]
+    assert CliRunner().invoke(app, args).exit_code == 3
+    assert seen["cluster"] == Cluster(workers=1, address="ray://head:10001")
+    assert seen["backend"] == "auto"

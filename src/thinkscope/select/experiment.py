@@ -41,6 +41,7 @@ from pathlib import Path
 
 import pandas as pd
 from pydantic import Field, field_validator
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -319,6 +320,8 @@ def run_selection(config: SelectConfig, out: Path | str, resume: bool = False,
     units = unit_starts(config, len(problems))
     names, done = list(units), run.done_units()
     log.info("backend: %s (%s)", backend, why)
+    if show_progress:
+        Console(stderr=True).print(f"backend: {backend} ({why})")
     log.info("select: %d problems x %d samples x %d repeats (warm-up %d), %d units, %d done%s",
              len(problems), config.n, config.repeats, warmup, len(units), len(done),
              f", {cluster.workers} Ray workers" if cluster else "")
