@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from thinkscope.cluster import RAY_OPTION
+from thinkscope.command import sampling_options
 from thinkscope.decoding.command import decoding_options
 from thinkscope.errors import UserError
 from thinkscope.models.command import loading_options
@@ -40,6 +41,7 @@ def _fields(pairs: list[str]) -> dict[str, str]:
 @app.command()
 @decoding_options
 @loading_options
+@sampling_options
 def generate(
     out: Path = typer.Option(..., help="Run folder to create (or to resume)."),
     model: str = typer.Option(
@@ -50,8 +52,6 @@ def generate(
     ),
     questions: int = typer.Option(20, help="How many problems."),
     n: int = typer.Option(4, help="Samples per problem."),
-    seed: int = typer.Option(0),
-    max_new_tokens: int = typer.Option(256),
     temperature: float = typer.Option(0.7, help="0 is greedy."),
     top_p: float = typer.Option(1.0),
     top_k: int = typer.Option(0),
@@ -69,6 +69,7 @@ def generate(
     workers: int = typer.Option(1, help="Ray workers (> 1 starts a local cluster)."),
     decoding: dict | None = None,
     loading: dict | None = None,
+    sampling: dict | None = None,
 ) -> None:
     """Sample N completions per problem, grade them, and write a run folder."""
     from thinkscope.cluster import from_options
@@ -79,8 +80,6 @@ def generate(
         task=task,
         questions=questions,
         n=n,
-        seed=seed,
-        max_new_tokens=max_new_tokens,
         temperature=temperature,
         top_p=top_p,
         top_k=top_k,
@@ -94,6 +93,7 @@ def generate(
         fields=_fields(field),
         backend=backend,
         **(decoding or {}),
+        **(sampling or {}),
     )
     run = generate_run(
         config, out, resume=resume, cluster=from_options(ray, workers), loading=loading
@@ -207,6 +207,7 @@ _register_stages()
 
 def _experiment_command(name: str, doc: str):
     @loading_options
+    @sampling_options
     def command(
         out: Path = typer.Option(..., help="Result folder for the experiment."),
         model: str = typer.Option("smollm2-135m"),
@@ -214,9 +215,7 @@ def _experiment_command(name: str, doc: str):
         questions: int = typer.Option(12),
         samples_per_question: int = typer.Option(4),
         max_new_tokens: int = typer.Option(64),
-        temperature: float = typer.Option(0.7),
         prompt_style: str = typer.Option("fewshot"),
-        seed: int = typer.Option(0),
         g: float = typer.Option(0.5, help="Settling threshold on the JSD (nats)."),
         rho: float = typer.Option(0.85, help="Deep from layer ceil(rho * L)."),
         plot_out: Path = typer.Option(None, help="Also save the main figure here."),
@@ -224,6 +223,7 @@ def _experiment_command(name: str, doc: str):
             None, help="Reuse this finished (scored) run instead of generating one "
             "(one-run experiments: not temperature-sweep or cot-vs-direct)."),
         loading: dict | None = None,
+        sampling: dict | None = None,
     ) -> None:
         from thinkscope.experiments import EXPERIMENTS, Experiment, ExperimentConfig
 
@@ -234,14 +234,13 @@ def _experiment_command(name: str, doc: str):
             questions=questions,
             samples_per_question=samples_per_question,
             max_new_tokens=max_new_tokens,
-            temperature=temperature,
             prompt_style=prompt_style,
-            seed=seed,
             g=g,
             rho=rho,
             plot_out=plot_out,
             run=run,
             loading=loading or {},
+            **(sampling or {}),
         )
         table = EXPERIMENTS[name](Experiment(name, config))
         console.print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))

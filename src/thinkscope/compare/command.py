@@ -8,7 +8,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from thinkscope.command import sampling_options
 
+
+@sampling_options
 def compare_command(
     base: str = typer.Argument(..., help="Base model (bundled name, directory or hub id)."),
     tuned: str = typer.Argument(..., help="Tuned model: a directory or a `train` folder."),
@@ -16,13 +19,11 @@ def compare_command(
     task: str = typer.Option("gsm8k"),
     questions: int = typer.Option(20),
     n: int = typer.Option(4, help="Samples per question (pass@k up to k = n)."),
-    seed: int = typer.Option(0),
-    temperature: float = typer.Option(0.7),
-    max_new_tokens: int = typer.Option(256),
     prompt_style: str = typer.Option("r1", help="As the training data was made (r1, cot...)."),
     template: str = typer.Option("plain", help="plain, chat or auto."),
     batch_size: int = typer.Option(64),
     metrics: str = typer.Option("dtr,confidence", help="Metrics scored on both runs."),
+    sampling: dict | None = None,
 ) -> None:
     """Both models on the same problems and seeds: accuracy, pass@k, length, DTR, confidence,
     per-question wins and McNemar's test on paired greedy correctness."""
@@ -34,13 +35,11 @@ def compare_command(
         task=task,
         questions=questions,
         n=n,
-        seed=seed,
-        temperature=temperature,
-        max_new_tokens=max_new_tokens,
         prompt_style=prompt_style,
         template=template,
         batch_size=batch_size,
         metrics=metrics,
+        **(sampling or {}),
     )
     result = compare_models(config, out)
     console = Console()
@@ -53,6 +52,7 @@ def compare_command(
     console.print(f"report: {escape(str(result.path / 'report.html'))}")
 
 
+@sampling_options
 def sft_filtering_command(
     out: Path = typer.Option(..., help="Result folder (rerun to resume)."),
     model: str = typer.Option("smollm2-135m"),
@@ -60,9 +60,6 @@ def sft_filtering_command(
     train_task: str = typer.Option("gsm8k:train", help="Problems the training data comes from."),
     questions: int = typer.Option(32, help="Training problems (traces and references)."),
     n: int = typer.Option(4, help="Traces per training problem."),
-    temperature: float = typer.Option(0.7),
-    max_new_tokens: int = typer.Option(256),
-    seed: int = typer.Option(0),
     min_dtr: float = typer.Option(0.3, help="DTR threshold of the filtered arm."),
     keep_per_question: int = typer.Option(2, help="Traces kept per question (filtered arm)."),
     max_steps: int = typer.Option(20, help="Optimizer steps per adapter (the shared budget)."),
@@ -72,6 +69,7 @@ def sft_filtering_command(
     max_length: int = typer.Option(512),
     eval_questions: int = typer.Option(20),
     eval_n: int = typer.Option(4),
+    sampling: dict | None = None,
 ) -> None:
     """Seed 004: reference vs correct vs all traces vs DTR-filtered, one adapter each, one table."""
     from thinkscope.experiments.sft_filtering import SftFilteringConfig, run_sft_filtering
@@ -82,9 +80,6 @@ def sft_filtering_command(
         train_task=train_task,
         questions=questions,
         n=n,
-        temperature=temperature,
-        max_new_tokens=max_new_tokens,
-        seed=seed,
         min_dtr=min_dtr,
         keep_per_question=keep_per_question,
         max_steps=max_steps,
@@ -94,6 +89,7 @@ def sft_filtering_command(
         max_length=max_length,
         eval_questions=eval_questions,
         eval_n=eval_n,
+        **(sampling or {}),
     )
     table = run_sft_filtering(config, out)
     console = Console()

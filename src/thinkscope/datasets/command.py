@@ -10,8 +10,13 @@ from pathlib import Path
 
 import typer
 
+from thinkscope.command import option_block
+
 TRACE_DEFAULTS = {"prompt_style": "r1", "template": "plain"}
 
+export_options = option_block(
+    {"format": (str, "prompt-response", "prompt-response or messages (TRL chat).")}, "export"
+)
 dataset_app = typer.Typer(no_args_is_help=True, help="SFT datasets from traces.")
 
 
@@ -41,6 +46,7 @@ def traces_command(generate: Callable) -> Callable:
 
 
 @dataset_app.command("build")
+@export_options
 def build_command(
     run_dir: Path = typer.Argument(..., help="Run folder from `thinkscope traces` or `generate`."),
     out: Path = typer.Option(..., help="Dataset folder to create (or to resume)."),
@@ -60,10 +66,10 @@ def build_command(
     max_tokens: int = typer.Option(None, help="Drop responses longer than this (tokens)."),
     dedupe: bool = typer.Option(False, help="Drop repeated identical responses to a prompt."),
     dtr_column: str = typer.Option("dtr", help="Which DTR column of a scored run to use."),
-    format: str = typer.Option("prompt-response", help="prompt-response or messages (TRL chat)."),
     push_to_hub: str = typer.Option(None, help="Also push the export to this Hub repo."),
     shard_rows: int = typer.Option(512, min=1, help="Traces graded per checkpoint."),
     resume: bool = typer.Option(False, help="Continue a killed build in --out."),
+    export: dict | None = None,
 ) -> None:
     """Grade a run's traces again, filter them, and write SFT JSONL files with a card."""
     from rich.console import Console
@@ -84,7 +90,13 @@ def build_command(
         dtr_column=dtr_column,
     )
     result = build_dataset(
-        run_dir, out, filters, format, resume=resume, push_to_hub=push_to_hub, shard_rows=shard_rows
+        run_dir,
+        out,
+        filters,
+        resume=resume,
+        push_to_hub=push_to_hub,
+        shard_rows=shard_rows,
+        **(export or {}),
     )
     table = Table("filter", "before", "kept", "dropped", "restored")
     for step in result.steps:
@@ -99,16 +111,17 @@ def build_command(
 
 
 @dataset_app.command("reference")
+@export_options
 def reference_command(
     out: Path = typer.Option(..., help="Dataset folder to create."),
     task: str = typer.Option("gsm8k:train", help="A task whose problems carry worked solutions."),
     questions: int = typer.Option(None, help="How many problems (default: all)."),
-    format: str = typer.Option("prompt-response", help="prompt-response or messages (TRL chat)."),
+    export: dict | None = None,
 ) -> None:
     """SFT files from a task's reference solutions, in the same R1 form as traces."""
     from rich.console import Console
 
     from thinkscope.datasets import reference_dataset
 
-    result = reference_dataset(task, out, questions, format)
+    result = reference_dataset(task, out, questions, **(export or {}))
     Console().print(f"sft_correct: {result.n_correct} rows of {result.n_all}; card: {result.card}")

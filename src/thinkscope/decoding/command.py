@@ -9,13 +9,9 @@ to a command; the command receives them parsed as one keyword, ``decoding: dict`
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Callable
 from pathlib import Path
 
-import typer
-
+from thinkscope.command import option_block
 from thinkscope.decoding.config import cal_acc_from_file
 from thinkscope.errors import UserError
 
@@ -35,28 +31,6 @@ _OPTIONS = {  # name: (annotation, default, help)
     "cal_acc_threshold": (float, None, "thr for --cal-acc-from."),
     "log_steps": (bool, False, "Record pmax, rank, probability and kept count of every step."),
 }
-
-
-def decoding_options(command: Callable) -> Callable:
-    """``command`` with the decoding options added; it gets them as ``decoding=dict(...)``."""
-    signature = inspect.signature(command)
-    params = [p for p in signature.parameters.values() if p.name != "decoding"]
-    for name, (annotation, default, text) in _OPTIONS.items():
-        option = typer.Option(default, help=text, rich_help_panel="Decoding")
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                                        annotation=annotation))
-
-    @functools.wraps(command)
-    def wrapper(**kwargs):
-        values = {name: kwargs.pop(name) for name in _OPTIONS}
-        return command(**kwargs, decoding=parse_decoding_options(**values))
-
-    wrapper.__signature__ = signature.replace(parameters=params)
-    wrapper.__annotations__ = {
-        **{k: v for k, v in command.__annotations__.items() if k != "decoding"},
-        **{name: spec[0] for name, spec in _OPTIONS.items()},
-    }
-    return wrapper
 
 
 def parse_decoding_options(
@@ -89,6 +63,10 @@ def parse_decoding_options(
     if cal_acc_from is not None:
         values["cal_acc"] = cal_acc_from_file(cal_acc_from, cal_acc_threshold)
     return values
+
+
+decoding_options = option_block(_OPTIONS, "decoding", "Decoding", parse_decoding_options)
+"""``command`` with the decoding options added; it gets them as ``decoding=dict(...)``."""
 
 
 def _numbers(option: str, text: str | None, kind: type) -> list | None:
