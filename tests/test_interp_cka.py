@@ -2,13 +2,14 @@
 the minibatch estimator converging to it, probes on planted signals, and transplantation."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from thinkscope.errors import UserError
 from thinkscope.interp import steer
 from thinkscope.interp.activations import batch_rows, collect, sequences_from_texts
-from thinkscope.interp.cka import cka_matrix, linear_cka, unbiased_hsic
+from thinkscope.interp.cka import cka_matrix, cka_table, linear_cka, unbiased_hsic
 from thinkscope.interp.directions import diff_in_means
 from thinkscope.interp.probes import probe_layers
 from thinkscope.interp.transplant import fit_map, transplant
@@ -65,6 +66,20 @@ def test_minibatch_estimator_converges_to_full_cka():
     assert abs(full[0, 1] - full[0, 0]) > 0.3
     errors = [np.abs(cka_matrix(x, y, batch_size=b) - full).max() for b in (8, 64, 400)]
     assert errors[2] < 0.02 and errors[2] < errors[0]
+
+
+def test_cka_table_labels_rows_and_columns_with_each_models_layers(tmp_path):
+    rows_a, rows_b = RNG.normal(size=(30, 2, 5)), RNG.normal(size=(30, 3, 4))
+    rows_b[:, 2] = rows_a[:, 0, :4]  # B's third layer copies part of A's first
+    cka = cka_matrix(rows_a, rows_b)
+    table = cka_table(cka, [4, 9], [1, 5, 7])
+    table.to_csv(tmp_path / "cka.csv", float_format="%.6f")
+    back = pd.read_csv(tmp_path / "cka.csv", index_col="layer_a")
+    assert list(back.index) == [4, 9] and list(back.columns) == ["1", "5", "7"]
+    assert back.loc[4, "7"] == pytest.approx(linear_cka(rows_a[:, 0], rows_a[:, 0, :4]), abs=1e-6)
+    assert back.loc[4, "7"] > 0.5 > back.loc[9, "7"]  # the copy is found at (A 4, B 7) only
+    with pytest.raises(UserError):
+        cka_table(cka, [4, 9], [1, 5])
 
 
 def test_probes_find_a_planted_signal_only_where_it_is():

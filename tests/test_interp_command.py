@@ -140,6 +140,11 @@ def test_cli_directions_steer_and_errors(tiny_model_dir, tmp_path):
         app, ["interp", "cka", "--model", model, "--model-b", model, "--out", str(tmp_path / "cka")]
     )
     assert result.exit_code == 0 and "1.000 1.000" in result.output, result.output
+    table = pd.read_csv(tmp_path / "cka" / "cka.csv", index_col="layer_a")
+    n_layers = len(table)
+    assert list(table.index) == list(range(1, n_layers + 1))  # row labels: model A's layers
+    assert list(table.columns) == [str(i) for i in range(1, n_layers + 1)]  # columns: B's
+    assert np.allclose(np.diag(table.to_numpy()), 1.0)
     result = runner.invoke(
         app,
         ["interp", "directions", "--model", model, "--layers", "9", "--out", str(tmp_path / "e")],

@@ -10,6 +10,7 @@ isotropic scaling of either representation, 1 for ``CKA(X, X)``. For sets too la
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 
 from thinkscope.errors import UserError
@@ -102,6 +103,15 @@ def cka_matrix(rows_a, rows_b, batch_size: int | None = None, seed: int = 0) -> 
         index = np.sort(order[begin : begin + batch_size])
         acc.update(rows_a[index], rows_b[index])
     return acc.result()
+
+
+def cka_table(cka: np.ndarray, layers_a, layers_b) -> pd.DataFrame:
+    """CKA ``[n_a, n_b]`` labelled by layer: one row per layer of model A (index ``layer_a``),
+    one column per layer of model B (named by its layer number), as ``cka.csv`` stores it."""
+    layers_a, layers_b = list(layers_a), list(layers_b)
+    if cka.shape != (len(layers_a), len(layers_b)):
+        raise UserError(f"CKA {cka.shape} does not match {len(layers_a)} x {len(layers_b)} layers")
+    return pd.DataFrame(cka, index=pd.Index(layers_a, name="layer_a"), columns=layers_b)
 
 
 def heatmap(cka: np.ndarray, layers_a, layers_b, name_a: str, name_b: str) -> Figure:

@@ -128,7 +128,7 @@ def cka_command(
     import numpy as np
 
     from thinkscope.interp.activations import collect, load_rows
-    from thinkscope.interp.cka import cka_matrix, heatmap
+    from thinkscope.interp.cka import cka_matrix, cka_table, heatmap
     from thinkscope.interp.presets import contrast_prompts
     from thinkscope.models import load_model
     from thinkscope.runstore.atomic import atomic_write
@@ -142,8 +142,10 @@ def cka_command(
         names.append(lm.name)
     rows_a, rows_b = load_rows(out / "rows_a.npy"), load_rows(out / "rows_b.npy")
     cka = cka_matrix(rows_a, rows_b, batch_size=batch_size)
-    atomic_write(out / "cka.csv", lambda p: np.savetxt(p, cka, delimiter=",", fmt="%.6f"))
-    fig = heatmap(cka, range(1, cka.shape[0] + 1), range(1, cka.shape[1] + 1), *names)
+    layers_a, layers_b = range(1, cka.shape[0] + 1), range(1, cka.shape[1] + 1)
+    table = cka_table(cka, layers_a, layers_b)
+    atomic_write(out / "cka.csv", lambda p: table.to_csv(p, float_format="%.6f"))
+    fig = heatmap(cka, layers_a, layers_b, *names)
     atomic_write(out / "cka.png", lambda p: fig.savefig(p, format="png"))
     if cka.shape[0] == cka.shape[1]:
         console.print("same-layer CKA: " + " ".join(f"{x:.3f}" for x in np.diag(cka)))
