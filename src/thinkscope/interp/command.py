@@ -98,18 +98,21 @@ def probe_command(
     positions: str = typer.Option("completion", help="last | mean | completion."),
     folds: int = typer.Option(5),
 ) -> None:
-    """Per-layer logistic probes (stratified k-fold): accuracy and AUROC by layer with CIs."""
+    """Per-layer logistic probes (stratified k-fold, grouped by problem): accuracy and AUROC by
+    layer with CIs."""
     from thinkscope.interp.activations import collect, load_rows, sequences_from_run
     from thinkscope.interp.probes import probe_figure, probe_layers
     from thinkscope.models import load_model
     from thinkscope.runstore.atomic import atomic_write
+    from thinkscope.runstore.folder import Run
 
     lm = load_model(model)
     chosen = parse_layers(layers, lm.n_layers)
     seqs, correct = sequences_from_run(run)
     out.mkdir(parents=True, exist_ok=True)
     collect(lm, seqs, chosen, positions, rows=out / "rows.npy", show_progress=True)
-    table = probe_layers(load_rows(out / "rows.npy"), correct, chosen, folds=folds)
+    groups = Run.open(run).traces()["problem_id"].to_numpy()
+    table = probe_layers(load_rows(out / "rows.npy"), correct, chosen, folds=folds, groups=groups)
     atomic_write(out / "probes.csv", lambda p: table.to_csv(p, index=False))
     fig = probe_figure(table, f"{lm.name}: correct vs wrong")
     atomic_write(out / "probes.png", lambda p: fig.savefig(p, format="png"))

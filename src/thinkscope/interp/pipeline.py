@@ -88,12 +88,16 @@ def correctness_run(lm: LM, config: InterpConfig) -> pd.DataFrame:
 def correctness_probes(
     lm: LM, frame: pd.DataFrame, layers: list[int], config: InterpConfig
 ) -> tuple[pd.DataFrame | None, Directions | None, str | None]:
-    """Probe table and correct-minus-wrong direction, or a note saying why there are none."""
+    """Probe table and correct-minus-wrong direction, or a note saying why there are none.
+    The probe folds are grouped by ``problem_id`` when ``frame`` has one."""
     frame = frame[frame["token_ids"].map(len) > 0]
     labels = frame["correct"].to_numpy(dtype=bool)
+    groups = frame["problem_id"].to_numpy() if "problem_id" in frame else None
     n_pos, n_neg = int(labels.sum()), int((~labels).sum())
     if min(n_pos, n_neg) < config.preset.folds:
         return None, None, f"{n_pos} correct and {n_neg} wrong traces: too few for probes"
+    if groups is not None and len(set(groups)) < config.preset.folds:
+        return None, None, f"{len(set(groups))} problems: too few for grouped probe folds"
     seqs = [
         TokenSeq(tuple(map(int, p)) + tuple(map(int, t)), len(p))
         for p, t in zip(frame["prompt_ids"], frame["token_ids"], strict=True)
@@ -101,7 +105,9 @@ def correctness_probes(
     rows_path = config.out / "rows.npy"
     collect(lm, seqs, layers, "completion", rows=rows_path, batch_size=config.batch_size)
     rows = load_rows(rows_path)
-    table = probe_layers(rows, labels, layers, folds=config.preset.folds, seed=config.seed)
+    table = probe_layers(
+        rows, labels, layers, folds=config.preset.folds, seed=config.seed, groups=groups
+    )
     write_parquet(config.out / "probes.parquet", table)
     atomic_write(config.out / "probes.csv", lambda path: table.to_csv(path, index=False))
     good, bad = (RunningStats.empty(layers, rows.shape[2], False) for _ in range(2))

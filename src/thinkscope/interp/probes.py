@@ -1,7 +1,10 @@
 """Per-layer linear probes: scikit-learn logistic regression under stratified k-fold CV.
 
-Every input gets an out-of-fold prediction; accuracy (Wilson CI, statsmodels) and, for two
-classes, AUROC (bootstrap CI, :func:`thinkscope.stats.auroc`) are computed on those.
+With group ids (the problem each trace answers) the folds are grouped
+(``StratifiedGroupKFold``): all samples of a question land in the same fold, so a probe is never
+tested on a question it was trained on. Every input gets an out-of-fold prediction; accuracy
+(Wilson CI, statsmodels) and, for two classes, AUROC (bootstrap CI,
+:func:`thinkscope.stats.auroc`) are computed on those.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from statsmodels.stats.proportion import proportion_confint
@@ -23,11 +26,19 @@ from thinkscope.stats import auroc
 COLUMNS = ["layer", "n", "accuracy", "acc_lo", "acc_hi", "auroc", "auroc_lo", "auroc_hi"]
 
 
-def _check(rows: np.ndarray, labels: np.ndarray, folds: int) -> None:
+def _check(rows: np.ndarray, labels: np.ndarray, folds: int, groups: np.ndarray | None) -> None:
     if rows.ndim != 3 or len(rows) != len(labels):
         raise UserError(
             f"probes need rows [N, layers, d] and N labels: {rows.shape}, {len(labels)}"
         )
+    if groups is not None:
+        if len(groups) != len(labels):
+            raise UserError(f"probes need one group id per input: {len(groups)} for {len(labels)}")
+        if len(np.unique(groups)) < folds:
+            raise UserError(
+                f"{len(np.unique(groups))} problems are fewer than the {folds} CV folds; "
+                "use more problems or fewer folds"
+            )
     values, counts = np.unique(labels, return_counts=True)
     if len(values) < 2:
         raise UserError("probes need at least two label values (e.g. correct and wrong traces)")
@@ -38,6 +49,12 @@ def _check(rows: np.ndarray, labels: np.ndarray, folds: int) -> None:
         )
 
 
+def cv_folds(folds: int, seed: int, grouped: bool) -> StratifiedKFold | StratifiedGroupKFold:
+    """The probes' shuffled stratified splitter; grouped when group ids are given."""
+    kind = StratifiedGroupKFold if grouped else StratifiedKFold
+    return kind(n_splits=folds, shuffle=True, random_state=seed)
+
+
 def probe_layers(
     rows: np.ndarray,
     labels: Sequence,
@@ -46,17 +63,22 @@ def probe_layers(
     C: float = 1.0,
     seed: int = 0,
     n_resamples: int = 2000,
+    groups: Sequence | None = None,
 ) -> pd.DataFrame:
     """One row per layer: out-of-fold accuracy and AUROC of a logistic probe on ``rows[:, k]``
-    ``[N, d]`` predicting ``labels`` ``[N]``, with 95% CIs."""
+    ``[N, d]`` predicting ``labels`` ``[N]``, with 95% CIs. ``groups`` ``[N]`` (e.g. problem
+    ids): inputs sharing an id are never split between training and test folds."""
     rows, labels = np.asarray(rows), np.asarray(labels)
-    _check(rows, labels, folds)
+    groups = None if groups is None else np.asarray(groups)
+    _check(rows, labels, folds, groups)
     binary = len(np.unique(labels)) == 2
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    splitter = cv_folds(folds, seed, grouped=groups is not None)
     out = []
     for k, layer in enumerate(layers):
         model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
-        proba = cross_val_predict(model, rows[:, k], labels, cv=splitter, method="predict_proba")
+        proba = cross_val_predict(
+            model, rows[:, k], labels, groups=groups, cv=splitter, method="predict_proba"
+        )
         classes = np.unique(labels)
         hits = int((classes[proba.argmax(1)] == labels).sum())
         lo, hi = proportion_confint(hits, len(labels), method="wilson")
