@@ -20,6 +20,7 @@ from thinkscope.compare import (
 )
 from thinkscope.compare.core import resolve_model
 from thinkscope.errors import UserError
+from thinkscope.report import build_report
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 7])
@@ -98,6 +99,11 @@ def test_compare_a_model_with_itself_is_all_ties(tiny_model_dir, tmp_path):
     assert saved["wins"] == {"tuned": 0, "base": 0, "tie": 3}
     assert "McNemar" in (tmp_path / "cmp/report.html").read_text()
     assert (tmp_path / "cmp/figures/compare.png").stat().st_size > 1000
+    # the comparison is also a section of the tuned run's own report, figure included
+    page = build_report(tmp_path / "cmp/runs/tuned").path.read_text()
+    section = page[page.index('id="section-compare"') :]
+    assert "Base versus tuned" in section and "McNemar" in section
+    assert "base only 0, tuned only 0" in section and "data:image/png;base64," in section
     again = compare_models(_config(tiny_model_dir, tiny_model_dir), tmp_path / "cmp", False)
     assert again.summary.equals(result.summary)  # a rerun reuses the finished runs
     with pytest.raises(UserError, match="config differs in n"):

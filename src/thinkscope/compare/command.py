@@ -50,6 +50,8 @@ def compare_command(
         f"neither {test.neither}; McNemar p = {test.pvalue:.3g}"
     )
     console.print(f"report: {escape(str(result.path / 'report.html'))}")
+    tuned = escape(str(result.path / "runs" / "tuned"))
+    console.print(f"also a section of the tuned run's report: thinkscope report {tuned}")
 
 
 @sampling_options

@@ -108,7 +108,7 @@ def compare_models(
 
     ``base_runs`` keeps the base model's runs in a folder shared by several comparisons.
     """
-    from thinkscope.compare.report import write_figure, write_page
+    from thinkscope.compare.report import add_report_section, write_figure, write_page
     from thinkscope.metrics import parse_metrics
     from thinkscope.models import load_model
     from thinkscope.scoring import score_run
@@ -160,4 +160,5 @@ def compare_models(
     result = CompareResult(out, summary, questions, test)
     write_figure(result)
     write_page(result, config)
+    add_report_section(result, config, folders["tuned"] / "tuned")
     return result

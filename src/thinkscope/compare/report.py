@@ -1,17 +1,21 @@
-"""The comparison figure (matplotlib, Agg) and its self-contained HTML page."""
+"""The comparison figure (matplotlib, Agg), its self-contained HTML page, and its section in
+the tuned run's report (``thinkscope report RUN``)."""
 
 from __future__ import annotations
 
 import base64
 import math
+import shutil
 from datetime import datetime, timezone
 from html import escape
 from importlib.resources import files
+from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from thinkscope.analyze.figures import CORRECT, NEUTRAL, STYLE, WRONG
+from thinkscope.report.sections import FOLDER, add_section
 from thinkscope.runstore.atomic import atomic_write, write_text
 
 FIGURE = "figures/compare.png"
@@ -62,6 +66,38 @@ def _fmt(value) -> str:
     return escape(str(value))
 
 
+def _setup(config) -> str:
+    return (
+        f"{config.questions} questions of {config.task}, {config.n} samples each at T="
+        f"{config.temperature} (same problems and sample seeds for both models), plus one greedy "
+        f"sample per question; prompt {config.prompt_style}/{config.template}."
+    )
+
+
+def _kind(test) -> str:
+    return "exact binomial" if test.exact else "chi-square, continuity-corrected"
+
+
+def add_report_section(result, config, run: Path) -> None:
+    """The comparison's table, test and figure as the section ``compare`` of ``run``'s report
+    (the tuned model's sampled run); the figure is copied into the run."""
+    figure = run / FOLDER / "compare" / "compare.png"
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(figure, lambda tmp: shutil.copyfile(result.path / FIGURE, tmp))
+    test = result.mcnemar
+    wins = result.questions["winner"].value_counts()
+    text = (
+        f"{_setup(config)} Paired greedy correctness: both right {test.both}, base only "
+        f"{test.base_only}, tuned only {test.tuned_only}, neither {test.neither}; McNemar "
+        f"({_kind(test)}) p = {test.pvalue:.3g}. Per question: tuned wins "
+        f"{wins.get('tuned', 0)}, base wins {wins.get('base', 0)}, ties {wins.get('tie', 0)}. "
+        f"Full comparison: {result.path}."
+    )
+    caption = "Accuracy and pass@k of both models; each question's accuracy, base against tuned."
+    tables = {"Base and tuned model": result.summary}
+    add_section(run, "compare", "Base versus tuned", [(figure, caption)], tables, text)
+
+
 def write_page(result, config) -> None:
     """``OUT/report.html``: the table, the test, the figure and links to both runs."""
     table = result.summary
@@ -71,15 +107,11 @@ def write_page(result, config) -> None:
         for row in table.itertuples(index=False)
     )
     test = result.mcnemar
-    kind = "exact binomial" if test.exact else "chi-square, continuity-corrected"
+    kind = _kind(test)
     wins = result.questions["winner"].value_counts()
     image = base64.b64encode((result.path / FIGURE).read_bytes()).decode()
     style = files("thinkscope.report").joinpath("style.css").read_text(encoding="utf-8")
-    setup = (
-        f"{config.questions} questions of {config.task}, {config.n} samples each at T="
-        f"{config.temperature} (same problems and sample seeds for both models), plus one greedy "
-        f"sample per question; prompt {config.prompt_style}/{config.template}."
-    )
+    setup = _setup(config)
     page = f"""<!doctype html><html><head><meta charset="utf-8">
 <title>thinkscope compare: {escape(result.path.name)}</title><style>{style}</style></head>
 <body><main><h1>Base versus tuned</h1>
