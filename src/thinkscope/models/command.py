@@ -10,12 +10,7 @@ as one object to Ray workers and the vLLM engine. A command that already has its
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Callable
-
-import typer
-
+from thinkscope.command import option_block
 from thinkscope.models.loading import Loading
 
 _OPTIONS = {  # name: (annotation, default, help)
@@ -27,29 +22,5 @@ _OPTIONS = {  # name: (annotation, default, help)
     "trust_remote_code": (bool, False, "Run the model repository's own code (hub models)."),
 }
 
-
-def loading_options(command: Callable) -> Callable:
-    """``command`` with the loading options added; it gets them as ``loading=Loading(...)``."""
-    signature = inspect.signature(command)
-    own = set(signature.parameters) - {"loading"}
-    added = {name: spec for name, spec in _OPTIONS.items() if name not in own}
-    params = [p for p in signature.parameters.values() if p.name != "loading"]
-    for name, (annotation, default, text) in added.items():
-        option = typer.Option(default, help=text, rich_help_panel="Model loading")
-        params.append(
-            inspect.Parameter(
-                name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation
-            )
-        )
-
-    @functools.wraps(command)
-    def wrapper(**kwargs):
-        values = {name: kwargs.pop(name) for name in added}
-        return command(**kwargs, loading=Loading(**values))
-
-    wrapper.__signature__ = signature.replace(parameters=params)
-    wrapper.__annotations__ = {
-        **{k: v for k, v in command.__annotations__.items() if k != "loading"},
-        **{name: spec[0] for name, spec in added.items()},
-    }
-    return wrapper
+#: ``command`` with the loading options added; it gets them as ``loading=Loading(...)``.
+loading_options = option_block(_OPTIONS, "loading", "Model loading", build=Loading)
