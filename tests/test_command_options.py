@@ -73,15 +73,17 @@ def _capture(monkeypatch, target: str, index: int = 0) -> list:
         (["traces", "--out", "o"], "thinkscope.generate.pipeline.generate_run"),
     ],
 )
-def test_the_sampling_block_reaches_each_commands_config(monkeypatch, args, target):
+def test_the_sampling_block_reaches_each_commands_config(monkeypatch, tmp_path, args, target):
     got = _capture(monkeypatch, target)
-    result = CliRunner().invoke(app, args + SAMPLING)
+    result = CliRunner().invoke(
+        app, [str(tmp_path / a) if a == "o" else a for a in args] + SAMPLING
+    )
     assert isinstance(result.exception, Captured), result.output
     config = got[0]
     assert (config.seed, config.temperature, config.max_new_tokens) == (5, 0.25, 9)
 
 
-def test_an_experiment_keeps_its_own_max_new_tokens_default(monkeypatch):
+def test_an_experiment_keeps_its_own_max_new_tokens_default(monkeypatch, tmp_path):
     from thinkscope.experiments import EXPERIMENTS
 
     got = []
@@ -91,7 +93,8 @@ def test_an_experiment_keeps_its_own_max_new_tokens_default(monkeypatch):
         raise Captured
 
     monkeypatch.setitem(EXPERIMENTS, "threshold-sweep", stub)
-    args = ["experiment", "threshold-sweep", "--out", "o", "--seed", "4", "--temperature", "0.5"]
+    args = ["experiment", "threshold-sweep", "--out", str(tmp_path), "--seed", "4"]
+    args += ["--temperature", "0.5"]
     result = CliRunner().invoke(app, args)
     assert isinstance(result.exception, Captured), result.output
     assert (got[0].seed, got[0].temperature, got[0].max_new_tokens) == (4, 0.5, 64)
@@ -104,8 +107,9 @@ def test_an_experiment_keeps_its_own_max_new_tokens_default(monkeypatch):
         (["dataset", "build", "run", "--out", "o"], "thinkscope.datasets.build_dataset"),
     ],
 )
-def test_the_export_format_reaches_both_dataset_commands(monkeypatch, args, target):
+def test_the_export_format_reaches_both_dataset_commands(monkeypatch, tmp_path, args, target):
     got = _capture(monkeypatch, target, index=99)
+    args = [str(tmp_path / a) if a in ("o", "run") else a for a in args]
     result = CliRunner().invoke(app, args + ["--format", "messages"])
     assert isinstance(result.exception, Captured), result.output
     assert got[0]["format"] == "messages"
