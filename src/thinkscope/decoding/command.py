@@ -18,16 +18,24 @@ from thinkscope.errors import UserError
 _OPTIONS = {  # name: (annotation, default, help)
     "greedy_threshold": (float, None, "Greedy at steps whose top probability < tau."),
     "prob_threshold": (float, None, "Epsilon sampling: keep tokens with p >= eps."),
-    "dynamic_top_k": (str, None,
-                      "Ten comma-separated k, one per confidence bin (first: pmax >= 0.9)."),
+    "dynamic_top_k": (
+        str,
+        None,
+        "Ten comma-separated k, one per confidence bin (first: pmax >= 0.9).",
+    ),
     "edt_var": (str, None, "N,theta,T0: entropy-dependent T = T0 * N^(theta/H)."),
-    "hewitt_epsilon": (float, None,
-                       "Eta sampling: keep p >= min(eps, sqrt(eps) exp(-H))."),
-    "confidence_bin_only": (int, None,
-                            "Sample only in confidence bin b (1..10), greedy elsewhere."),
+    "hewitt_epsilon": (float, None, "Eta sampling: keep p >= min(eps, sqrt(eps) exp(-H))."),
+    "confidence_bin_only": (
+        int,
+        None,
+        "Sample only in confidence bin b (1..10), greedy elsewhere.",
+    ),
     "cal_acc": (str, None, "A,B,thr: keep tokens with 10^A p^B >= thr."),
-    "cal_acc_from": (Path, None,
-                     "calibration.json from `thinkscope calibrate`: A and B for --cal-acc."),
+    "cal_acc_from": (
+        Path,
+        None,
+        "calibration.json from `thinkscope calibrate`: A and B for --cal-acc.",
+    ),
     "cal_acc_threshold": (float, None, "thr for --cal-acc-from."),
     "log_steps": (bool, False, "Record pmax, rank, probability and kept count of every step."),
 }
@@ -75,6 +83,4 @@ def _numbers(option: str, text: str | None, kind: type) -> list | None:
     try:
         return [kind(part) for part in text.split(",")]
     except ValueError:
-        raise UserError(
-            f"{option} takes comma-separated {kind.__name__}s, got {text!r}"
-        ) from None
+        raise UserError(f"{option} takes comma-separated {kind.__name__}s, got {text!r}") from None
