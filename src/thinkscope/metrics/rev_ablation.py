@@ -101,8 +101,9 @@ class Padded:
     def logits(self, lm: LM, outputs: list) -> torch.Tensor:
         """``[N, V]`` float64 logits at each row's last real position from the last block's
         output (``lm.head``, so no ``[N, S, V]`` logits exist)."""
-        states = block_output(outputs[-1])[torch.arange(len(self.last)), self.last]
-        return lm.head(states).double().cpu()
+        hidden = block_output(outputs[-1])
+        rows = torch.arange(len(self.last), device=hidden.device)
+        return lm.head(hidden[rows, self.last.to(hidden.device)]).double().cpu()
 
 
 @contextlib.contextmanager
