@@ -85,7 +85,7 @@ class Settling:
 
 
 def _jsd(neg_hp: torch.Tensor, neg_hq: torch.Tensor, sls: torch.Tensor) -> torch.Tensor:
-    """``ln 2 + (sum p log p + sum q log q - sum s log s) / 2``, clamped to [0, ln 2]."""
+    """``ln 2 + (sum p log p + sum q log q - sum s log s) / 2``, clamped to [0, ln 2] (fp64)."""
     return (LN2 + 0.5 * (neg_hp + neg_hq - sls)).clamp_(0.0, LN2)
 
 
@@ -112,20 +112,18 @@ def _plan(head: Head, n_layers: int, chunk_rows: int | None) -> BlockPlan:
 def _final(
     z: torch.Tensor, targets: torch.Tensor | None, k: int
 ) -> tuple[torch.Tensor, torch.Tensor, FinalStats]:
-    """Final-layer logits ``z`` ``[n, V]`` -> ``p`` ``[n, V]``, ``sum p log p`` ``[n]`` and the
-    final statistics, in slices that keep the temporaries small."""
-    p, neg_h = torch.empty_like(z), torch.empty(len(z), device=z.device)
-    stats = _empty_final(len(z), k, targets, z.device)
-    step = max(1, kernel.EAGER_BYTES // (4 * z.shape[-1]))
-    for r in (slice(i, i + step) for i in range(0, len(z), step)):
-        a = torch.log_softmax(z[r], -1)
-        torch.exp(a, out=p[r])
-        neg_h[r] = torch.where(p[r] > 0, p[r] * a, 0.0).sum(-1, dtype=torch.float64)
-        stats.mean_logprob[r] = a.mean(-1)
-        stats.top_logprobs[r] = a.topk(k, dim=-1).values
-        if targets is not None:
-            stats.token_logprob[r] = a.gather(1, targets[r, None]).squeeze(1)
-    stats.entropy.copy_(-neg_h)
+    """Final-layer logits ``z`` ``[n, V]`` -> ``p`` ``[n, V]``, ``sum p log p`` ``[n]`` (the
+    fused kernel on ``p`` against itself) and the final statistics."""
+    step = max(1, kernel.EAGER_BYTES // (4 * z.shape[-1]))  # logsumexp's temporaries
+    lse = torch.cat([torch.logsumexp(z[r], -1) for r in _blocks(len(z), step)])
+    p = torch.sub(z, lse[:, None], out=torch.empty_like(z)).exp_()
+    neg_h = kernel.fused(z, p, torch.arange(len(z), device=z.device), cross=False)[0]
+    stats = FinalStats(
+        entropy=-neg_h,
+        mean_logprob=z.mean(-1) - lse,
+        top_logprobs=z.topk(k, dim=-1).values - lse[:, None],
+        token_logprob=None if targets is None else z.gather(1, targets[:, None]).squeeze(1) - lse,
+    )
     return p, neg_h, stats
 
 
@@ -182,13 +180,14 @@ def lens_profile(
             z.view(n, L, -1)[:, L - 1], None if targets is None else targets[r], k
         )
         _store(final, r, part)
-        neg_hq, sls, cross = (x.view(n, L) for x in kernel.fused(z, p, owner[: n * L]))
+        neg_hq, sls, cross = kernel.fused(z, p, owner[: n * L], cross=kls is not None)
+        neg_hq, sls = neg_hq.view(n, L), sls.view(n, L)
         neg_hq[:, L - 1] = neg_hp  # the final layer against itself: exactly p's own entropy
         divergence = _jsd(neg_hp[:, None], neg_hq, sls)
         divergence[:, L - 1] = 0.0  # D_{t,L} = JSD(p || p)
         jsd[r], ent[r] = divergence, -neg_hq
         if kls is not None:
-            kls[r] = neg_hp[:, None] - cross
+            kls[r] = neg_hp[:, None] - cross.view(n, L)
             kls[r, L - 1] = 0.0
     return LensProfile(jsd, ent, final, kls, ids)
 
@@ -238,8 +237,9 @@ def settle(
             m = len(active)
             h = torch.stack([states[layer][r].to(dev)[active] for layer in layers])  # [G, m, d]
             z = head.finish_(head.raw(h.flatten(0, 1), buf))  # [G*m, V], layers outer
-            neg_hq, sls, _ = kernel.fused(z, p, active.repeat(len(layers)))
+            neg_hq, sls, _ = kernel.fused(z, p, active.repeat(len(layers)), cross=False)
             jsd = _jsd(neg_hp[active], neg_hq.view(len(layers), m), sls.view(len(layers), m))
+            jsd = jsd.float()  # compared as lens_profile stores it
             for i, layer in enumerate(layers):
                 hit = (jsd[i, :, None] <= g) & unset[active]
                 depth[active] = torch.where(hit, layer + 1, depth[active])

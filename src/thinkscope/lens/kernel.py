@@ -1,20 +1,35 @@
 """The lens's per-row reduction, fused by ``torch.compile`` (Inductor) when it is worth it.
 
 For layer logits ``z`` and the final distribution ``p`` of the same position the lens needs
-three sums over the vocabulary: ``sum q log q`` (q = softmax(z)), ``sum s log s`` (s = p + q)
-and ``sum p log q``. Written as torch ops they are about ten passes over every ``[R, V]``
-block with as many temporaries; Inductor fuses them into one kernel per block: C++ with
-vectorised exp/log (Sleef) and OpenMP on CPU, Triton on CUDA. No C is written or compiled by
-thinkscope itself: on CPU Inductor calls the system C++ compiler (g++/clang) once per shape
-family and caches the result under ``/tmp/torchinductor_$USER``.
+the sums over the vocabulary ``sum q log q`` (q = softmax(z)) and ``sum s log s``
+(s = p + q), and for KL ``sum p log q``. :func:`row_terms` writes them so that one exp and
+one log per element suffice: with ``m = max z``, ``e = exp(z - m)`` and ``T = sum e``,
+``q = e / T`` and ``log q = (z - m) - log T``, so ``sum q log q = sum q (z - m) - log T`` and
+``sum p log q = sum p (z - m) - log T sum p``; ``log T`` is applied per row afterwards
+(:func:`row_sums`). Inductor compiles it into one loop over rows that makes three passes over
+each row while it is in cache (max; exp into a row-sized local buffer and its sum; the fused
+sums): C++ with vectorised exp/log (Sleef) and OpenMP on CPU, Triton on CUDA. No C is
+written or compiled by thinkscope itself: on CPU Inductor calls the system C++ compiler
+(g++/clang) once per shape family and caches the result under ``/tmp/torchinductor_$USER``.
+
+The terms are fp32 and every sum is fp64. fp32 sums cost a third less, but Inductor adds
+V / 16 terms one after another per vector lane, so the tail of small terms is lost: on the
+bundled model's logits that put the JSD 2.7e-5 and the entropies 1e-5 off the float64
+reference (fp64 sums: 1.4e-6 and 1.4e-7).
+
+Shapes are dynamic, not unbacked: with unbacked row counts Inductor keeps the three passes as
+separate loops over the whole block, each reading all of it from memory (4x slower on one
+thread for a ``[510, 49152]`` block); a block of one row runs eagerly, so no size-1
+specialisation is compiled.
 
 ``0 log 0 = 0`` everywhere: a ``-inf`` logit (a masked vocabulary entry) has q = 0 and adds
 nothing, so divergences stay finite (KL becomes ``inf`` only where p > 0 = q, as it should).
 
-When it runs compiled (``THINKSCOPE_COMPILE``): ``auto`` (default) for blocks of at least
-``COMPILE_MIN`` elements (the bundled model; tiny test models stay eager, so the test suite
-does not pay Inductor's compile time), ``1`` always, ``0`` never. If compiling fails (no C++
-compiler, an unsupported platform) the same function runs eagerly, in slices of rows.
+When it runs compiled (``THINKSCOPE_COMPILE``): ``auto`` (default) for vocabularies of at
+least ``COMPILE_MIN_VOCAB`` entries (real models; tiny test models stay eager, so the test
+suite does not pay Inductor's compile time), ``1`` always, ``0`` never; one-row blocks always
+run eagerly. If compiling fails (no C++ compiler, an unsupported platform) the same function
+runs eagerly, in slices of rows.
 """
 
 from __future__ import annotations
@@ -24,27 +39,48 @@ import os
 import warnings
 
 import torch
-import torch._dynamo.decorators
 
-COMPILE_MIN = 1 << 22  # elements per call (16 MB of fp32 logits) before compiling pays off
+COMPILE_MIN_VOCAB = 8192  # vocabulary size from which compiling pays off
 EAGER_BYTES = 32 << 20  # eager fallback: rows per slice so that each temporary is <= 32 MB
 
 
-def row_sums(
-    z: torch.Tensor, p: torch.Tensor, rows: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Logits ``z`` ``[R, V]`` against final probabilities ``p[rows]`` (``p`` ``[N, V]``,
-    ``rows`` int64 ``[R]``) -> ``sum q log q``, ``sum s log s``, ``sum p log q``, each ``[R]``
-    float32 (terms in fp32 whatever ``z``'s dtype, accumulated in fp64)."""
-    a = torch.log_softmax(z.float(), -1)
-    q = a.exp()
+def row_terms(
+    z: torch.Tensor, p: torch.Tensor, rows: torch.Tensor, cross: bool = True
+) -> tuple[torch.Tensor, ...]:
+    """Per-row sums over the vocabulary of logits ``z`` ``[R, V]`` against ``p[rows]``:
+    ``T``, ``sum q (z-m)``, ``sum s log s`` and, with ``cross``, ``sum p (z-m)`` and ``sum p``,
+    each ``[R]`` float64 (fp32 terms; see the module docstring)."""
+    f64 = torch.float64
+    z = z.float()
+    m = z.amax(-1, keepdim=True)
+    zm = z - m
+    e = zm.exp()
+    total = e.sum(-1, keepdim=True, dtype=f64)
+    q = e * total.reciprocal().float()
     pr = p.index_select(0, rows)
     s = q + pr
-    f64 = torch.float64  # fp32 terms, fp64 sums: JSD cancels sums of size ~log V to ~1e-6
-    neg_hq = torch.where(q > 0, q * a, 0.0).sum(-1, dtype=f64)
+    qz = torch.where(q > 0, q * zm, 0.0).sum(-1, dtype=f64)
     sls = torch.where(s > 0, s * s.log(), 0.0).sum(-1, dtype=f64)
-    cross = torch.where(pr > 0, pr * a, 0.0).sum(-1, dtype=f64)
-    return neg_hq.float(), sls.float(), cross.float()
+    sums = (total.squeeze(-1), qz, sls)
+    if cross:
+        sums += (torch.where(pr > 0, pr * zm, 0.0).sum(-1, dtype=f64), pr.sum(-1, dtype=f64))
+    return sums
+
+
+def row_sums(
+    z: torch.Tensor, p: torch.Tensor, rows: torch.Tensor, cross: bool = True, terms=row_terms
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Logits ``z`` ``[R, V]`` against final probabilities ``p[rows]`` (``p`` ``[N, V]``,
+    ``rows`` int64 ``[R]``) -> ``sum q log q``, ``sum s log s`` and (with ``cross``, else None)
+    ``sum p log q``, each ``[R]`` float64 (the JSD cancels them: rounding them to fp32 first
+    would cost it up to 1e-6). ``terms`` computes :func:`row_terms` (compiled or not)."""
+    total, qz, sls, *rest = terms(z, p, rows, cross)
+    log_total = total.log()
+    neg_hq = qz - log_total  # sum q = 1
+    if not cross:
+        return neg_hq, sls, None
+    pz, p_mass = rest
+    return neg_hq, sls, pz - log_total * p_mass
 
 
 def mode() -> str:
@@ -55,27 +91,28 @@ def mode() -> str:
 
 @functools.cache
 def _compiled():
-    return torch.compile(row_sums, dynamic=True)
+    return torch.compile(row_terms, dynamic=True)
 
 
 _FAILED: list[str] = []  # the first compile error, once one happened: eager from then on
 
 
-def _eager(z, p, rows):
+def _eager(z, p, rows, cross):
     step = max(1, EAGER_BYTES // (4 * z.shape[-1]))
-    parts = [row_sums(z[i : i + step], p, rows[i : i + step]) for i in range(0, len(z), step)]
-    return tuple(torch.cat(column) for column in zip(*parts, strict=True))
+    parts = [
+        row_sums(z[i : i + step], p, rows[i : i + step], cross) for i in range(0, len(z), step)
+    ]
+    columns = zip(*parts, strict=True)
+    return tuple(None if column[0] is None else torch.cat(column) for column in columns)
 
 
-def fused(z: torch.Tensor, p: torch.Tensor, rows: torch.Tensor):
+def fused(z: torch.Tensor, p: torch.Tensor, rows: torch.Tensor, cross: bool = True):
     """:func:`row_sums`, compiled when :func:`mode` says so and compiling works, else eager."""
-    want = mode() == "1" or (mode() == "auto" and z.numel() >= COMPILE_MIN)
-    if not want or _FAILED or len(z) == 0:
-        return _eager(z, p, rows)
-    torch._dynamo.decorators.mark_unbacked(z, 0)  # any row count, 1 included, shares one kernel
-    torch._dynamo.decorators.mark_unbacked(rows, 0)
+    want = mode() == "1" or (mode() == "auto" and z.shape[-1] >= COMPILE_MIN_VOCAB)
+    if not want or _FAILED or len(z) < 2:
+        return _eager(z, p, rows, cross)
     try:
-        return _compiled()(z, p, rows)
+        return row_sums(z, p, rows, cross, terms=_compiled())
     except Exception as err:  # noqa: BLE001 - no compiler, unsupported backend, ...
         _FAILED.append(str(err).splitlines()[0] if str(err) else type(err).__name__)
         warnings.warn(
@@ -83,7 +120,7 @@ def fused(z: torch.Tensor, p: torch.Tensor, rows: torch.Tensor):
             RuntimeWarning,
             stacklevel=2,
         )
-        return _eager(z, p, rows)
+        return _eager(z, p, rows, cross)
 
 
 def backend(device: torch.device | str = "cpu") -> str:
