@@ -21,9 +21,10 @@ How, and what it costs (SmolLM2-135M: L=30, d=576, V=49152, fp32, 2 cores; measu
   layers per product (1 on CPU, about L/4 on GPU), and drops a position once its JSD is <= the
   smallest threshold, so groups above a settled position are never multiplied (SmolLM2,
   g = 0.5 nats, one layer per product: 65 % of the rows are computed).
-- Per row: ``sum q log q``, ``sum s log s`` (s = p + q) and ``sum p log q``, then
-  ``JSD = ln 2 + (sum p log p + sum q log q - sum s log s) / 2``, with 0 log 0 = 0 (a ``-inf``
-  logit gives a finite JSD). Reductions are fp32 whatever the model's dtype.
+- Per row: ``sum q log q``, ``sum s log s`` (s = p + q) and, for KL, ``sum p log q``, then
+  ``JSD = ln 2 + (sum p log p + sum q log q - sum s log s) / 2`` in fp64, with 0 log 0 = 0
+  (a ``-inf`` logit gives a finite JSD). Terms are fp32 and sums fp64 whatever the model's
+  dtype.
 """
 
 from __future__ import annotations
