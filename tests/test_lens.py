@@ -260,3 +260,37 @@ def test_hugging_face_hidden_states_are_refused():
         lens_profile(lm, states)
     with pytest.raises(UserError, match="output_hidden_states"):
         settle(lm, states, [0.1])
+
+
+@pytest.mark.parametrize("compiled", ["0", "1"], ids=["eager", "compiled"])
+def test_kernel_row_sums_for_each_need_match_float64(compiled, monkeypatch):
+    """Each ``need`` of the fused reduction against plain float64 sums, on peaked and flat
+    rows of a 4096-token vocabulary with masked (``-inf``) entries and zeros in ``p``."""
+    monkeypatch.setenv("THINKSCOPE_COMPILE", compiled)
+    gen = torch.Generator().manual_seed(3)
+    z = torch.randn(24, 4096, generator=gen) * torch.linspace(0.5, 12, 24)[:, None]
+    z[:, ::97] = float("-inf")
+    final = torch.randn(6, 4096, generator=gen) * 6
+    final[:, ::97] = final[:, 5::89] = float("-inf")  # p = 0 wherever q = 0, and elsewhere
+    p = torch.softmax(final, -1)
+    rows = torch.arange(6).repeat(4)
+    lq = torch.log_softmax(z.double(), -1)
+    q, pr = lq.exp(), p.double()[rows]
+    neg_hq, cross = torch.xlogy(q, q).sum(-1), (pr * torch.where(pr > 0, lq, 0.0)).sum(-1)
+    gap = neg_hq - torch.xlogy(q + pr, q + pr).sum(-1)
+    assert torch.isfinite(cross).all()
+    for need in kernel.NEEDS:
+        sums = kernel.fused(z, p, rows, need=need)
+        assert sums.gap.dtype == torch.float64
+        torch.testing.assert_close(sums.gap, gap, atol=1e-6, rtol=0)
+        if need == "jsd":
+            assert sums.neg_hq is None and sums.cross is None
+            continue
+        torch.testing.assert_close(sums.neg_hq, neg_hq, atol=1e-6, rtol=1e-7)
+        if need == "kl":
+            torch.testing.assert_close(sums.cross, cross, atol=1e-5, rtol=1e-6)
+        else:
+            assert sums.cross is None
+    assert not kernel._FAILED, kernel._FAILED
+    with pytest.raises(ValueError, match="need"):
+        kernel.fused(z, p, rows, need="everything")

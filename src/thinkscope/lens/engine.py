@@ -85,9 +85,10 @@ class Settling:
     layer_rows: int  # (position, layer) rows actually multiplied, for cost accounting
 
 
-def _jsd(neg_hp: torch.Tensor, neg_hq: torch.Tensor, sls: torch.Tensor) -> torch.Tensor:
-    """``ln 2 + (sum p log p + sum q log q - sum s log s) / 2``, clamped to [0, ln 2] (fp64)."""
-    return (LN2 + 0.5 * (neg_hp + neg_hq - sls)).clamp_(0.0, LN2)
+def _jsd(neg_hp: torch.Tensor, gap: torch.Tensor) -> torch.Tensor:
+    """``ln 2 + (sum p log p + gap) / 2`` with ``gap = sum q log q - sum s log s``, clamped to
+    [0, ln 2] (fp64)."""
+    return (LN2 + 0.5 * (neg_hp + gap)).clamp_(0.0, LN2)
 
 
 def _check(lm: LM, states: States) -> int:
@@ -118,7 +119,7 @@ def _final(
     step = max(1, kernel.EAGER_BYTES // (4 * z.shape[-1]))  # logsumexp's temporaries
     lse = torch.cat([torch.logsumexp(z[r], -1) for r in _blocks(len(z), step)])
     p = torch.sub(z, lse[:, None], out=torch.empty_like(z)).exp_()
-    neg_h = kernel.fused(z, p, torch.arange(len(z), device=z.device), cross=False)[0]
+    neg_h = kernel.fused(z, p, torch.arange(len(z), device=z.device), need="entropy").neg_hq
     stats = FinalStats(
         entropy=-neg_h,
         mean_logprob=z.mean(-1) - lse,
@@ -181,14 +182,14 @@ def lens_profile(
             z.view(n, L, -1)[:, L - 1], None if targets is None else targets[r], k
         )
         _store(final, r, part)
-        neg_hq, sls, cross = kernel.fused(z, p, owner[: n * L], cross=kls is not None)
-        neg_hq, sls = neg_hq.view(n, L), sls.view(n, L)
+        sums = kernel.fused(z, p, owner[: n * L], need="kl" if kls is not None else "entropy")
+        neg_hq = sums.neg_hq.view(n, L)
         neg_hq[:, L - 1] = neg_hp  # the final layer against itself: exactly p's own entropy
-        divergence = _jsd(neg_hp[:, None], neg_hq, sls)
+        divergence = _jsd(neg_hp[:, None], sums.gap.view(n, L))
         divergence[:, L - 1] = 0.0  # D_{t,L} = JSD(p || p)
         jsd[r], ent[r] = divergence, -neg_hq
         if kls is not None:
-            kls[r] = neg_hp[:, None] - cross.view(n, L)
+            kls[r] = neg_hp[:, None] - sums.cross.view(n, L)
             kls[r, L - 1] = 0.0
     return LensProfile(jsd, ent, final, kls, ids)
 
@@ -238,8 +239,8 @@ def settle(
             m = len(active)
             h = torch.stack([states[layer][r].to(dev)[active] for layer in layers])  # [G, m, d]
             z = head.finish_(head.raw(h.flatten(0, 1), buf))  # [G*m, V], layers outer
-            neg_hq, sls, _ = kernel.fused(z, p, active.repeat(len(layers)), cross=False)
-            jsd = _jsd(neg_hp[active], neg_hq.view(len(layers), m), sls.view(len(layers), m))
+            gap = kernel.fused(z, p, active.repeat(len(layers)), need="jsd").gap
+            jsd = _jsd(neg_hp[active], gap.view(len(layers), m))
             jsd = jsd.float()  # compared as lens_profile stores it
             for i, layer in enumerate(layers):
                 hit = (jsd[i, :, None] <= g) & unset[active]

@@ -2,8 +2,9 @@
 
 For layer logits ``z`` and the final distribution ``p`` of the same position the lens needs
 the sums over the vocabulary ``sum q log q`` (q = softmax(z)) and ``sum s log s``
-(s = p + q), and for KL ``sum p log q``. :func:`row_terms` writes them so that one exp and
-one log per element suffice: with ``m = max z``, ``e = exp(z - m)`` and ``T = sum e``,
+(s = p + q), and for KL ``sum p log q``; the JSD alone needs only the difference of the first
+two, one sum. :func:`row_terms` writes them so that one exp and one log per element suffice:
+with ``m = max z``, ``e = exp(z - m)`` and ``T = sum e``,
 ``q = e / T`` and ``log q = (z - m) - log T``, so ``sum q log q = sum q (z - m) - log T`` and
 ``sum p log q = sum p (z - m) - log T sum p``; ``log T`` is applied per row afterwards
 (:func:`row_sums`). Inductor compiles it into one loop over rows that makes three passes over
@@ -37,6 +38,7 @@ from __future__ import annotations
 import functools
 import os
 import warnings
+from typing import NamedTuple
 
 import torch
 
@@ -44,12 +46,22 @@ COMPILE_MIN_VOCAB = 8192  # vocabulary size from which compiling pays off
 EAGER_BYTES = 32 << 20  # eager fallback: rows per slice so that each temporary is <= 32 MB
 
 
-def row_terms(
-    z: torch.Tensor, p: torch.Tensor, rows: torch.Tensor, cross: bool = True
-) -> tuple[torch.Tensor, ...]:
-    """Per-row sums over the vocabulary of logits ``z`` ``[R, V]`` against ``p[rows]``:
-    ``T``, ``sum q (z-m)``, ``sum s log s`` and, with ``cross``, ``sum p (z-m)`` and ``sum p``,
-    each ``[R]`` float64 (fp32 terms; see the module docstring)."""
+NEEDS = ("jsd", "entropy", "kl")  # what a caller needs, each including the ones before
+
+
+class RowSums(NamedTuple):
+    """Per-row results, each ``[R]`` float64 (fp32 rounding first would cost the JSD ~1e-6)."""
+
+    gap: torch.Tensor  # sum q log q - sum s log s: JSD = ln 2 + (sum p log p + gap) / 2
+    neg_hq: torch.Tensor | None  # sum q log q (needs "entropy")
+    cross: torch.Tensor | None  # sum p log q (needs "kl")
+
+
+def row_terms(z: torch.Tensor, p: torch.Tensor, rows: torch.Tensor, need: str = "kl"):
+    """The vocabulary sums behind :class:`RowSums` for logits ``z`` ``[R, V]`` against
+    ``p[rows]``: ``T`` and ``sum q (z-m) - s log s`` (``need="jsd"``); ``T``, ``sum q (z-m)``
+    and ``sum s log s`` (``"entropy"``); and also ``sum p (z-m)`` and ``sum p`` (``"kl"``).
+    Each ``[R]`` float64 from fp32 terms (see the module docstring)."""
     f64 = torch.float64
     z = z.float()
     m = z.amax(-1, keepdim=True)
@@ -59,28 +71,29 @@ def row_terms(
     q = e * total.reciprocal().float()
     pr = p.index_select(0, rows)
     s = q + pr
-    qz = torch.where(q > 0, q * zm, 0.0).sum(-1, dtype=f64)
-    sls = torch.where(s > 0, s * s.log(), 0.0).sum(-1, dtype=f64)
-    sums = (total.squeeze(-1), qz, sls)
-    if cross:
+    q_zm = torch.where(q > 0, q * zm, 0.0)
+    s_ls = torch.where(s > 0, s * s.log(), 0.0)
+    if need == "jsd":
+        return total.squeeze(-1), (q_zm - s_ls).sum(-1, dtype=f64)
+    sums = (total.squeeze(-1), q_zm.sum(-1, dtype=f64), s_ls.sum(-1, dtype=f64))
+    if need == "kl":
         sums += (torch.where(pr > 0, pr * zm, 0.0).sum(-1, dtype=f64), pr.sum(-1, dtype=f64))
     return sums
 
 
 def row_sums(
-    z: torch.Tensor, p: torch.Tensor, rows: torch.Tensor, cross: bool = True, terms=row_terms
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    z: torch.Tensor, p: torch.Tensor, rows: torch.Tensor, need: str = "kl", terms=row_terms
+) -> RowSums:
     """Logits ``z`` ``[R, V]`` against final probabilities ``p[rows]`` (``p`` ``[N, V]``,
-    ``rows`` int64 ``[R]``) -> ``sum q log q``, ``sum s log s`` and (with ``cross``, else None)
-    ``sum p log q``, each ``[R]`` float64 (the JSD cancels them: rounding them to fp32 first
-    would cost it up to 1e-6). ``terms`` computes :func:`row_terms` (compiled or not)."""
-    total, qz, sls, *rest = terms(z, p, rows, cross)
-    log_total = total.log()
-    neg_hq = qz - log_total  # sum q = 1
-    if not cross:
-        return neg_hq, sls, None
-    pz, p_mass = rest
-    return neg_hq, sls, pz - log_total * p_mass
+    ``rows`` int64 ``[R]``) -> :class:`RowSums` with what ``need`` asks for (``NEEDS``).
+    ``terms`` computes :func:`row_terms` (compiled or not)."""
+    total, *sums = terms(z, p, rows, need)
+    log_total = total.log()  # log q = (z - m) - log T, and sum q = 1
+    if need == "jsd":
+        return RowSums(sums[0] - log_total, None, None)
+    neg_hq, sls = sums[0] - log_total, sums[1]
+    cross = sums[2] - log_total * sums[3] if need == "kl" else None
+    return RowSums(neg_hq - sls, neg_hq, cross)
 
 
 def mode() -> str:
@@ -97,22 +110,22 @@ def _compiled():
 _FAILED: list[str] = []  # the first compile error, once one happened: eager from then on
 
 
-def _eager(z, p, rows, cross):
+def _eager(z, p, rows, need) -> RowSums:
     step = max(1, EAGER_BYTES // (4 * z.shape[-1]))
-    parts = [
-        row_sums(z[i : i + step], p, rows[i : i + step], cross) for i in range(0, len(z), step)
-    ]
+    parts = [row_sums(z[i : i + step], p, rows[i : i + step], need) for i in range(0, len(z), step)]
     columns = zip(*parts, strict=True)
-    return tuple(None if column[0] is None else torch.cat(column) for column in columns)
+    return RowSums(*(None if column[0] is None else torch.cat(column) for column in columns))
 
 
-def fused(z: torch.Tensor, p: torch.Tensor, rows: torch.Tensor, cross: bool = True):
+def fused(z: torch.Tensor, p: torch.Tensor, rows: torch.Tensor, need: str = "kl") -> RowSums:
     """:func:`row_sums`, compiled when :func:`mode` says so and compiling works, else eager."""
+    if need not in NEEDS:
+        raise ValueError(f"need must be one of {NEEDS}, got {need!r}")
     want = mode() == "1" or (mode() == "auto" and z.shape[-1] >= COMPILE_MIN_VOCAB)
     if not want or _FAILED or len(z) < 2:
-        return _eager(z, p, rows, cross)
+        return _eager(z, p, rows, need)
     try:
-        return row_sums(z, p, rows, cross, terms=_compiled())
+        return row_sums(z, p, rows, need, terms=_compiled())
     except Exception as err:  # noqa: BLE001 - no compiler, unsupported backend, ...
         _FAILED.append(str(err).splitlines()[0] if str(err) else type(err).__name__)
         warnings.warn(
@@ -120,7 +133,7 @@ def fused(z: torch.Tensor, p: torch.Tensor, rows: torch.Tensor, cross: bool = Tr
             RuntimeWarning,
             stacklevel=2,
         )
-        return _eager(z, p, rows, cross)
+        return _eager(z, p, rows, need)
 
 
 def backend(device: torch.device | str = "cpu") -> str:
