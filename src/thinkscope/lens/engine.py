@@ -111,22 +111,23 @@ def _plan(head: Head, n_layers: int, chunk_rows: int | None) -> BlockPlan:
     )
 
 
-def _final(
-    z: torch.Tensor, targets: torch.Tensor | None, k: int
-) -> tuple[torch.Tensor, torch.Tensor, FinalStats]:
-    """Final-layer logits ``z`` ``[n, V]`` -> ``p`` ``[n, V]``, ``sum p log p`` ``[n]`` (the
-    fused kernel on ``p`` against itself) and the final statistics."""
+def _probs(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Final-layer logits ``z`` ``[n, V]`` -> ``p`` ``[n, V]`` and ``logsumexp(z)`` ``[n]``."""
     step = max(1, kernel.EAGER_BYTES // (4 * z.shape[-1]))  # logsumexp's temporaries
     lse = torch.cat([torch.logsumexp(z[r], -1) for r in _blocks(len(z), step)])
-    p = torch.sub(z, lse[:, None], out=torch.empty_like(z)).exp_()
-    neg_h = kernel.fused(z, p, torch.arange(len(z), device=z.device), need="entropy").neg_hq
-    stats = FinalStats(
+    return torch.sub(z, lse[:, None], out=torch.empty_like(z)).exp_(), lse
+
+
+def _stats(
+    z: torch.Tensor, lse: torch.Tensor, neg_h: torch.Tensor, targets: torch.Tensor | None, k: int
+) -> FinalStats:
+    """The final statistics from logits ``z`` ``[n, V]``, their ``lse`` and ``sum p log p``."""
+    return FinalStats(
         entropy=-neg_h,
         mean_logprob=z.mean(-1) - lse,
         top_logprobs=z.topk(k, dim=-1).values - lse[:, None],
         token_logprob=None if targets is None else z.gather(1, targets[:, None]).squeeze(1) - lse,
     )
-    return p, neg_h, stats
 
 
 def _empty_final(n: int, k: int, targets, device) -> FinalStats:
@@ -178,13 +179,12 @@ def lens_profile(
         z = head.finish_(head.raw(h.flatten(0, 1), buf))  # [n*L, V], positions outer
         if ids is not None:
             ids[r] = z.view(n, L, -1).topk(topk, dim=-1).indices
-        p, neg_hp, part = _final(
-            z.view(n, L, -1)[:, L - 1], None if targets is None else targets[r], k
-        )
-        _store(final, r, part)
+        z_final = z.view(n, L, -1)[:, L - 1]
+        p, lse = _probs(z_final)
         sums = kernel.fused(z, p, owner[: n * L], need="kl" if kls is not None else "entropy")
         neg_hq = sums.neg_hq.view(n, L)
-        neg_hq[:, L - 1] = neg_hp  # the final layer against itself: exactly p's own entropy
+        neg_hp = neg_hq[:, L - 1]  # the final layer's row against p: p's own entropy
+        _store(final, r, _stats(z_final, lse, neg_hp, None if targets is None else targets[r], k))
         divergence = _jsd(neg_hp[:, None], sums.gap.view(n, L))
         divergence[:, L - 1] = 0.0  # D_{t,L} = JSD(p || p)
         jsd[r], ent[r] = divergence, -neg_hq
@@ -226,8 +226,9 @@ def settle(
     for r in _blocks(n_pos, block):
         n = r.stop - r.start
         z = head.finish_(head.raw(states[L - 1][r].to(dev), buf))
-        p, neg_hp, part = _final(z, None if targets is None else targets[r], k)
-        _store(final, r, part)
+        p, lse = _probs(z)
+        neg_hp = kernel.fused(z, p, torch.arange(n, device=dev), need="entropy").neg_hq
+        _store(final, r, _stats(z, lse, neg_hp, None if targets is None else targets[r], k))
         active = torch.arange(n if len(g) else 0, device=dev)  # indices into the block
         unset = torch.ones(n, len(g), dtype=torch.bool, device=dev)
         depth = depths[r]  # a view: writes land in depths
