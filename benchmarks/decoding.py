@@ -26,9 +26,17 @@ CONFIGS = {
     "EDT (0.8, 1, 1)": dict(edt_var=[0.8, 1.0, 1.0]),
     "hewitt-epsilon 3e-4": dict(hewitt_epsilon=3e-4),
     "cal-acc": dict(cal_acc=[0.0, 0.5, 0.3]),
-    "all knobs": dict(temperature=0.7, top_k=50, top_p=0.95, min_p=0.05, greedy_threshold=0.3,
-                      prob_threshold=1e-4, dynamic_top_k=[1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
-                      hewitt_epsilon=3e-4, cal_acc=[0.0, 0.5, 0.01]),
+    "all knobs": dict(
+        temperature=0.7,
+        top_k=50,
+        top_p=0.95,
+        min_p=0.05,
+        greedy_threshold=0.3,
+        prob_threshold=1e-4,
+        dynamic_top_k=[1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        hewitt_epsilon=3e-4,
+        cal_acc=[0.0, 0.5, 0.01],
+    ),
 }
 
 
@@ -56,8 +64,10 @@ def main() -> None:
     ids = torch.zeros(args.rows, 1, dtype=torch.long, device=args.device)
     warpers = LogitsProcessorList([TemperatureLogitsWarper(0.7), TopPLogitsWarper(0.95)])
     base = best(lambda: warpers(ids, logits.clone()), args.repeat, args.device)
-    print(f"[{args.rows}, {args.vocab}] on {args.device}; baseline HF temperature + top-p: "
-          f"{base * 1e3:.1f} ms")
+    print(
+        f"[{args.rows}, {args.vocab}] on {args.device}; baseline HF temperature + top-p: "
+        f"{base * 1e3:.1f} ms"
+    )
     print(f"{'config':24s} {'ms':>8s} {'ratio':>7s}")
     for name, knobs in CONFIGS.items():
         config = DecodingConfig(**knobs)

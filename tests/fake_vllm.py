@@ -47,8 +47,10 @@ def _steps(done: Completion) -> list[dict]:
     """vLLM's per-step log-prob dicts: the top-k by rank, plus the sampled token if outside."""
     steps = []
     for t, token in enumerate(done.token_ids):
-        step = {i: Logprob(lp, r + 1) for r, (i, lp) in
-                enumerate(zip(done.top_ids[t], done.top_logprobs[t], strict=True))}
+        step = {
+            i: Logprob(lp, r + 1)
+            for r, (i, lp) in enumerate(zip(done.top_ids[t], done.top_logprobs[t], strict=True))
+        }
         step.setdefault(token, Logprob(done.logprobs[t], len(step) + 1))
         steps.append(step)
     return steps
@@ -78,11 +80,20 @@ class FakeLLM:
         for limit, rows in groups.items():
             first = sampling[rows[0]]
             params = SamplingParams(
-                temperature=first["temperature"], top_p=first["top_p"], top_k=first["top_k"],
-                min_p=first["min_p"], max_new_tokens=limit, stop=tuple(first["stop"]),
-                top_logprobs=first["logprobs"])
-            sampler = BatchSampler(self.lm, [prompts[i]["prompt_token_ids"] for i in rows],
-                                   [sampling[i]["seed"] for i in rows], params)
+                temperature=first["temperature"],
+                top_p=first["top_p"],
+                top_k=first["top_k"],
+                min_p=first["min_p"],
+                max_new_tokens=limit,
+                stop=tuple(first["stop"]),
+                top_logprobs=first["logprobs"],
+            )
+            sampler = BatchSampler(
+                self.lm,
+                [prompts[i]["prompt_token_ids"] for i in rows],
+                [sampling[i]["seed"] for i in rows],
+                params,
+            )
             sampler.run()
             done.update(zip(rows, sampler.completions, strict=True))
         outputs, call = [], []
@@ -91,11 +102,19 @@ class FakeLLM:
             cached = self._cached(ids)
             seen = ids + completion.token_ids[:-1]  # the last token never ran through the model
             self.blocks.update(tuple(seen[:m]) for m in range(BLOCK, len(seen) + 1, BLOCK))
-            output = Output(list(completion.token_ids), _steps(completion),
-                            completion.finish_reason)
+            output = Output(
+                list(completion.token_ids), _steps(completion), completion.finish_reason
+            )
             outputs.append(RequestOutput(ids, [output], cached))
-            call.append(dict(prompt=ids, params=dict(sampling[i]), tokens=output.token_ids,
-                             finish=output.finish_reason, prefill=len(ids) - cached))
+            call.append(
+                dict(
+                    prompt=ids,
+                    params=dict(sampling[i]),
+                    tokens=output.token_ids,
+                    finish=output.finish_reason,
+                    prefill=len(ids) - cached,
+                )
+            )
         self.calls.append(call)
         return outputs
 

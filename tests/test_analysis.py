@@ -89,7 +89,8 @@ def test_table_has_one_row_per_metric_column_with_the_stats_values(analysed):
         pos, neg = s[ok & y], s[ok & ~y]
         pairs = sum((a > b) + 0.5 * (a == b) for a in pos for b in neg)
         assert table.set_index("metric").loc[metric, "auroc"] == pytest.approx(
-            pairs / (len(pos) * len(neg)), abs=1e-12)
+            pairs / (len(pos) * len(neg)), abs=1e-12
+        )
     design = np.column_stack([np.ones(len(frame)), frame["length"], ppl])
 
     def residual(v):
@@ -246,8 +247,9 @@ def test_constant_and_identical_metrics_get_a_note(tmp_path):
     run = make_scored_run(tmp_path / "run", problems=4, n=5, tokens=(8, 40))
     traces = pd.read_parquet(run / "traces.parquet")
     conf = np.random.default_rng(1).normal(2.0, 0.3, len(traces))
-    traces = traces.assign(**{"token-conf": conf, "group-conf-lowest": conf, "tail-conf": conf,
-                              "temperature": 0.7})
+    traces = traces.assign(
+        **{"token-conf": conf, "group-conf-lowest": conf, "tail-conf": conf, "temperature": 0.7}
+    )
     traces.to_parquet(run / "traces.parquet", index=False)
 
     def add(columns):

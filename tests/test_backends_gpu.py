@@ -65,8 +65,9 @@ def test_vllm_continues_a_prefix_from_its_cached_blocks(engine):
     for whole, prefix in zip(full.completions, first.completions, strict=True):
         assert prefix.token_ids == whole.token_ids[:16]
     more = engine.extend([prompt] * 4, first.completions, seeds, params)
-    for prefix, done, prefill in zip(first.completions, more.completions, more.prefills,
-                                     strict=True):
+    for prefix, done, prefill in zip(
+        first.completions, more.completions, more.prefills, strict=True
+    ):
         assert done.token_ids[:16] == prefix.token_ids and len(done.token_ids) <= 48
         if prefix.finish_reason == "length":
             assert 1 <= prefill <= 16

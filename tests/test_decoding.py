@@ -103,8 +103,9 @@ def test_decode_step_matches_the_plain_reference(shape, peak, knobs):
         assert kept.tolist() == mask
         assert int(step.kept[row]) == sum(mask) >= k
         assert sum(mask) == k or len(set(scaled)) < len(scaled)  # more only through ties
-        np.testing.assert_allclose(step.scores[row][kept].double(), scaled[mask], rtol=1e-6,
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            step.scores[row][kept].double(), scaled[mask], rtol=1e-6, atol=1e-6
+        )
     processed = config.processor()(torch.zeros(shape[0], 1, dtype=torch.long), logits.clone())
     assert torch.equal(processed, step.scores)
 

@@ -52,9 +52,14 @@ def test_step_logs_match_a_full_forward_recomputation():
 def test_greedy_threshold_one_samples_the_greedy_tokens():
     lm = tiny_lm("llama")
     greedy = _run(lm, SamplingParams(temperature=0, max_new_tokens=8))
-    forced = _run(lm, SamplingParams(decoding=DecodingConfig(temperature=1.0,
-                                                            greedy_threshold=1.0),
-                                     max_new_tokens=8, log_steps=True))
+    forced = _run(
+        lm,
+        SamplingParams(
+            decoding=DecodingConfig(temperature=1.0, greedy_threshold=1.0),
+            max_new_tokens=8,
+            log_steps=True,
+        ),
+    )
     plain = _run(lm, SamplingParams(temperature=1.0, max_new_tokens=8))
     assert [d.token_ids for d in forced] == [d.token_ids for d in greedy]
     assert [d.token_ids for d in plain] != [d.token_ids for d in greedy]  # the knob did it
@@ -65,16 +70,24 @@ def test_plain_temperature_sampling_is_unchanged_by_the_decoding_path():
     """The default params and an explicit DecodingConfig with the same T draw the same tokens."""
     lm = tiny_lm("llama")
     flat = _run(lm, SamplingParams(temperature=0.9, top_k=40, max_new_tokens=8))
-    rule = _run(lm, SamplingParams(decoding=DecodingConfig(temperature=0.9, top_k=40),
-                                   max_new_tokens=8))
+    rule = _run(
+        lm, SamplingParams(decoding=DecodingConfig(temperature=0.9, top_k=40), max_new_tokens=8)
+    )
     assert [d.token_ids for d in flat] == [d.token_ids for d in rule]
 
 
 def test_generate_records_knobs_in_config_and_step_columns(tiny_model_dir, tmp_path):
     config = GenerateConfig.parse(
-        model=str(tiny_model_dir), task="gym:basic_arithmetic?min_terms=2&max_terms=2",
-        questions=2, n=2, max_new_tokens=5, prompt_style="fewshot", batch_size=4,
-        dynamic_top_k=[1, 1, 2, 2, 3, 3, 4, 4, 5, 5], edt_var=(0.8, 1.0, 1.0), log_steps=True,
+        model=str(tiny_model_dir),
+        task="gym:basic_arithmetic?min_terms=2&max_terms=2",
+        questions=2,
+        n=2,
+        max_new_tokens=5,
+        prompt_style="fewshot",
+        batch_size=4,
+        dynamic_top_k=[1, 1, 2, 2, 3, 3, 4, 4, 5, 5],
+        edt_var=(0.8, 1.0, 1.0),
+        log_steps=True,
     )
     run = generate_run(config, tmp_path / "run", show_progress=False)
     assert run.config["edt_var"] == [0.8, 1.0, 1.0] and run.config["log_steps"] is True
@@ -95,9 +108,9 @@ def test_the_processor_plugs_into_transformers_generate():
     greedy = lm.model.generate(ids, do_sample=False, **common)
     torch.manual_seed(0)
     rule = LogitsProcessorList([DecodingConfig(temperature=0).processor()])
-    sampled = lm.model.generate(ids, do_sample=True, top_k=0, top_p=1.0, temperature=1.0,
-                                logits_processor=rule, **common)
+    sampled = lm.model.generate(
+        ids, do_sample=True, top_k=0, top_p=1.0, temperature=1.0, logits_processor=rule, **common
+    )
     torch.manual_seed(0)
-    free = lm.model.generate(ids, do_sample=True, top_k=0, top_p=1.0, temperature=1.0,
-                             **common)
+    free = lm.model.generate(ids, do_sample=True, top_k=0, top_p=1.0, temperature=1.0, **common)
     assert torch.equal(sampled, greedy) and not torch.equal(free, greedy)

@@ -35,8 +35,17 @@ def _params(**knobs) -> Params:
 def test_rows_follow_adds_removes_moves_and_swaps():
     greedy, top2 = dict(temperature=0.0), dict(top_k=2, temperature=0.5)
     rows = BatchRows()
-    rows.update(Update(4, added=[(0, _params(**greedy), [1], []), (1, Params(), [2], []),
-                                 (2, _params(**top2), None, []), (3, Params(None), [3], [])]))
+    rows.update(
+        Update(
+            4,
+            added=[
+                (0, _params(**greedy), [1], []),
+                (1, Params(), [2], []),
+                (2, _params(**top2), None, []),
+                (3, Params(None), [3], []),
+            ],
+        )
+    )
     assert rows.rows == {0: DecodingConfig(**greedy), 2: DecodingConfig(**top2)}
     rows.update(None)  # no change
     rows.update(Update(3, removed=[0], moved=[(2, 0, Move.UNIDIRECTIONAL)]))
@@ -49,15 +58,19 @@ def test_rows_follow_adds_removes_moves_and_swaps():
 
 def test_apply_decodes_each_configured_row_with_its_own_config_only():
     rows = BatchRows()
-    configs = {0: dict(min_p=0.2), 2: dict(greedy_threshold=0.9, temperature=0.7),
-               3: dict(min_p=0.2)}
+    configs = {
+        0: dict(min_p=0.2),
+        2: dict(greedy_threshold=0.9, temperature=0.7),
+        3: dict(min_p=0.2),
+    }
     rows.update(Update(4, added=[(i, _params(**c), None, []) for i, c in configs.items()]))
     logits = torch.randn(4, 50) * 3
     out = rows.apply(logits.clone())
     assert torch.equal(out[1], logits[1])  # no config: untouched
     for i, knobs in configs.items():
-        assert torch.equal(out[i], decode_step(logits[i : i + 1], DecodingConfig(**knobs))
-                           .scores[0])
+        assert torch.equal(
+            out[i], decode_step(logits[i : i + 1], DecodingConfig(**knobs)).scores[0]
+        )
     assert (torch.isfinite(out[0]).sum() < 50) and (torch.isfinite(out[2]).sum() >= 1)
 
 

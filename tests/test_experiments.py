@@ -37,8 +37,9 @@ def test_every_experiment_writes_its_table_and_figure(name, tiny_model_dir, lm, 
     exp = Experiment(name, _config(tiny_model_dir, tmp_path / name, plot_out=plot), lm=lm)
     table = EXPERIMENTS[name](exp)
     assert len(table) > 0
-    pd.testing.assert_frame_equal(pd.read_csv(exp.out / "results.csv"), table,
-                                  check_dtype=False, check_exact=False)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(exp.out / "results.csv"), table, check_dtype=False, check_exact=False
+    )
     assert list((exp.out / "figures").glob("*.png")) and plot.is_file()
     assert (exp.out / "experiment.yaml").is_file()
     with pytest.raises(UserError, match="finished experiment"):
@@ -108,8 +109,9 @@ def plain_profiles(run):
 
 
 def test_threshold_sweep_on_a_reused_run_matches_plain_loops(fake_run, tmp_path):
-    table = EXPERIMENTS["threshold-sweep"](_fake_experiment("threshold-sweep", fake_run,
-                                                            tmp_path, rho=0.85)).set_index("g")
+    table = EXPERIMENTS["threshold-sweep"](
+        _fake_experiment("threshold-sweep", fake_run, tmp_path, rho=0.85)
+    ).set_index("g")
     profiles = plain_profiles(fake_run)
     deep_from = 7  # ceil(0.85 * 8) = ceil(6.8)
     for g in table.index:
@@ -119,7 +121,8 @@ def test_threshold_sweep_on_a_reused_run_matches_plain_loops(fake_run, tmp_path)
         assert table.loc[g, "mean_dtr"] == pytest.approx(sum(ratios) / len(ratios), abs=1e-7)
         assert table.loc[g, "mean_settling_depth"] == pytest.approx(sum(flat) / len(flat))
         assert table.loc[g, "share_settling_at_last_layer"] == pytest.approx(
-            sum(d == L_FAKE for d in flat) / len(flat))
+            sum(d == L_FAKE for d in flat) / len(flat)
+        )
     depth = table["mean_settling_depth"].to_numpy()
     assert (np.diff(depth) <= 0).all() and depth[0] - depth[-1] > 1  # not a constant column
     assert not (tmp_path / "threshold-sweep" / "runs").exists()  # nothing generated
@@ -143,7 +146,8 @@ def test_token_types_on_a_reused_run_match_plain_loops(fake_run, tmp_path, monke
         assert table.loc[category, "n_tokens"] == len(depths)
         assert table.loc[category, "mean_settling_depth"] == pytest.approx(np.mean(depths))
         assert table.loc[category, "deep_share"] == pytest.approx(
-            np.mean([d >= 6 for d in depths]))  # ceil(0.75 * 8) = 6
+            np.mean([d >= 6 for d in depths])
+        )  # ceil(0.75 * 8) = 6
     assert table["mean_settling_depth"].nunique() > 1
 
 
@@ -153,14 +157,19 @@ def test_jsd_diagnostic_and_length_vs_dtr_on_a_reused_run(fake_run, tmp_path):
     profiles = plain_profiles(fake_run)
     for layer in range(L_FAKE):
         values = [p[t][layer] for p in profiles for t in range(len(p))]
-        wrong = [p[t][layer] for p, ok in zip(profiles, traces["correct"], strict=True)
-                 if not ok for t in range(len(p))]
+        wrong = [
+            p[t][layer]
+            for p, ok in zip(profiles, traces["correct"], strict=True)
+            if not ok
+            for t in range(len(p))
+        ]
         assert diag.loc[layer, "mean_jsd"] == pytest.approx(np.mean(values), rel=1e-6)
         assert diag.loc[layer, "mean_jsd_wrong"] == pytest.approx(np.mean(wrong), rel=1e-6)
     assert diag["mean_jsd"].iloc[0] > 0.5 > diag["mean_jsd"].iloc[-2]  # falls through g
 
-    table = EXPERIMENTS["length-vs-dtr"](_fake_experiment("length-vs-dtr", fake_run, tmp_path,
-                                                          g=0.4, rho=0.5))
+    table = EXPERIMENTS["length-vs-dtr"](
+        _fake_experiment("length-vs-dtr", fake_run, tmp_path, g=0.4, rho=0.5)
+    )
     ratios = [np.mean([plain_depth(r, 0.4) >= 4 for r in p]) for p in profiles]
     lengths = traces["n_tokens"].to_numpy(float)
     assert table.loc[0, "n"] == len(traces)
@@ -169,11 +178,11 @@ def test_jsd_diagnostic_and_length_vs_dtr_on_a_reused_run(fake_run, tmp_path):
 
 def test_multi_run_experiments_refuse_a_reused_run(fake_run, tmp_path):
     with pytest.raises(UserError, match="does not take --run"):
-        EXPERIMENTS["temperature-sweep"](_fake_experiment("temperature-sweep", fake_run,
-                                                          tmp_path))
+        EXPERIMENTS["temperature-sweep"](_fake_experiment("temperature-sweep", fake_run, tmp_path))
     with pytest.raises(UserError, match="not found"):
-        EXPERIMENTS["threshold-sweep"](_fake_experiment("threshold-sweep", tmp_path / "nope",
-                                                        tmp_path))
+        EXPERIMENTS["threshold-sweep"](
+            _fake_experiment("threshold-sweep", tmp_path / "nope", tmp_path)
+        )
 
 
 def test_cli_runs_an_experiment_on_a_reused_run(fake_run, tmp_path):
@@ -182,11 +191,14 @@ def test_cli_runs_an_experiment_on_a_reused_run(fake_run, tmp_path):
     from thinkscope.cli import app
 
     out = tmp_path / "cli"
-    result = CliRunner().invoke(app, ["experiment", "threshold-sweep", "--run", str(fake_run),
-                                      "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["experiment", "threshold-sweep", "--run", str(fake_run), "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert len(pd.read_csv(out / "results.csv")) == 7 and not (out / "runs").exists()
-    result = CliRunner().invoke(app, ["experiment", "cot-vs-direct", "--run", str(fake_run),
-                                      "--out", str(tmp_path / "cot")])
+    result = CliRunner().invoke(
+        app, ["experiment", "cot-vs-direct", "--run", str(fake_run), "--out", str(tmp_path / "cot")]
+    )
     assert isinstance(result.exception, UserError) and "does not take --run" in str(
-        result.exception)
+        result.exception
+    )

@@ -25,8 +25,9 @@ class Script:
 
     def __init__(self, tokenizer, scripts: dict[str, str]) -> None:
         self.tokenizer = tokenizer
-        self.scripts = {q: tokenizer(t, add_special_tokens=False)["input_ids"]
-                        for q, t in scripts.items()}
+        self.scripts = {
+            q: tokenizer(t, add_special_tokens=False)["input_ids"] for q, t in scripts.items()
+        }
         self.pad = tokenizer.pad_token_id
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -49,8 +50,14 @@ def test_lm_eval_accuracy_equals_thinkscope_grading_of_the_same_samples():
     lm = tiny_lm("llama")
     model = ThinkscopeLM(lm, batch_size=8, processors=[Script(lm.tokenizer, scripts)])
     manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False)
-    out = simple_evaluate(model=model, tasks=[TASK], limit=20, task_manager=manager,
-                          log_samples=True, gen_kwargs="max_gen_toks=24")
+    out = simple_evaluate(
+        model=model,
+        tasks=[TASK],
+        limit=20,
+        task_manager=manager,
+        log_samples=True,
+        gen_kwargs="max_gen_toks=24",
+    )
     for name in ("strict-match", "flexible-extract"):
         samples = [s for s in out["samples"][TASK] if s["filter"] == name]
         assert len(samples) == 20
@@ -73,23 +80,34 @@ def test_loglikelihood_matches_lm_eval_own_hf_model(tiny_model_dir):
 
     ours = ThinkscopeLM(str(tiny_model_dir), batch_size=3)
     theirs = HFLM(pretrained=str(tiny_model_dir), batch_size=3, device="cpu")
-    pairs = [("What is 3 + 5?", " 8"), ("Janet has 16 eggs", " and eats 3."),
-             ("The answer is", " 42"), ("", "Calculate 12 - 7.")]
+    pairs = [
+        ("What is 3 + 5?", " 8"),
+        ("Janet has 16 eggs", " and eats 3."),
+        ("The answer is", " 42"),
+        ("", "Calculate 12 - 7."),
+    ]
     requests = [_instance("loglikelihood", c, x) for c, x in pairs]
-    for (ll, greedy), (ref, ref_greedy) in zip(ours.loglikelihood(requests),
-                                               theirs.loglikelihood(requests), strict=True):
+    for (ll, greedy), (ref, ref_greedy) in zip(
+        ours.loglikelihood(requests), theirs.loglikelihood(requests), strict=True
+    ):
         assert ll == pytest.approx(ref, abs=1e-4) and greedy == ref_greedy
     rolling = [_instance("loglikelihood_rolling", "Think step by step. " * 30)]
     assert ours.loglikelihood_rolling(rolling)[0] == pytest.approx(
-        theirs.loglikelihood_rolling(rolling)[0], abs=1e-3)
+        theirs.loglikelihood_rolling(rolling)[0], abs=1e-3
+    )
 
 
 def test_model_args_carry_the_decoding_knobs(tmp_path):
     fit = tmp_path / "calibration.json"
     fit.write_text(json.dumps({"A": 0.1, "B": 0.9}))
-    args = {"edt_var": "0.8;1;1", "dynamic_top_k": "1:1:2:2:3:3:4:4:5:5",
-            "greedy_threshold": 0.3, "cal_acc_from": str(fit), "cal_acc_threshold": 0.2,
-            "seed": 3}
+    args = {
+        "edt_var": "0.8;1;1",
+        "dynamic_top_k": "1:1:2:2:3:3:4:4:5:5",
+        "greedy_threshold": 0.3,
+        "cal_acc_from": str(fit),
+        "cal_acc_threshold": 0.2,
+        "seed": 3,
+    }
     config = decoding_from_args(args)
     assert config.edt_var == [0.8, 1.0, 1.0] and config.dynamic_top_k[-1] == 5
     assert config.cal_acc == [0.1, 0.9, 0.2] and config.greedy_threshold == 0.3
@@ -109,9 +127,23 @@ def test_model_args_decoding_wins_over_the_task_sampling():
 
 
 def test_thinkscope_eval_runs_lm_eval_cli_offline(tiny_model_dir, tmp_path):
-    run_harness(["--model_args", f"model={tiny_model_dir}", "--batch_size", "20",
-                 "--tasks", TASK, "--limit", "20", "--gen_kwargs", "max_gen_toks=8",
-                 "--output_path", str(tmp_path), "--log_samples"])
+    run_harness(
+        [
+            "--model_args",
+            f"model={tiny_model_dir}",
+            "--batch_size",
+            "20",
+            "--tasks",
+            TASK,
+            "--limit",
+            "20",
+            "--gen_kwargs",
+            "max_gen_toks=8",
+            "--output_path",
+            str(tmp_path),
+            "--log_samples",
+        ]
+    )
     results = json.loads(next(tmp_path.rglob("results_*.json")).read_text())
     samples = [json.loads(line) for line in next(tmp_path.rglob("samples_*.jsonl")).open()]
     samples = [s for s in samples if s["filter"] == "strict-match"]

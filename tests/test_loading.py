@@ -103,8 +103,12 @@ def test_loading_unpacks_into_load_model_and_survives_pickling(tiny_model_dir):
 
 
 def test_vllm_engine_arguments_of_the_loading_options():
-    loading = Loading(dtype="bfloat16", revision="abc123", trust_remote_code=True,
-                      attn_implementation="flash_attention_2")
+    loading = Loading(
+        dtype="bfloat16",
+        revision="abc123",
+        trust_remote_code=True,
+        attn_implementation="flash_attention_2",
+    )
     assert loading.vllm_args() == {
         "dtype": "bfloat16",
         "revision": "abc123",

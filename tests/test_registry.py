@@ -9,8 +9,9 @@ GYM = "gym:basic_arithmetic?min_terms=2&max_terms=2&min_digits=1&max_digits=1"
 
 def test_runs_list_show_and_diff(tiny_model_dir, tmp_path):
     for seed in (1, 2):
-        config = GenerateConfig(model=str(tiny_model_dir), task=GYM, questions=2, n=1,
-                                max_new_tokens=4, seed=seed)
+        config = GenerateConfig(
+            model=str(tiny_model_dir), task=GYM, questions=2, n=1, max_new_tokens=4, seed=seed
+        )
         generate_run(config, tmp_path / f"run{seed}", show_progress=False)
     runs = list_runs()
     assert [r["config"]["seed"] for r in runs] == [1, 2]

@@ -239,14 +239,26 @@ def test_bundled_model_run_is_scored(tmp_path, bundled_lm):
 
 
 def test_resuming_a_finished_run_is_idempotent_and_another_config_is_an_error(run_dir, lm):
-    config = GenerateConfig(model="tiny", task="gsm8k", questions=3, n=2, max_new_tokens=10,
-                            batch_size=8, temperature=1.0)
+    config = GenerateConfig(
+        model="tiny",
+        task="gsm8k",
+        questions=3,
+        n=2,
+        max_new_tokens=10,
+        batch_size=8,
+        temperature=1.0,
+    )
     stamp = (run_dir / "traces.parquet").stat().st_mtime_ns
     generate_run(config, run_dir, resume=True, lm=lm, show_progress=False)
     assert (run_dir / "traces.parquet").stat().st_mtime_ns == stamp
     assert "the run is complete; nothing to do" in (run_dir / "log.txt").read_text()
     with pytest.raises(UserError, match="differs in questions"):
-        generate_run(config.model_copy(update={"questions": 4}), run_dir, resume=True, lm=lm,
-                     show_progress=False)
+        generate_run(
+            config.model_copy(update={"questions": 4}),
+            run_dir,
+            resume=True,
+            lm=lm,
+            show_progress=False,
+        )
     with pytest.raises(UserError, match="finished run; choose another --out"):
         generate_run(config, run_dir, lm=lm, show_progress=False)

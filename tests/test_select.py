@@ -111,10 +111,12 @@ def test_token_and_group_confidences_by_hand():
     tops = [[math.log(0.5), math.log(0.25)], [math.log(0.5), math.log(0.5)], [0.0, 0.0]]
     completion = Completion(token_ids=[1, 2, 3], top_logprobs=tops)
     conf = token_confidences(completion)
-    torch.testing.assert_close(conf, torch.tensor([1.5 * math.log(2), math.log(2), 0.0],
-                                                  dtype=torch.float64))
-    torch.testing.assert_close(group_confidences(conf, 2), torch.stack([conf[:2].mean(),
-                                                                        conf[1:].mean()]))
+    torch.testing.assert_close(
+        conf, torch.tensor([1.5 * math.log(2), math.log(2), 0.0], dtype=torch.float64)
+    )
+    torch.testing.assert_close(
+        group_confidences(conf, 2), torch.stack([conf[:2].mean(), conf[1:].mean()])
+    )
     torch.testing.assert_close(group_confidences(conf, 5), conf.mean().reshape(1))
     with pytest.raises(ValueError, match="top_logprobs=20"):
         token_confidences(Completion(token_ids=[1, 2]))
@@ -141,8 +143,20 @@ class PresetScore(PrefixScore):
 
 @pytest.mark.parametrize("prefix", [1, 4])
 def test_think_at_n_keeps_the_known_top_and_counts_every_token(pool, cons, prefix):
-    preset = [5, 1, 4, 1, 3, 9,  # question 0 keeps 0, 2, 5
-              2, 2, 7, 0, 2, 1]  # question 1 keeps 2 and the first two 2s: 0, 1
+    preset = [
+        5,
+        1,
+        4,
+        1,
+        3,
+        9,  # question 0 keeps 0, 2, 5
+        2,
+        2,
+        7,
+        0,
+        2,
+        1,
+    ]  # question 1 keeps 2 and the first two 2s: 0, 1
     score = PresetScore(preset)
     gen = think_at_n(pool, score, prefix=prefix, keep_ratio=0.5)
     assert gen.voters == [[0, 2, 5], [0, 1, 2]]
@@ -224,8 +238,10 @@ def test_think_at_n_dtr_prunes_as_the_reference_ranks(lm, pool, cons):
     gen = think_at_n(pool, score, prefix=prefix, keep_ratio=0.5)
     seen = set()
     for q in range(2):
-        reference = [reference_dtr(lm, pool.prompts[q], ids(cons.completions[q][k])[:prefix], g,
-                                   rho) for k in range(N)]
+        reference = [
+            reference_dtr(lm, pool.prompts[q], ids(cons.completions[q][k])[:prefix], g, rho)
+            for k in range(N)
+        ]
         mine = [score.score(q * N + k) for k in range(N)]
         assert mine == pytest.approx(reference)
         assert gen.voters[q] == top_k(reference, kept_count(N, 0.5))
@@ -237,8 +253,10 @@ def test_prefix_scores_equal_the_scored_metrics_of_the_same_prefix_tokens(lm, po
     """Think@n's prefix DTR / mean settling depth are the registry's ``dtr`` /
     ``mean-settling-depth`` of the prefix tokens, teacher-forced by the scoring pass."""
     prefix, g, rho = 5, 0.0013, 0.75
-    for score, metric in ((PrefixDTR(lm, g=g, rho=rho), spec("dtr", g=g, rho=rho)),
-                          (PrefixSettlingDepth(lm, g=g), spec("mean-settling-depth", g=g))):
+    for score, metric in (
+        (PrefixDTR(lm, g=g, rho=rho), spec("dtr", g=g, rho=rho)),
+        (PrefixSettlingDepth(lm, g=g), spec("mean-settling-depth", g=g)),
+    ):
         think_at_n(pool, score, prefix=prefix, keep_ratio=0.5)
         tokens = [ids(cons.completions[q][k])[:prefix] for q in range(2) for k in range(N)]
         prompts = [pool.prompts[q] for q in range(2) for _ in range(N)]
@@ -257,7 +275,8 @@ def test_dtr_tie_break_ranks_equal_dtr_by_depth_only(lm, pool, cons):
     rows = range(2 * N)
     for a in rows:
         assert tied.score(a) == pytest.approx(
-            plain.score(a) + 1e-6 * depth.score(a) / lm.n_layers, abs=1e-12)
+            plain.score(a) + 1e-6 * depth.score(a) / lm.n_layers, abs=1e-12
+        )
         for b in rows:  # lexicographic: DTR first, then mean settling depth
             if plain.score(a) != plain.score(b):
                 assert (tied.score(a) > tied.score(b)) == (plain.score(a) > plain.score(b))
@@ -308,12 +327,13 @@ def test_deepconf_online_stops_exactly_where_the_window_drops(pool, cons):
     gen = deepconf_online(pool, warmup=warmup, eta=eta, window=window)
     stopped = 0
     for q in range(2):
-        bar = np.percentile([lowest(cons.completions[q][k], window) for k in range(warmup)],
-                            100 * (1 - eta))
+        bar = np.percentile(
+            [lowest(cons.completions[q][k], window) for k in range(warmup)], 100 * (1 - eta)
+        )
         for k in range(N):
             mine, full = gen.completions[q][k], cons.completions[q][k]
             conf = token_confidences(full).tolist()
-            means = [np.mean(conf[t - window:t]) for t in range(window, len(conf) + 1)]
+            means = [np.mean(conf[t - window : t]) for t in range(window, len(conf) + 1)]
             if k < warmup or all(m >= bar for m in means):
                 assert ids(mine) == ids(full) and mine.finish_reason != "pruned"
                 continue
@@ -323,8 +343,12 @@ def test_deepconf_online_stops_exactly_where_the_window_drops(pool, cons):
                 continue
             assert mine.finish_reason == "pruned" and ids(mine) == ids(full)[:cut]
             stopped += 1
-        voters = [k for k in range(N) if gen.completions[q][k].finish_reason != "pruned"
-                  and lowest(gen.completions[q][k], window) >= bar]
+        voters = [
+            k
+            for k in range(N)
+            if gen.completions[q][k].finish_reason != "pruned"
+            and lowest(gen.completions[q][k], window) >= bar
+        ]
         assert gen.voters[q] == voters
     assert stopped > 0
     assert sum(gen.tokens()) < sum(cons.tokens())
@@ -338,10 +362,22 @@ def test_summarize_averages_repeats_and_divides_by_cons_tokens():
         for question in ("a", "b"):
             for method, ok, tokens in (("cons@n", cons_ok, 100), ("think@n", think_ok, 40)):
                 lens = (1.0 + repeat, 3.0) if method == "think@n" else (0.0, 0.0)
-                rows.append(dict(repeat=repeat, question_id=question, method=method, answer="1",
-                                 correct=ok, tokens=tokens, prefill_tokens=10, voters=4,
-                                 pool_mismatches=0, wall_s=1.0, lens_s=lens[0],
-                                 lens_gflop=lens[1]))
+                rows.append(
+                    dict(
+                        repeat=repeat,
+                        question_id=question,
+                        method=method,
+                        answer="1",
+                        correct=ok,
+                        tokens=tokens,
+                        prefill_tokens=10,
+                        voters=4,
+                        pool_mismatches=0,
+                        wall_s=1.0,
+                        lens_s=lens[0],
+                        lens_gflop=lens[1],
+                    )
+                )
     table = summarize(pd.DataFrame(rows)).set_index("method")
     assert table.loc["cons@n", "accuracy"] == 0.5
     assert table.loc["cons@n", "accuracy_std"] == pytest.approx(np.std([1, 0], ddof=1), abs=1e-4)
@@ -354,11 +390,16 @@ def test_summarize_averages_repeats_and_divides_by_cons_tokens():
     assert table.loc["cons@n", "lens_s"] == 0.0
 
 
-@pytest.mark.parametrize("bad, message", [
-    (dict(keep_ratio=1.5), "--keep-ratio"), (dict(keep_ratio=0), "--keep-ratio"),
-    (dict(prefix_tokens=0), "--prefix-tokens"), (dict(repeats=0), "--repeats"),
-    (dict(base="x"), "--base"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(keep_ratio=1.5), "--keep-ratio"),
+        (dict(keep_ratio=0), "--keep-ratio"),
+        (dict(prefix_tokens=0), "--prefix-tokens"),
+        (dict(repeats=0), "--repeats"),
+        (dict(base="x"), "--base"),
+    ],
+)
 def test_bad_arguments_are_one_line_user_errors(bad, message):
     with pytest.raises(UserError, match=message):
         SelectConfig.parse(**bad)
@@ -369,17 +410,30 @@ def test_bad_arguments_are_one_line_user_errors(bad, message):
 @pytest.fixture
 def task_file(tmp_path):
     path = tmp_path / "task.jsonl"
-    rows = [{"question": f"What is {a} + {b}?", "answer": str(a + b)} for a, b in
-            [(3, 5), (2, 2), (7, 1)]]
+    rows = [
+        {"question": f"What is {a} + {b}?", "answer": str(a + b)}
+        for a, b in [(3, 5), (2, 2), (7, 1)]
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
 
 def small_config(task_file) -> SelectConfig:
     return SelectConfig.parse(
-        task=str(task_file), questions=3, n=4, prefix_tokens=3, keep_ratio=0.5, repeats=2,
-        max_new_tokens=8, prompt_style="cot", batch_size=8, window=3, g=0.0013, rho=0.75,
-        temperature=1.0)
+        task=str(task_file),
+        questions=3,
+        n=4,
+        prefix_tokens=3,
+        keep_ratio=0.5,
+        repeats=2,
+        max_new_tokens=8,
+        prompt_style="cot",
+        batch_size=8,
+        window=3,
+        g=0.0013,
+        rho=0.75,
+        temperature=1.0,
+    )
 
 
 def test_a_killed_run_resumes_to_the_same_table(lm, task_file, tmp_path, monkeypatch):
@@ -412,13 +466,15 @@ def test_a_killed_run_resumes_to_the_same_table(lm, task_file, tmp_path, monkeyp
     # resuming a finished run is idempotent; only another config or no --resume is an error
     again = run_selection(config, out, resume=True, lm=lm, show_progress=False)
     assert len(calls) == 5
-    pd.testing.assert_frame_equal(again.drop(columns=timed), whole.drop(columns=timed),
-                                  check_exact=False)
+    pd.testing.assert_frame_equal(
+        again.drop(columns=timed), whole.drop(columns=timed), check_exact=False
+    )
     with pytest.raises(UserError, match="finished selection"):
         run_selection(config, out, lm=lm, show_progress=False)
     with pytest.raises(UserError, match="differs in repeats"):
-        run_selection(config.model_copy(update={"repeats": 3}), out, resume=True, lm=lm,
-                      show_progress=False)
+        run_selection(
+            config.model_copy(update={"repeats": 3}), out, resume=True, lm=lm, show_progress=False
+        )
 
 
 @pytest.mark.integration
@@ -433,11 +489,28 @@ def test_think_at_n_command_on_the_bundled_model(bundled_lm, tmp_path, monkeypat
     app.command("think-at-n")(think_at_n_command)
     app.command("unused")(lambda: None)  # two commands: keep the subcommand name
     out = tmp_path / "sel"
-    result = CliRunner().invoke(app, [
-        "think-at-n", "--task", "gym:basic_arithmetic?min_terms=2&max_terms=2&min_digits=1"
-        "&max_digits=1", "--questions", "2", "--n", "4", "--prefix-tokens", "4",
-        "--keep-ratio", "0.5", "--repeats", "1", "--max-new-tokens", "10", "--out", str(out),
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "think-at-n",
+            "--task",
+            "gym:basic_arithmetic?min_terms=2&max_terms=2&min_digits=1&max_digits=1",
+            "--questions",
+            "2",
+            "--n",
+            "4",
+            "--prefix-tokens",
+            "4",
+            "--keep-ratio",
+            "0.5",
+            "--repeats",
+            "1",
+            "--max-new-tokens",
+            "10",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / "selection.csv")
     assert set(experiment.METHODS) == set(table["method"])

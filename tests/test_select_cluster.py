@@ -16,20 +16,41 @@ TIMED = ["wall_s", "lens_s"]  # seconds: the only columns allowed to differ
 
 def small_config(model, tmp_path) -> SelectConfig:
     path = tmp_path / "task.jsonl"
-    path.write_text("".join(f'{{"question": "What is {a} + {b}?", "answer": "{a + b}"}}\n'
-                            for a, b in [(3, 5), (2, 2), (7, 1)]))
+    path.write_text(
+        "".join(
+            f'{{"question": "What is {a} + {b}?", "answer": "{a + b}"}}\n'
+            for a, b in [(3, 5), (2, 2), (7, 1)]
+        )
+    )
     return SelectConfig.parse(
-        model=str(model), task=f"jsonl:{path}", questions=3, n=4, prefix_tokens=3,
-        keep_ratio=0.5, repeats=1, max_new_tokens=8, prompt_style="cot", batch_size=8,
-        window=3, g=0.0013, rho=0.75, temperature=1.0, backend="hf")
+        model=str(model),
+        task=f"jsonl:{path}",
+        questions=3,
+        n=4,
+        prefix_tokens=3,
+        keep_ratio=0.5,
+        repeats=1,
+        max_new_tokens=8,
+        prompt_style="cot",
+        batch_size=8,
+        window=3,
+        g=0.0013,
+        rho=0.75,
+        temperature=1.0,
+        backend="hf",
+    )
 
 
-def test_a_unit_worker_loads_the_model_with_the_loading_options(tiny_model_dir, tmp_path,
-                                                                monkeypatch):
+def test_a_unit_worker_loads_the_model_with_the_loading_options(
+    tiny_model_dir, tmp_path, monkeypatch
+):
     seen = []
     real = experiment.load_model
-    monkeypatch.setattr(experiment, "load_model",
-                        lambda spec, **options: seen.append(options) or real(spec, **options))
+    monkeypatch.setattr(
+        experiment,
+        "load_model",
+        lambda spec, **options: seen.append(options) or real(spec, **options),
+    )
     config = small_config(tiny_model_dir, tmp_path)
     unit_worker(config, tmp_path, None, Loading(dtype="bfloat16", attn_implementation="eager"))
     assert seen == [{"dtype": "bfloat16", "attn_implementation": "eager"}]
@@ -39,8 +60,9 @@ def test_two_ray_workers_select_what_one_process_selects(tiny_model_dir, tmp_pat
     config = small_config(tiny_model_dir, tmp_path)
     loading = Loading(dtype="bfloat16")
     one = run_selection(config, tmp_path / "one", show_progress=False, loading=loading)
-    two = run_selection(config, tmp_path / "two", show_progress=False, loading=loading,
-                        cluster=Cluster(2))
+    two = run_selection(
+        config, tmp_path / "two", show_progress=False, loading=loading, cluster=Cluster(2)
+    )
     outcomes = [pd.read_parquet(tmp_path / run / "outcomes.parquet") for run in ("one", "two")]
     assert len(outcomes[0]) == 3 * len(experiment.METHODS)
     pd.testing.assert_frame_equal(*(o.drop(columns=TIMED) for o in outcomes))
@@ -66,11 +88,25 @@ def test_the_command_passes_backend_cluster_and_loading_on(monkeypatch, tmp_path
     app = typer.Typer()
     app.command("think-at-n")(think_at_n_command)
     app.command("unused")(lambda: None)
-    args = ["think-at-n", "--out", str(tmp_path / "o"), "--backend", "vllm", "--workers", "3",
-            "--dtype", "bfloat16", "--revision", "r2"]
+    args = [
+        "think-at-n",
+        "--out",
+        str(tmp_path / "o"),
+        "--backend",
+        "vllm",
+        "--workers",
+        "3",
+        "--dtype",
+        "bfloat16",
+        "--revision",
+        "r2",
+    ]
     assert CliRunner().invoke(app, args).exit_code == 3
-    assert seen == {"backend": "vllm", "loading": Loading(dtype="bfloat16", revision="r2"),
-                    "cluster": Cluster(workers=3)}
+    assert seen == {
+        "backend": "vllm",
+        "loading": Loading(dtype="bfloat16", revision="r2"),
+        "cluster": Cluster(workers=3),
+    }
     args = ["think-at-n", "--out", str(tmp_path / "o"), "--ray", "ray://head:10001"]
     assert CliRunner().invoke(app, args).exit_code == 3
     assert seen["cluster"] == Cluster(workers=1, address="ray://head:10001")

@@ -220,8 +220,10 @@ def _experiment_command(name: str, doc: str):
         rho: float = typer.Option(0.85, help="Deep from layer ceil(rho * L)."),
         plot_out: Path = typer.Option(None, help="Also save the main figure here."),
         run: Path = typer.Option(
-            None, help="Reuse this finished (scored) run instead of generating one "
-            "(one-run experiments: not temperature-sweep or cot-vs-direct)."),
+            None,
+            help="Reuse this finished (scored) run instead of generating one "
+            "(one-run experiments: not temperature-sweep or cot-vs-direct).",
+        ),
         loading: dict | None = None,
         sampling: dict | None = None,
     ) -> None:

@@ -221,7 +221,14 @@ def score_run(
         check_tokenizer(lm, traces)
         batches = plan_batches(traces, batch_tokens)
         score_shards(
-            cluster, lm.name, run.traces_path, batches, todo, chunk_rows, shard_dir, show_progress,
+            cluster,
+            lm.name,
+            run.traces_path,
+            batches,
+            todo,
+            chunk_rows,
+            shard_dir,
+            show_progress,
             loading,
         )
     scores = score_frame(lm, traces, todo, batch_tokens, chunk_rows, shard_dir, show_progress)

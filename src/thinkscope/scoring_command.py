@@ -45,8 +45,9 @@ def score_command(
         lm, run.path, specs, batch_tokens, cluster=from_options(ray, workers), loading=loading
     )
     if before is not None and record.stat().st_mtime_ns == before:
-        Console().print(f"{escape(str(run.path))} is already scored with these metrics: "
-                        "nothing to do")
+        Console().print(
+            f"{escape(str(run.path))} is already scored with these metrics: nothing to do"
+        )
     table = Table("column", "mean", "traces")
     for spec in specs:
         if spec.metric.scalar:
@@ -56,4 +57,3 @@ def score_command(
             )
     Console().print(table)
     Console().print(f"scored {len(frame)} traces in {escape(str(run.path))}")
-

@@ -142,15 +142,20 @@ def sameness_notes(scored: ScoredRun) -> list[str]:
         kept = s[~np.isnan(s)]
         if len(kept) > 1 and np.ptp(kept) <= 1e-12 * max(1.0, abs(kept[0])):
             found.append(f"constant ({kept[0]:.4g}) on every trace")
-        same = [c for c in scored.columns[:i]
-                if np.allclose(values[c], s, rtol=1e-9, atol=1e-12, equal_nan=True)]
+        same = [
+            c
+            for c in scored.columns[:i]
+            if np.allclose(values[c], s, rtol=1e-9, atol=1e-12, equal_nan=True)
+        ]
         if same:
             found.append(f"identical to {same[0]} on every trace")
         entry = scored.metrics[column]
         window = entry.get("params", {}).get("window")
         if entry.get("metric") in WINDOWED and window is not None and longest <= int(window):
-            found.append(f"every completion (at most {longest} tokens) fits in one DeepConf "
-                         f"window of {window}: this is the mean token confidence")
+            found.append(
+                f"every completion (at most {longest} tokens) fits in one DeepConf "
+                f"window of {window}: this is the mean token confidence"
+            )
         notes.append("; ".join(found))
     return notes
 

@@ -51,8 +51,9 @@ def choose_backend(
     return "vllm", "auto: vLLM is installed and CUDA is present"
 
 
-def make_backend(name: str, model: str, lm=None, seed: int = 0, loading: Mapping | None = None,
-                 **engine):
+def make_backend(
+    name: str, model: str, lm=None, seed: int = 0, loading: Mapping | None = None, **engine
+):
     """The backend ``name`` (``hf`` or ``vllm``) for ``model``; ``lm`` is reused by ``hf``.
     ``loading`` (:class:`~thinkscope.models.loading.Loading` or a dict of its fields) loads the
     HF model or configures the vLLM engine; ``engine``: more ``vllm.LLM`` arguments."""

@@ -39,11 +39,17 @@ class DecodingLogitsProcessor(LogitsProcessor):
         config = config_from_extra_args(sampling_params.extra_args)  # ValueError if invalid
         if config is None:
             return
-        own = (sampling_params.temperature, sampling_params.top_p, sampling_params.top_k,
-               sampling_params.min_p)
+        own = (
+            sampling_params.temperature,
+            sampling_params.top_p,
+            sampling_params.top_k,
+            sampling_params.min_p,
+        )
         if own[0] != 1.0 or own[1] != 1.0 or own[2] not in (0, -1) or own[3] != 0.0:
-            raise ValueError(f"with {EXTRA_ARG}, leave vLLM's temperature/top_p/top_k/min_p "
-                             "at 1/1/0/0: the DecodingConfig sets them")
+            raise ValueError(
+                f"with {EXTRA_ARG}, leave vLLM's temperature/top_p/top_k/min_p "
+                "at 1/1/0/0: the DecodingConfig sets them"
+            )
 
     def __init__(self, vllm_config, device: torch.device, is_pin_memory: bool) -> None:
         self.rows = BatchRows()
@@ -63,5 +69,6 @@ class DecodingLogitsProcessor(LogitsProcessor):
 def sampling_params(config: DecodingConfig, **kwargs) -> vllm.SamplingParams:
     """vLLM ``SamplingParams`` that hand ``config`` to :class:`DecodingLogitsProcessor`."""
     extra = {**kwargs.pop("extra_args", {}), EXTRA_ARG: config.model_dump(exclude_none=True)}
-    return vllm.SamplingParams(temperature=1.0, top_p=1.0, top_k=0, min_p=0.0,
-                               extra_args=extra, **kwargs)
+    return vllm.SamplingParams(
+        temperature=1.0, top_p=1.0, top_k=0, min_p=0.0, extra_args=extra, **kwargs
+    )

@@ -147,8 +147,11 @@ def settling_depths(jsd: np.ndarray, g: float) -> np.ndarray:
 
 def dtr(depths: np.ndarray, n_layers: int, rho: float) -> float:
     """:func:`thinkscope.metrics.dtr.deep_thinking_ratio` of ``[T]`` depths (NaN when T = 0)."""
-    return deep_thinking_ratio(torch.from_numpy(depths), n_layers, rho) if len(depths) \
+    return (
+        deep_thinking_ratio(torch.from_numpy(depths), n_layers, rho)
+        if len(depths)
         else float("nan")
+    )
 
 
 def _plain(values: dict) -> dict:

@@ -77,8 +77,9 @@ class SamplingParams:
         if self.max_new_tokens < 1 or self.top_k < 0 or self.top_logprobs < 0:
             raise UserError("need max_new_tokens >= 1, top_k >= 0 and top_logprobs >= 0")
         if self.decoding is None:
-            basics = dict(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
-                          min_p=self.min_p)
+            basics = dict(
+                temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, min_p=self.min_p
+            )
             object.__setattr__(self, "decoding", DecodingConfig(**basics))
 
 

@@ -43,8 +43,9 @@ def decoding_from_args(args: dict) -> DecodingConfig | None:
         elif isinstance(values.get(name), (int, float)):
             values[name] = [values[name]]
     if "cal_acc_from" in args:
-        values["cal_acc"] = cal_acc_from_file(args.pop("cal_acc_from"),
-                                              args.pop("cal_acc_threshold", None))
+        values["cal_acc"] = cal_acc_from_file(
+            args.pop("cal_acc_from"), args.pop("cal_acc_threshold", None)
+        )
     if values.get("dynamic_top_k") is not None:
         values["dynamic_top_k"] = [int(k) for k in values["dynamic_top_k"]]
     if not values:
@@ -60,9 +61,17 @@ def decoding_from_args(args: dict) -> DecodingConfig | None:
 class ThinkscopeLM(TemplateLM):
     """An lm-eval model over a thinkscope :class:`~thinkscope.models.LM`."""
 
-    def __init__(self, model: str | LM = "smollm2-135m", batch_size: int | str = 16,
-                 seed: int = 0, device: str | None = None, dtype: str | None = None,
-                 max_length: int | None = None, processors: Sequence = (), **knobs) -> None:
+    def __init__(
+        self,
+        model: str | LM = "smollm2-135m",
+        batch_size: int | str = 16,
+        seed: int = 0,
+        device: str | None = None,
+        dtype: str | None = None,
+        max_length: int | None = None,
+        processors: Sequence = (),
+        **knobs,
+    ) -> None:
         """``processors``: transformers logits processors run before the decoding rule
         (from Python only)."""
         super().__init__()
@@ -73,8 +82,7 @@ class ThinkscopeLM(TemplateLM):
             raise UserError(f"unknown thinkscope model_args: {', '.join(sorted(knobs))}")
         if device and device.startswith("cuda") and not torch.cuda.is_available():
             device = None  # lm-eval's CLI asks for cuda by default; load_model picks the CPU
-        self.lm = model if isinstance(model, LM) else load_model(model, device=device,
-                                                                 dtype=dtype)
+        self.lm = model if isinstance(model, LM) else load_model(model, device=device, dtype=dtype)
         self.tokenizer = self.lm.tokenizer
         self.batch_size = int(batch_size) if str(batch_size).isdigit() else 16
         self.seed = int(seed)
@@ -110,8 +118,9 @@ class ThinkscopeLM(TemplateLM):
             pad = self.tokenizer.pad_token_id or 0
             ids = torch.tensor([i + [pad] * (width - len(i)) for i in inputs])
             mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in inputs])
-            logits = self.lm.model(input_ids=ids.to(self.lm.device),
-                                   attention_mask=mask.to(self.lm.device)).logits
+            logits = self.lm.model(
+                input_ids=ids.to(self.lm.device), attention_mask=mask.to(self.lm.device)
+            ).logits
             logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
             for row, (inp, (_, _, cont)) in enumerate(zip(inputs, chunk, strict=True)):
                 steps = logprobs[row, len(inp) - len(cont) : len(inp)]  # [len(cont), V]
@@ -170,8 +179,7 @@ class ThinkscopeLM(TemplateLM):
             sample = bool(kwargs.get("do_sample")) and kwargs.get("temperature", 1.0) > 0
             task = {k: kwargs[k] for k in _TASK_SAMPLING if k in kwargs}
             decoding = DecodingConfig(**task) if sample else DecodingConfig(temperature=0.0)
-        return SamplingParams(decoding=decoding, max_new_tokens=max_new,
-                              stop=tuple(until)), until
+        return SamplingParams(decoding=decoding, max_new_tokens=max_new, stop=tuple(until)), until
 
 
 def cut_at_stop(text: str, until: list[str]) -> str:

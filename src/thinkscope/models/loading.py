@@ -43,8 +43,11 @@ class Loading(Mapping):
         return dataclasses.replace(self, **changes)
 
     def _set(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if getattr(self, f.name) not in (None, False)}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) not in (None, False)
+        }
 
     def __getitem__(self, key: str):
         return self._set()[key]

@@ -20,8 +20,21 @@ from thinkscope.select.think import (
 from thinkscope.select.vote import top_k, vote
 
 __all__ = [
-    "Generation", "Pool", "PrefixDTR", "PrefixScore", "PrefixSelfCertainty",
-    "PrefixSettlingDepth", "cons_at_n", "deepconf_offline", "deepconf_online", "kept_count",
-    "lowest_group_confidence", "pool_mismatches", "think_at_n", "token_confidences",
-    "top_k", "unembed_flops", "vote",
+    "Generation",
+    "Pool",
+    "PrefixDTR",
+    "PrefixScore",
+    "PrefixSelfCertainty",
+    "PrefixSettlingDepth",
+    "cons_at_n",
+    "deepconf_offline",
+    "deepconf_online",
+    "kept_count",
+    "lowest_group_confidence",
+    "pool_mismatches",
+    "think_at_n",
+    "token_confidences",
+    "top_k",
+    "unembed_flops",
+    "vote",
 ]

@@ -20,9 +20,11 @@ from thinkscope.models.loading import Loading
 def think_at_n_command(
     out: Path = typer.Option(..., help="Run folder to create (or to resume)."),
     model: str = typer.Option(
-        "smollm2-135m", help="smollm2-135m, a model directory, a .gguf file or a hub id."),
+        "smollm2-135m", help="smollm2-135m, a model directory, a .gguf file or a hub id."
+    ),
     task: str = typer.Option(
-        "demo-arith", help="gsm8k, gym:<name>[?k=v&...], jsonl:<path>, or a preset."),
+        "demo-arith", help="gsm8k, gym:<name>[?k=v&...], jsonl:<path>, or a preset."
+    ),
     questions: int = typer.Option(20, help="How many problems."),
     n: int = typer.Option(8, help="Samples per problem."),
     prefix_tokens: int = typer.Option(8, help="Think@n scores the first P tokens of each sample."),
@@ -42,13 +44,17 @@ def think_at_n_command(
     window: int = typer.Option(16, help="DeepConf group (window) size in tokens."),
     warmup: int = typer.Option(None, help="DeepConf online warm-up samples (default n // 4)."),
     continuous: str = typer.Option(
-        "depth", help="think@n-depth's prefix score: depth (mean settling depth) or dtr+depth "
-        "(DTR, ties broken by mean settling depth)."),
+        "depth",
+        help="think@n-depth's prefix score: depth (mean settling depth) or dtr+depth "
+        "(DTR, ties broken by mean settling depth).",
+    ),
     batch_size: int = typer.Option(128, help="Sequences decoded at once."),
     resume: bool = typer.Option(False, help="Continue a killed run in --out."),
     backend: str = typer.Option(
-        "auto", help="auto (vLLM when installed with CUDA), hf or vllm: what generates; the "
-        "prefix scores always come from the HF model."),
+        "auto",
+        help="auto (vLLM when installed with CUDA), hf or vllm: what generates; the "
+        "prefix scores always come from the HF model.",
+    ),
     ray: str = typer.Option(None, **RAY_OPTION),
     workers: int = typer.Option(1, help="Ray workers (> 1 starts a local cluster)."),
     decoding: dict | None = None,
@@ -59,15 +65,35 @@ def think_at_n_command(
     from thinkscope.select.experiment import SelectConfig, run_selection
 
     config = SelectConfig.parse(
-        model=model, task=task, questions=questions, n=n, prefix_tokens=prefix_tokens,
-        keep_ratio=keep_ratio, repeats=repeats, max_new_tokens=max_new_tokens, seed=seed,
-        temperature=temperature, top_p=top_p, prompt_style=prompt_style, template=template,
-        fewshot=fewshot, g=g, base=base, rho=rho, eta=eta, window=window, warmup=warmup,
-        continuous=continuous, batch_size=batch_size, backend=backend, **(decoding or {}),
+        model=model,
+        task=task,
+        questions=questions,
+        n=n,
+        prefix_tokens=prefix_tokens,
+        keep_ratio=keep_ratio,
+        repeats=repeats,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        temperature=temperature,
+        top_p=top_p,
+        prompt_style=prompt_style,
+        template=template,
+        fewshot=fewshot,
+        g=g,
+        base=base,
+        rho=rho,
+        eta=eta,
+        window=window,
+        warmup=warmup,
+        continuous=continuous,
+        batch_size=batch_size,
+        backend=backend,
+        **(decoding or {}),
     )
     complete = (out / "selection.csv").is_file()
-    table = run_selection(config, out, resume=resume, loading=loading,
-                          cluster=from_options(ray, workers))
+    table = run_selection(
+        config, out, resume=resume, loading=loading, cluster=from_options(ray, workers)
+    )
     console = Console()
     if complete:
         console.print(f"{out} is complete (same config): nothing to do")
@@ -76,11 +102,27 @@ def think_at_n_command(
 
 
 def print_table(table: pd.DataFrame, console: Console) -> None:
-    view = Table("method", "accuracy", "± std", "tokens", "prefill", "relative cost", "voters",
-                 "lens s", "lens GFLOP")
+    view = Table(
+        "method",
+        "accuracy",
+        "± std",
+        "tokens",
+        "prefill",
+        "relative cost",
+        "voters",
+        "lens s",
+        "lens GFLOP",
+    )
     for row in table.itertuples():
-        view.add_row(row.method, f"{row.accuracy:.3f}", f"{row.accuracy_std:.3f}",
-                     f"{row.tokens:,.0f}", f"{row.prefill_tokens:,.0f}",
-                     f"{row.relative_cost:.2f}", f"{row.voters:.1f}", f"{row.lens_s:.1f}",
-                     f"{row.lens_gflop:,.0f}")
+        view.add_row(
+            row.method,
+            f"{row.accuracy:.3f}",
+            f"{row.accuracy_std:.3f}",
+            f"{row.tokens:,.0f}",
+            f"{row.prefill_tokens:,.0f}",
+            f"{row.relative_cost:.2f}",
+            f"{row.voters:.1f}",
+            f"{row.lens_s:.1f}",
+            f"{row.lens_gflop:,.0f}",
+        )
     console.print(view)

@@ -27,8 +27,10 @@ def token_confidences(completion: Completion) -> torch.Tensor:
     """``[T]`` token confidences of one sample
     (:func:`thinkscope.metrics.confidence.token_confidence` of its sampled top-k log-probs)."""
     if len(completion.top_logprobs) != len(completion.token_ids) or not completion.token_ids:
-        raise ValueError("DeepConf needs the top-k log-probs of every token: sample with "
-                         "SamplingParams(top_logprobs=20)")
+        raise ValueError(
+            "DeepConf needs the top-k log-probs of every token: sample with "
+            "SamplingParams(top_logprobs=20)"
+        )
     return token_confidence(torch.tensor(completion.top_logprobs, dtype=torch.float64))
 
 
@@ -73,8 +75,10 @@ def deepconf_online(pool: Pool, warmup: int, eta: float, window: int) -> Generat
 def online_bars(out: Generation, warmup: int, eta: float, window: int) -> list[float]:
     """Per question ``[Q]``: the ``1 - eta`` quantile of the warm-up samples' lowest group
     confidences (samples ``0..warmup-1`` of ``out``, complete)."""
-    return [_quantile([lowest_group_confidence(c, window) for c in row[:warmup]], 1 - eta)
-            for row in out.completions]
+    return [
+        _quantile([lowest_group_confidence(c, window) for c in row[:warmup]], 1 - eta)
+        for row in out.completions
+    ]
 
 
 def vote_confident(out: Generation, bars: list[float], window: int) -> None:

@@ -78,8 +78,15 @@ from thinkscope.tasks.loaders import fewshot_examples, load_problems
 from thinkscope.tasks.problem import Problem
 from thinkscope.tasks.prompts import render_prompt
 
-METHODS = ("pass@1", "cons@n", "think@n", "think@n-depth", "self-certainty@n",
-           "deepconf-offline", "deepconf-online")
+METHODS = (
+    "pass@1",
+    "cons@n",
+    "think@n",
+    "think@n-depth",
+    "self-certainty@n",
+    "deepconf-offline",
+    "deepconf-online",
+)
 CONTINUOUS = ("depth", "dtr+depth")
 VLLM_MEMORY = 0.6  # share of GPU memory vLLM may take; the HF model that scores shares the GPU
 
@@ -134,9 +141,12 @@ class SelectConfig(GenerateConfig):
         return warmup
 
 
-def run_methods(pool: Pool, config: SelectConfig,
-                done: Callable[[str], None] = lambda method: None, engine=None,
-                ) -> dict[str, tuple[Generation, float]]:
+def run_methods(
+    pool: Pool,
+    config: SelectConfig,
+    done: Callable[[str], None] = lambda method: None,
+    engine=None,
+) -> dict[str, tuple[Generation, float]]:
     """Each method's generation on ``pool`` and its wall time in seconds (DeepConf offline
     reuses Cons@n's generation, so it gets Cons@n's tokens and time); ``done(method)`` is
     called as each one finishes. ``engine``: a staged engine (the vLLM backend, see
@@ -144,20 +154,28 @@ def run_methods(pool: Pool, config: SelectConfig,
     if engine is None:
         methods = {
             "cons@n": lambda: cons_at_n(pool),
-            "think@n": lambda: think_at_n(pool, PrefixDTR(pool.lm, config.g, config.rho,
-                                                          config.base),
-                                          config.prefix_tokens, config.keep_ratio),
-            "think@n-depth": lambda: think_at_n(pool, config.continuous_score(pool.lm),
-                                                config.prefix_tokens, config.keep_ratio),
-            "self-certainty@n": lambda: think_at_n(pool, PrefixSelfCertainty(pool.lm),
-                                                   config.prefix_tokens, config.keep_ratio),
-            "deepconf-online": lambda: deepconf_online(pool, config.warmup_samples, config.eta,
-                                                       config.window),
+            "think@n": lambda: think_at_n(
+                pool,
+                PrefixDTR(pool.lm, config.g, config.rho, config.base),
+                config.prefix_tokens,
+                config.keep_ratio,
+            ),
+            "think@n-depth": lambda: think_at_n(
+                pool, config.continuous_score(pool.lm), config.prefix_tokens, config.keep_ratio
+            ),
+            "self-certainty@n": lambda: think_at_n(
+                pool, PrefixSelfCertainty(pool.lm), config.prefix_tokens, config.keep_ratio
+            ),
+            "deepconf-online": lambda: deepconf_online(
+                pool, config.warmup_samples, config.eta, config.window
+            ),
         }
     else:
+
         def think(score: PrefixScore) -> Generation:
-            return staged.think_at_n(pool, engine, score, config.prefix_tokens,
-                                     config.keep_ratio, config.batch_size)
+            return staged.think_at_n(
+                pool, engine, score, config.prefix_tokens, config.keep_ratio, config.batch_size
+            )
 
         methods = {
             "cons@n": lambda: staged.cons_at_n(pool, engine),
@@ -165,7 +183,8 @@ def run_methods(pool: Pool, config: SelectConfig,
             "think@n-depth": lambda: think(config.continuous_score(pool.lm)),
             "self-certainty@n": lambda: think(PrefixSelfCertainty(pool.lm)),
             "deepconf-online": lambda: staged.deepconf_online(
-                pool, engine, config.warmup_samples, config.eta, config.window),
+                pool, engine, config.warmup_samples, config.eta, config.window
+            ),
         }
     out = {}
     for name, method in methods.items():
@@ -191,32 +210,55 @@ def outcome_rows(pool: Pool, problems: list[Problem], generations: dict, repeat:
         return cache[q, ids]
 
     rows = []
-    cons_correct = [[graded(q, k, cons).correct for k in range(pool.n)]
-                    for q in range(len(problems))]
+    cons_correct = [
+        [graded(q, k, cons).correct for k in range(pool.n)] for q in range(len(problems))
+    ]
     for method, (gen, wall) in generations.items():
         tokens, mismatches = gen.tokens(), pool_mismatches(gen, cons)
         for q, problem in enumerate(problems):
             grades = [graded(q, k, gen) for k in gen.voters[q]]
             answer = vote([g.pred for g in grades], gen.weights[q])
             correct = any(g.correct for g in grades if g.pred == answer and answer is not None)
-            rows.append(dict(
-                repeat=repeat, question_id=problem.id, gold=problem.answer, method=method,
-                answer=answer, correct=float(correct), tokens=float(tokens[q]),
-                prefill_tokens=gen.prefill_tokens[q], voters=len(grades),
-                pool_mismatches=mismatches[q], wall_s=wall / len(problems),
-                lens_s=gen.lens_s / len(problems), lens_gflop=gen.lens_flops / 1e9 / len(problems),
-                sample_scores=gen.scores[q], sample_correct=cons_correct[q],
-            ))
+            rows.append(
+                dict(
+                    repeat=repeat,
+                    question_id=problem.id,
+                    gold=problem.answer,
+                    method=method,
+                    answer=answer,
+                    correct=float(correct),
+                    tokens=float(tokens[q]),
+                    prefill_tokens=gen.prefill_tokens[q],
+                    voters=len(grades),
+                    pool_mismatches=mismatches[q],
+                    wall_s=wall / len(problems),
+                    lens_s=gen.lens_s / len(problems),
+                    lens_gflop=gen.lens_flops / 1e9 / len(problems),
+                    sample_scores=gen.scores[q],
+                    sample_correct=cons_correct[q],
+                )
+            )
     cons_tokens, cons_wall = cons.tokens(), generations["cons@n"][1]
     for q, problem in enumerate(problems):  # pass@1: one sample of the Cons@n pool
-        rows.append(dict(
-            repeat=repeat, question_id=problem.id, gold=problem.answer, method="pass@1",
-            answer=None, correct=sum(cons_correct[q]) / pool.n,
-            tokens=cons_tokens[q] / pool.n, prefill_tokens=cons.prefill_tokens[q], voters=1,
-            pool_mismatches=0, wall_s=cons_wall / len(problems) / pool.n, lens_s=0.0,
-            lens_gflop=0.0,
-            sample_scores=[math.nan] * pool.n, sample_correct=cons_correct[q],
-        ))
+        rows.append(
+            dict(
+                repeat=repeat,
+                question_id=problem.id,
+                gold=problem.answer,
+                method="pass@1",
+                answer=None,
+                correct=sum(cons_correct[q]) / pool.n,
+                tokens=cons_tokens[q] / pool.n,
+                prefill_tokens=cons.prefill_tokens[q],
+                voters=1,
+                pool_mismatches=0,
+                wall_s=cons_wall / len(problems) / pool.n,
+                lens_s=0.0,
+                lens_gflop=0.0,
+                sample_scores=[math.nan] * pool.n,
+                sample_correct=cons_correct[q],
+            )
+        )
     return rows
 
 
@@ -225,34 +267,58 @@ def summarize(outcomes: pd.DataFrame) -> pd.DataFrame:
     repeat (summed over questions, averaged over repeats); ``relative_cost`` is tokens over
     Cons@n's."""
     per_repeat = outcomes.groupby(["method", "repeat"]).agg(
-        accuracy=("correct", "mean"), tokens=("tokens", "sum"),
-        prefill_tokens=("prefill_tokens", "sum"), voters=("voters", "mean"),
-        pool_mismatches=("pool_mismatches", "sum"), wall_s=("wall_s", "sum"),
-        lens_s=("lens_s", "sum"), lens_gflop=("lens_gflop", "sum"),
+        accuracy=("correct", "mean"),
+        tokens=("tokens", "sum"),
+        prefill_tokens=("prefill_tokens", "sum"),
+        voters=("voters", "mean"),
+        pool_mismatches=("pool_mismatches", "sum"),
+        wall_s=("wall_s", "sum"),
+        lens_s=("lens_s", "sum"),
+        lens_gflop=("lens_gflop", "sum"),
     )
     table = per_repeat.groupby("method").agg(
-        accuracy=("accuracy", "mean"), accuracy_std=("accuracy", "std"),
-        tokens=("tokens", "mean"), prefill_tokens=("prefill_tokens", "mean"),
-        voters=("voters", "mean"), pool_mismatches=("pool_mismatches", "sum"),
-        wall_s=("wall_s", "mean"), lens_s=("lens_s", "mean"), lens_gflop=("lens_gflop", "mean"),
+        accuracy=("accuracy", "mean"),
+        accuracy_std=("accuracy", "std"),
+        tokens=("tokens", "mean"),
+        prefill_tokens=("prefill_tokens", "mean"),
+        voters=("voters", "mean"),
+        pool_mismatches=("pool_mismatches", "sum"),
+        wall_s=("wall_s", "mean"),
+        lens_s=("lens_s", "mean"),
+        lens_gflop=("lens_gflop", "mean"),
     )
     table["accuracy_std"] = table["accuracy_std"].fillna(0.0)
     table["relative_cost"] = table["tokens"] / table.loc["cons@n", "tokens"]
     table = table.reindex([m for m in METHODS if m in table.index]).reset_index()
-    columns = ["method", "accuracy", "accuracy_std", "tokens", "prefill_tokens",
-               "relative_cost", "voters", "pool_mismatches", "wall_s", "lens_s", "lens_gflop"]
+    columns = [
+        "method",
+        "accuracy",
+        "accuracy_std",
+        "tokens",
+        "prefill_tokens",
+        "relative_cost",
+        "voters",
+        "pool_mismatches",
+        "wall_s",
+        "lens_s",
+        "lens_gflop",
+    ]
     return table[columns].round(4)
 
 
 def unit_starts(config: SelectConfig, questions: int) -> dict[str, tuple[int, int]]:
     """Units of work: name -> (repeat, first question); ``batch_size // n`` questions each."""
     per_unit = max(1, config.batch_size // config.n)
-    return {f"r{r:03d}-q{s:05d}": (r, s)
-            for r in range(config.repeats) for s in range(0, questions, per_unit)}
+    return {
+        f"r{r:03d}-q{s:05d}": (r, s)
+        for r in range(config.repeats)
+        for s in range(0, questions, per_unit)
+    }
 
 
-def unit_worker(config: SelectConfig, path: Path, lm: LM | None = None,
-                loading: Mapping | None = None) -> Callable[..., dict]:
+def unit_worker(
+    config: SelectConfig, path: Path, lm: LM | None = None, loading: Mapping | None = None
+) -> Callable[..., dict]:
     """``work(unit name, done=...) -> counts``: runs every method on one unit and writes its
     shard of outcome rows (a Ray worker builds one of these: the model, and on ``vllm`` the
     engine, load once). ``loading``: how to load the model (and configure the engine)."""
@@ -261,11 +327,18 @@ def unit_worker(config: SelectConfig, path: Path, lm: LM | None = None,
     lm = lm or load_model(config.model, **loading)
     engine = None
     if config.backend == "vllm":
-        engine = make_backend("vllm", config.model, seed=config.seed, loading=loading,
-                              gpu_memory_utilization=VLLM_MEMORY)
+        engine = make_backend(
+            "vllm",
+            config.model,
+            seed=config.seed,
+            loading=loading,
+            gpu_memory_utilization=VLLM_MEMORY,
+        )
     shots = fewshot_examples(config.task, config.shots, config.seed)
-    prompts = [render_prompt(lm.tokenizer, p, config.prompt_style, config.template, shots)
-               for p in problems]
+    prompts = [
+        render_prompt(lm.tokenizer, p, config.prompt_style, config.template, shots)
+        for p in problems
+    ]
     prompt_ids = [lm.tokenizer(p.text, add_special_tokens=not p.chat)["input_ids"] for p in prompts]
     params = config.sampling(prompts[0].stop)
     units, run = unit_starts(config, len(problems)), Run(path)
@@ -274,22 +347,32 @@ def unit_worker(config: SelectConfig, path: Path, lm: LM | None = None,
     def work(name: str, done: Callable[[str], None] = lambda method: None) -> dict:
         repeat, start = units[name]
         chunk = slice(start, start + per_unit)
-        seeds = [[sample_seed(config.seed + repeat, p.id, k) for k in range(config.n)]
-                 for p in problems[chunk]]
+        seeds = [
+            [sample_seed(config.seed + repeat, p.id, k) for k in range(config.n)]
+            for p in problems[chunk]
+        ]
         pool = Pool(lm, prompt_ids[chunk], seeds, params)
         generations = run_methods(pool, config, done, engine)
-        run.write_unit(name, pd.DataFrame(outcome_rows(pool, problems[chunk], generations,
-                                                       repeat)))
-        return dict(unit=name, samples=pool.questions * pool.n, dtype=str(lm.dtype),
-                    tokens={m: sum(g.tokens()) for m, (g, _) in generations.items()})
+        run.write_unit(name, pd.DataFrame(outcome_rows(pool, problems[chunk], generations, repeat)))
+        return dict(
+            unit=name,
+            samples=pool.questions * pool.n,
+            dtype=str(lm.dtype),
+            tokens={m: sum(g.tokens()) for m, (g, _) in generations.items()},
+        )
 
     return work
 
 
-def run_selection(config: SelectConfig, out: Path | str, resume: bool = False,
-                  lm: LM | None = None, show_progress: bool = True,
-                  loading: Mapping | None = None, cluster: Cluster | None = None,
-                  ) -> pd.DataFrame:
+def run_selection(
+    config: SelectConfig,
+    out: Path | str,
+    resume: bool = False,
+    lm: LM | None = None,
+    show_progress: bool = True,
+    loading: Mapping | None = None,
+    cluster: Cluster | None = None,
+) -> pd.DataFrame:
     """Run every method ``config.repeats`` times on ``config.questions`` problems into ``out``;
     return the selection table (also written to ``out/selection.csv``). Resuming a finished
     run with the same config returns its table; a different config is an error. ``loading``:
@@ -322,20 +405,34 @@ def run_selection(config: SelectConfig, out: Path | str, resume: bool = False,
     log.info("backend: %s (%s)", backend, why)
     if show_progress:
         Console(stderr=True).print(f"backend: {backend} ({why})")
-    log.info("select: %d problems x %d samples x %d repeats (warm-up %d), %d units, %d done%s",
-             len(problems), config.n, config.repeats, warmup, len(units), len(done),
-             f", {cluster.workers} Ray workers" if cluster else "")
-    columns = [TextColumn("[bold]select"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("samples {task.fields[rate]}"), TimeElapsedColumn(),
-               TextColumn("ETA"), TimeRemainingColumn()]
+    log.info(
+        "select: %d problems x %d samples x %d repeats (warm-up %d), %d units, %d done%s",
+        len(problems),
+        config.n,
+        config.repeats,
+        warmup,
+        len(units),
+        len(done),
+        f", {cluster.workers} Ray workers" if cluster else "",
+    )
+    columns = [
+        TextColumn("[bold]select"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("samples {task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    ]
     per_unit = max(1, config.batch_size // config.n)
     sizes = {n: len(problems[s : s + per_unit]) * config.n for n, (_, s) in units.items()}
     methods = len(METHODS) - 2  # pass@1 and DeepConf offline generate nothing of their own
     todo = [n for n in names if n not in done]
     with Progress(*columns, disable=not show_progress) as progress:
         finished = sum(sizes[n] for n in names if n in done)
-        bar = progress.add_task("select", total=sum(sizes.values()) * methods, rate="",
-                                completed=finished * methods)
+        bar = progress.add_task(
+            "select", total=sum(sizes.values()) * methods, rate="", completed=finished * methods
+        )
         sampled, clock = 0, time.perf_counter()
 
         def advance(size: int) -> None:
@@ -353,19 +450,28 @@ def run_selection(config: SelectConfig, out: Path | str, resume: bool = False,
         for result in results:
             if cluster is not None:
                 advance(result["samples"] * methods)
-            log.info("unit %s (%s model): tokens %s", result["unit"], result["dtype"],
-                     result["tokens"])
-    outcomes = pd.concat([pd.read_parquet(run.shards_dir / f"{n}.parquet") for n in names],
-                         ignore_index=True)
+            log.info(
+                "unit %s (%s model): tokens %s", result["unit"], result["dtype"], result["tokens"]
+            )
+    outcomes = pd.concat(
+        [pd.read_parquet(run.shards_dir / f"{n}.parquet") for n in names], ignore_index=True
+    )
     table = summarize(outcomes)
     write_parquet(out / "outcomes.parquet", outcomes)
-    plot_selection(table, out / "selection.png", title=f"{config.model} on {config.task}, "
-                   f"n={config.n}, prefix {config.prefix_tokens}, keep {config.keep_ratio}")
+    plot_selection(
+        table,
+        out / "selection.png",
+        title=f"{config.model} on {config.task}, "
+        f"n={config.n}, prefix {config.prefix_tokens}, keep {config.keep_ratio}",
+    )
     write_text(out / "selection.csv", table.to_csv(index=False))
-    run.add_session({"started_at": started, "ended_at": now(),
-                     "wall_s": round(time.perf_counter() - wall, 3)})
-    summary = {row.method: {"accuracy": row.accuracy, "relative_cost": row.relative_cost}
-               for row in table.itertuples()}
+    run.add_session(
+        {"started_at": started, "ended_at": now(), "wall_s": round(time.perf_counter() - wall, 3)}
+    )
+    summary = {
+        row.method: {"accuracy": row.accuracy, "relative_cost": row.relative_cost}
+        for row in table.itertuples()
+    }
     registry.record(run.path, "select", started, "finished", config.model_dump(), summary)
     log.info("finished:\n%s", table.to_string(index=False))
     return table

@@ -18,8 +18,15 @@ def plot_selection(table: pd.DataFrame, path: Path, title: str = "") -> None:
     """Write a PNG of ``accuracy`` (error bar: ``accuracy_std``) against ``relative_cost``."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for row, marker in zip(table.itertuples(), "osD^vP*X", strict=False):
-        ax.errorbar(row.relative_cost, row.accuracy, yerr=row.accuracy_std, fmt=marker,
-                    capsize=3, alpha=0.85, label=f"{row.method} ({row.relative_cost:.2f})")
+        ax.errorbar(
+            row.relative_cost,
+            row.accuracy,
+            yerr=row.accuracy_std,
+            fmt=marker,
+            capsize=3,
+            alpha=0.85,
+            label=f"{row.method} ({row.relative_cost:.2f})",
+        )
     ax.set_xlabel("generated tokens relative to Cons@n")
     ax.set_ylabel("accuracy (± std over repeats)")
     ax.set_xlim(0, max(1.05, float(table["relative_cost"].max()) + 0.05))

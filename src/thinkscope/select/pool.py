@@ -43,8 +43,12 @@ class Pool:
 
     def sampler(self, samples: Sequence[Sample]) -> BatchSampler:
         """A sampler whose row ``i`` is ``samples[i]``."""
-        return BatchSampler(self.lm, [self.prompts[q] for q, _ in samples],
-                            [self.seeds[q][k] for q, k in samples], self.params)
+        return BatchSampler(
+            self.lm,
+            [self.prompts[q] for q, _ in samples],
+            [self.seeds[q][k] for q, k in samples],
+            self.params,
+        )
 
     def prefill_by_question(self, samples: Sequence[Sample]) -> list[int]:
         """Prompt tokens a sampler over ``samples`` prefills, charged to the first question of
@@ -79,15 +83,21 @@ class Generation:
     @classmethod
     def empty(cls, pool: Pool) -> Generation:
         q, n = pool.questions, pool.n
-        return cls([[None] * n for _ in range(q)], [[] for _ in range(q)],
-                   [[] for _ in range(q)], [0] * q, [[math.nan] * n for _ in range(q)])
+        return cls(
+            [[None] * n for _ in range(q)],
+            [[] for _ in range(q)],
+            [[] for _ in range(q)],
+            [0] * q,
+            [[math.nan] * n for _ in range(q)],
+        )
 
     def add(self, pool: Pool, sampler: BatchSampler, samples: Sequence[Sample]) -> None:
         """Record what ``sampler`` (rows = ``samples``) generated and the prefill it ran."""
         self.record(samples, sampler.completions, pool.prefill_by_question(samples))
 
-    def record(self, samples: Sequence[Sample], completions: Sequence[Completion],
-               prefill: Sequence[int]) -> None:
+    def record(
+        self, samples: Sequence[Sample], completions: Sequence[Completion], prefill: Sequence[int]
+    ) -> None:
         """Set the completions of ``samples`` and add ``prefill`` ``[Q]`` prompt tokens."""
         for (q, k), completion in zip(samples, completions, strict=True):
             self.completions[q][k] = completion
@@ -121,8 +131,11 @@ def pool_mismatches(generation: Generation, reference: Generation) -> list[int]:
         for mine, ref in zip(row, ref_row, strict=True):
             if mine is None or ref is None:
                 continue
-            ref_ids = ref.token_ids if mine.finish_reason != "pruned" else \
-                ref.token_ids[: len(mine.token_ids)]
+            ref_ids = (
+                ref.token_ids
+                if mine.finish_reason != "pruned"
+                else ref.token_ids[: len(mine.token_ids)]
+            )
             bad += ref_ids != mine.token_ids
         out.append(bad)
     return out

@@ -52,13 +52,19 @@ def prefill_by_question(pool: Pool, samples: Sequence[Sample], prefills: Sequenc
     return out
 
 
-def record(out: Generation, pool: Pool, samples: Sequence[Sample], *calls: Generated,
-           completions: Sequence[Completion] | None = None) -> None:
+def record(
+    out: Generation,
+    pool: Pool,
+    samples: Sequence[Sample],
+    *calls: Generated,
+    completions: Sequence[Completion] | None = None,
+) -> None:
     """Record ``completions`` (default: the last call's) of ``samples`` with the prefill of
     every engine call in ``calls`` (each with one entry per sample)."""
     prefill = [sum(c.prefills[i] for c in calls) for i in range(len(samples))]
-    out.record(samples, completions or calls[-1].completions,
-               prefill_by_question(pool, samples, prefill))
+    out.record(
+        samples, completions or calls[-1].completions, prefill_by_question(pool, samples, prefill)
+    )
 
 
 def cons_at_n(pool: Pool, engine) -> Generation:
@@ -72,8 +78,13 @@ def cons_at_n(pool: Pool, engine) -> Generation:
     return out
 
 
-def score_prefixes(lm, score: PrefixScore, prompts: Sequence[Sequence[int]],
-                   completions: Sequence[Completion], batch_size: int) -> None:
+def score_prefixes(
+    lm,
+    score: PrefixScore,
+    prompts: Sequence[Sequence[int]],
+    completions: Sequence[Completion],
+    batch_size: int,
+) -> None:
     """Feed ``score`` the block outputs each token of ``completions[i]`` was sampled from, as
     row ``i``, ``batch_size`` sequences per forward pass."""
     for start in range(0, len(prompts), batch_size):
@@ -83,8 +94,9 @@ def score_prefixes(lm, score: PrefixScore, prompts: Sequence[Sequence[int]],
         score([i for i, t in zip(rows, tokens, strict=True) for _ in t], states)
 
 
-def think_at_n(pool: Pool, engine, score: PrefixScore, prefix: int, keep_ratio: float,
-               batch_size: int = 64) -> Generation:
+def think_at_n(
+    pool: Pool, engine, score: PrefixScore, prefix: int, keep_ratio: float, batch_size: int = 64
+) -> Generation:
     """Think@n on ``engine``: ``prefix`` tokens of every sample, scored by ``score`` on the
     pool's HF model; each question's top ``keep_ratio`` continue from their prefix ids and
     vote, one vote each; the others stop (``pruned``) with their prefix tokens counted."""
@@ -95,8 +107,12 @@ def think_at_n(pool: Pool, engine, score: PrefixScore, prefix: int, keep_ratio: 
     scores = [[score.score(q * pool.n + k) for k in range(pool.n)] for q in range(pool.questions)]
     voters = [top_k(row, kept_count(pool.n, keep_ratio)) for row in scores]
     kept = [q * pool.n + k for q, row in enumerate(voters) for k in row]
-    more = engine.extend([prompts[i] for i in kept], [first.completions[i] for i in kept],
-                         [seeds[i] for i in kept], pool.params)
+    more = engine.extend(
+        [prompts[i] for i in kept],
+        [first.completions[i] for i in kept],
+        [seeds[i] for i in kept],
+        pool.params,
+    )
     completions, prefill = list(first.completions), [0] * len(samples)
     for i, whole, tokens in zip(kept, more.completions, more.prefills, strict=True):
         completions[i], prefill[i] = whole, tokens
@@ -122,8 +138,9 @@ def first_drop(completion: Completion, bar: float, window: int, after: int) -> i
     return None
 
 
-def deepconf_online(pool: Pool, engine, warmup: int, eta: float, window: int,
-                    round_tokens: int = ROUND_TOKENS) -> Generation:
+def deepconf_online(
+    pool: Pool, engine, warmup: int, eta: float, window: int, round_tokens: int = ROUND_TOKENS
+) -> Generation:
     """DeepConf online on ``engine`` (the rule of :func:`~thinkscope.select.deepconf.
     deepconf_online`, checked after each round of ``round_tokens`` tokens)."""
     out, limit = Generation.empty(pool), pool.params.max_new_tokens

@@ -73,8 +73,14 @@ class PrefixDTR(PrefixScore):
 
     TIE = 1e-6
 
-    def __init__(self, lm: LM, g: float = 0.5, rho: float = 0.85, base: str | float = "e",
-                 tie_break: bool = False):
+    def __init__(
+        self,
+        lm: LM,
+        g: float = 0.5,
+        rho: float = 0.85,
+        base: str | float = "e",
+        tie_break: bool = False,
+    ):
         super().__init__()
         self.lm, self.g, self.base, self.tie_break = lm, g, base, tie_break
         self.deep_from = deep_layer(lm.n_layers, rho)
@@ -131,15 +137,17 @@ def think_at_n(pool: Pool, score: PrefixScore, prefix: int, keep_ratio: float) -
     sampler = pool.sampler(samples)
     sampler.run(prefix, on_hidden=score)
     keep = kept_count(pool.n, keep_ratio)
-    voters = [top_k([score.score(q * pool.n + k) for k in range(pool.n)], keep)
-              for q in range(pool.questions)]
+    voters = [
+        top_k([score.score(q * pool.n + k) for k in range(pool.n)], keep)
+        for q in range(pool.questions)
+    ]
     sampler.keep([q * pool.n + k for q, row in enumerate(voters) for k in row])
     sampler.run()
     out = Generation.empty(pool)
     out.add(pool, sampler, samples)
     out.voters, out.weights = voters, [[1.0] * len(row) for row in voters]
-    out.scores = [[score.score(q * pool.n + k) for k in range(pool.n)]
-                  for q in range(pool.questions)]
+    out.scores = [
+        [score.score(q * pool.n + k) for k in range(pool.n)] for q in range(pool.questions)
+    ]
     out.lens_s, out.lens_flops = score.seconds, score.flops
     return out
-

@@ -19,8 +19,9 @@ def same_answer(a: str, b: str) -> bool:
     return a == b or answers_match(a, b) or answers_match(b, a)
 
 
-def answer_classes(preds: Sequence[str | None],
-                   same: Callable[[str, str], bool] = same_answer) -> list[int | None]:
+def answer_classes(
+    preds: Sequence[str | None], same: Callable[[str, str], bool] = same_answer
+) -> list[int | None]:
     """Class of each answer ``[len(preds)]``: the index of the first answer it matches
     (``None`` for an abstention). Each answer joins the first earlier class whose first
     answer it matches, so the classes do not depend on whether ``same`` is transitive."""
@@ -37,8 +38,11 @@ def answer_classes(preds: Sequence[str | None],
     return out
 
 
-def vote(preds: Sequence[str | None], weights: Sequence[float] | None = None,
-         same: Callable[[str, str], bool] = same_answer) -> str | None:
+def vote(
+    preds: Sequence[str | None],
+    weights: Sequence[float] | None = None,
+    same: Callable[[str, str], bool] = same_answer,
+) -> str | None:
     """The answer whose class has the largest total weight (a plain count when ``weights``
     is None), given as the class's first answer.
 
