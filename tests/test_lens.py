@@ -294,3 +294,21 @@ def test_kernel_row_sums_for_each_need_match_float64(compiled, monkeypatch):
     assert not kernel._FAILED, kernel._FAILED
     with pytest.raises(ValueError, match="need"):
         kernel.fused(z, p, rows, need="everything")
+
+
+@pytest.mark.parametrize("compiled", ["0", "1"], ids=["eager", "compiled"])
+def test_layer_entropies_are_asked_for_and_do_not_change_the_rest(compiled, monkeypatch):
+    """The default profile skips the layer entropies (one fp64 sum less per row) and gives the
+    JSD, final statistics and top-K of the full one."""
+    monkeypatch.setenv("THINKSCOPE_COMPILE", compiled)
+    lm = sharpened(tiny_lm("llama"))
+    states, targets = sampled_states(lm, [random_ids(6, 22)], [random_ids(14, 23)])
+    default = lens_profile(lm, states, targets=targets, topk=3)
+    full = lens_profile(lm, states, targets=targets, topk=3, entropy=True)
+    assert default.entropy is None and default.kl is None and full.kl is None
+    torch.testing.assert_close(default.jsd, full.jsd, atol=1e-6, rtol=0)
+    assert torch.equal(default.topk_ids, full.topk_ids)
+    for name in ("entropy", "mean_logprob", "top_logprobs", "token_logprob"):
+        torch.testing.assert_close(getattr(default.final, name), getattr(full.final, name))
+    torch.testing.assert_close(full.entropy, lens_profile(lm, states, kl=True).entropy)
+    assert full.entropy[:, :-1].std() > 0.01  # real, varying layer entropies

@@ -3,7 +3,7 @@
 For N positions with block outputs ``h_{t,l}`` (layers 1..L, before the final norm) the lens
 distribution is ``p_{t,l} = softmax(head(h_{t,l}))``; ``p_{t,L}`` is the model's own output.
 The engine returns ``D_{t,l} = JSD(p_{t,L} || p_{t,l})`` in nats for every layer, plus on
-request ``KL(p_{t,L} || p_{t,l})``, the layer entropies (free) and the layer top-K token ids.
+request ``KL(p_{t,L} || p_{t,l})``, the layer entropies and the layer top-K token ids.
 
 How, and what it costs (SmolLM2-135M: L=30, d=576, V=49152, fp32, 2 cores; measured by
 ``benchmarks/lens.py``, table in the README):
@@ -70,7 +70,7 @@ class LensProfile:
     """Full profile of N positions over layers 1..L (column L is the final layer)."""
 
     jsd: torch.Tensor  # [N, L] nats, jsd[:, -1] == 0
-    entropy: torch.Tensor  # [N, L] nats, H(p_{t,l})
+    entropy: torch.Tensor | None  # [N, L] nats, H(p_{t,l}) (asked for with entropy= or kl=)
     final: FinalStats
     kl: torch.Tensor | None = None  # [N, L] KL(p_{t,L} || p_{t,l}) nats
     topk_ids: torch.Tensor | None = None  # [N, L, K] each layer's top-K token ids, descending
@@ -154,20 +154,24 @@ def lens_profile(
     kl: bool = False,
     topk: int = 0,
     chunk_rows: int | None = None,
+    entropy: bool = False,
 ) -> LensProfile:
     """Full lens profile of N positions from block outputs ``states`` (L x ``[N, d]``).
 
     ``targets`` ``[N]`` are the tokens sampled from each position (for their log-probs);
-    ``topk`` > 0 also returns each layer's top-K token ids. ``chunk_rows`` (default: from the
-    device, ``blocks.py``) is the rows per product: all L layers of ``chunk_rows // L``
-    positions.
+    ``kl`` also returns KL and the layer entropies, ``entropy`` the layer entropies (each costs
+    one more fp64 sum per row, so they are off by default); ``topk`` > 0 also returns each
+    layer's top-K token ids. ``chunk_rows`` (default: from the device, ``blocks.py``) is the
+    rows per product: all L layers of ``chunk_rows // L`` positions.
     """
     n_pos, L = _check(lm, states), lm.n_layers
     head = Head(lm)
     dev, plan = head.device, _plan(head, L, chunk_rows)
     k, c = min(CONF_K, head.vocab), plan.profile_positions
     final = _empty_final(n_pos, k, targets, dev)
-    jsd, ent = torch.empty(n_pos, L, device=dev), torch.empty(n_pos, L, device=dev)
+    need = "kl" if kl else "entropy" if entropy else "jsd"
+    jsd = torch.empty(n_pos, L, device=dev)
+    ent = torch.empty(n_pos, L, device=dev) if need != "jsd" else None
     kls = torch.empty(n_pos, L, device=dev) if kl else None
     ids = torch.empty(n_pos, L, topk, dtype=torch.long, device=dev) if topk else None
     targets = targets.to(dev) if targets is not None else None
@@ -181,13 +185,18 @@ def lens_profile(
             ids[r] = z.view(n, L, -1).topk(topk, dim=-1).indices
         z_final = z.view(n, L, -1)[:, L - 1]
         p, lse = _probs(z_final)
-        sums = kernel.fused(z, p, owner[: n * L], need="kl" if kls is not None else "entropy")
-        neg_hq = sums.neg_hq.view(n, L)
-        neg_hp = neg_hq[:, L - 1]  # the final layer's row against p: p's own entropy
+        sums = kernel.fused(z, p, owner[: n * L], need=need)
+        if ent is not None:
+            neg_hq = sums.neg_hq.view(n, L)
+            neg_hp = neg_hq[:, L - 1]  # the final layer's row against p: p's own entropy
+            ent[r] = -neg_hq
+        else:
+            rows = torch.arange(n, device=dev)
+            neg_hp = kernel.fused(z_final.contiguous(), p, rows, need="entropy").neg_hq
         _store(final, r, _stats(z_final, lse, neg_hp, None if targets is None else targets[r], k))
         divergence = _jsd(neg_hp[:, None], sums.gap.view(n, L))
         divergence[:, L - 1] = 0.0  # D_{t,L} = JSD(p || p)
-        jsd[r], ent[r] = divergence, -neg_hq
+        jsd[r] = divergence
         if kls is not None:
             kls[r] = neg_hp[:, None] - sums.cross.view(n, L)
             kls[r, L - 1] = 0.0
