@@ -192,7 +192,7 @@ class VLLMBackend:
         from thinkscope.models.loading import Loading
 
         source = str(_resolve(model))
-        tokenizer = load_tokenizer(model)
+        tokenizer = load_tokenizer(model, **Loading.of(loading))
         eos = {tokenizer.eos_token_id}
         try:
             gen_eos = GenerationConfig.from_pretrained(source).eos_token_id

@@ -215,7 +215,7 @@ def generate_run(
     if resume and Run(out).finished:
         return already_finished(Run(out), config.model_dump(), show_progress)
     problems = load_problems(config.task, config.questions, config.seed, config.fields)
-    tokenizer = lm.tokenizer if lm else load_tokenizer(config.model)
+    tokenizer = lm.tokenizer if lm else load_tokenizer(config.model, **(loading or {}))
     render_prompt(tokenizer, problems[0], config.prompt_style, config.template)  # fail early
     Run.check_start(out, config.model_dump(), resume=resume)
     if name == "hf" and cluster is None:

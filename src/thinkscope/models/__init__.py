@@ -216,14 +216,19 @@ def load_model(
     return LM.wrap(model if device_map is not None else model.to(target), tokenizer, name=spec)
 
 
-def load_tokenizer(spec: str = BUNDLED_NAME):
-    """Just the tokenizer of ``spec`` (fast: no weights are loaded)."""
+def load_tokenizer(
+    spec: str = BUNDLED_NAME, revision: str | None = None, trust_remote_code: bool = False, **_
+):
+    """Just the tokenizer of ``spec`` (fast: no weights are loaded); ``revision`` and
+    ``trust_remote_code`` as for :func:`load_model`, whose other options it accepts and
+    ignores, so ``load_tokenizer(spec, **loading)`` works."""
     from transformers import AutoTokenizer
 
     source = _resolve(spec)
+    options = {"revision": revision, "trust_remote_code": trust_remote_code}
     try:
-        return AutoTokenizer.from_pretrained(source, local_files_only=True)
+        return AutoTokenizer.from_pretrained(source, local_files_only=True, **options)
     except OSError:
         if isinstance(source, Path) or not _hub_reachable():
             raise UserError(f"unknown model {spec!r}: its tokenizer is not available") from None
-        return AutoTokenizer.from_pretrained(source)
+        return AutoTokenizer.from_pretrained(source, **options)

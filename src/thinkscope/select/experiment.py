@@ -393,7 +393,9 @@ def run_selection(
         return pd.read_csv(out / "selection.csv")
     warmup = config.warmup_samples  # fail early on a bad --warmup
     problems = load_problems(config.task, config.questions, config.seed, config.fields)
-    tokenizer = lm.tokenizer if lm is not None else load_tokenizer(config.model)
+    tokenizer = (
+        lm.tokenizer if lm is not None else load_tokenizer(config.model, **Loading.of(loading))
+    )
     render_prompt(tokenizer, problems[0], config.prompt_style, config.template)  # fail early
     Run.check_start(out, config.model_dump(), resume=resume)
     if cluster is None:
