@@ -13,18 +13,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from thinkscope.cluster import Cluster
 from thinkscope.metrics import MetricSpec
 from thinkscope.models.loading import Loading
+from thinkscope.progress import progress_bar
 
 
 def _score_worker(
@@ -79,15 +72,8 @@ def score_shards(
         chunk_rows,
         shard_dir,
     )
-    columns = [
-        TextColumn("[bold]score (ray)"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    ]
     scored = 0
-    with Progress(*columns, disable=not show_progress) as progress:
+    with progress_bar("score (ray)", "traces", show_progress) as progress:
         bar = progress.add_task("score", total=sum(len(batches[int(u)]) for u in todo))
         for result in cluster.map(factory, todo):
             scored += result["rows"]

@@ -42,14 +42,6 @@ from pathlib import Path
 import pandas as pd
 from pydantic import Field, field_validator
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from thinkscope.backends import choose_backend, make_backend
 from thinkscope.cluster import Cluster
@@ -58,6 +50,7 @@ from thinkscope.generate.pipeline import GenerateConfig, sample_seed
 from thinkscope.lens import ln_base
 from thinkscope.models import LM, load_model, load_tokenizer
 from thinkscope.models.loading import Loading
+from thinkscope.progress import progress_bar
 from thinkscope.runstore import registry
 from thinkscope.runstore.atomic import write_parquet, write_text
 from thinkscope.runstore.folder import Run, now
@@ -417,23 +410,14 @@ def run_selection(
         len(done),
         f", {cluster.workers} Ray workers" if cluster else "",
     )
-    columns = [
-        TextColumn("[bold]select"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("samples {task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    ]
     per_unit = max(1, config.batch_size // config.n)
     sizes = {n: len(problems[s : s + per_unit]) * config.n for n, (_, s) in units.items()}
     methods = len(METHODS) - 2  # pass@1 and DeepConf offline generate nothing of their own
     todo = [n for n in names if n not in done]
-    with Progress(*columns, disable=not show_progress) as progress:
+    with progress_bar("select", "samples", show_progress) as progress:
         finished = sum(sizes[n] for n in names if n in done)
         bar = progress.add_task(
-            "select", total=sum(sizes.values()) * methods, rate="", completed=finished * methods
+            "select", total=sum(sizes.values()) * methods, completed=finished * methods
         )
         sampled, clock = 0, time.perf_counter()
 
