@@ -61,7 +61,7 @@ class RevConfig:
     resamples: int = 10_000
     folds: int = 5
     seed: int = 0
-    shares: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.4)
+    shares: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4)  # of heads, ablated
     ablation_questions: int = 16
     control_prefix: int = 4  # control sentence tokens that act as its prompt
 
