@@ -124,7 +124,7 @@ def test_vllm_engine_arguments_of_the_loading_options():
             placed.vllm_args()
 
 
-def test_the_tokenizer_follows_revision_and_trust_remote_code(monkeypatch):
+def test_the_tokenizer_follows_revision_and_trust_remote_code(tiny_model_dir, monkeypatch):
     """``load_tokenizer(spec, **loading)`` loads the tokenizer of the revision the weights come
     from (and may run its remote code), ignoring the options that only concern the weights."""
     import transformers
@@ -138,8 +138,8 @@ def test_the_tokenizer_follows_revision_and_trust_remote_code(monkeypatch):
         lambda source, **options: calls.append(options) or "tokenizer",
     )
     loading = Loading(dtype="bfloat16", device="cpu", revision="v2", trust_remote_code=True)
-    assert load_tokenizer("smollm2-135m", **loading) == "tokenizer"
+    assert load_tokenizer(str(tiny_model_dir), **loading) == "tokenizer"
     assert calls[0]["revision"] == "v2" and calls[0]["trust_remote_code"] is True
     assert "dtype" not in calls[0] and "device" not in calls[0]
-    load_tokenizer("smollm2-135m")
+    load_tokenizer(str(tiny_model_dir))
     assert calls[1]["revision"] is None and calls[1]["trust_remote_code"] is False
