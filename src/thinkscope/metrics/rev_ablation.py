@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from thinkscope.interp import ablate_heads, ablate_layers
+from thinkscope.interp.hooks.interventions import n_heads
 from thinkscope.models import LM
 from thinkscope.models.adapter import block_output
 
@@ -42,15 +43,6 @@ class Ablation:
         if self.head is None:
             return ablate_layers(lm, [self.layer + 1], method="mean", component="mlp")
         return ablate_heads(lm, {self.layer + 1: [self.head]})
-
-
-def n_heads(lm: LM) -> int:
-    config = lm.model.config
-    return next(
-        getattr(config, n)
-        for n in ("num_attention_heads", "n_head", "num_heads")
-        if isinstance(getattr(config, n, None), int)
-    )
 
 
 def mlp_plan(lm: LM) -> list[Ablation]:

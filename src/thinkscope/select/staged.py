@@ -26,11 +26,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-import torch
-
 from thinkscope.backends.vllm import Generated, continuation_seed, unfinished
 from thinkscope.generate.sampler import Completion
 from thinkscope.lens.forward import sampled_states
+from thinkscope.metrics.confidence import group_confidences
 from thinkscope.select.deepconf import online_bars, token_confidences, vote_confident
 from thinkscope.select.pool import Generation, Pool, Sample
 from thinkscope.select.think import PrefixScore, kept_count
@@ -131,11 +130,12 @@ def first_drop(completion: Completion, bar: float, window: int, after: int) -> i
     """The first step ``t > after`` (1-based) at which the mean token confidence of steps
     ``t - window + 1 .. t`` is below ``bar`` (``None``: none)."""
     confidences = token_confidences(completion)
-    sums = torch.cat([confidences.new_zeros(1), confidences.cumsum(0)])
-    for t in range(max(after + 1, window), len(confidences) + 1):
-        if (sums[t] - sums[t - window]) / window < bar:
-            return t
-    return None
+    if len(confidences) < window:
+        return None
+    means = group_confidences(confidences, window)  # means[j]: the window ending at step j + window
+    below = (means < bar).nonzero().flatten() + window
+    below = below[below > after]
+    return int(below[0]) if len(below) else None
 
 
 def deepconf_online(

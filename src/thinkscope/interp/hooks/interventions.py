@@ -151,7 +151,8 @@ def ablate_layers(
     return handle
 
 
-def _n_heads(lm: LM) -> int:
+def n_heads(lm: LM) -> int:
+    """Attention heads per layer, from the model's config."""
     config = lm.model.config
     for name in ("num_attention_heads", "n_head", "num_heads"):
         if isinstance(getattr(config, name, None), int):
@@ -178,12 +179,12 @@ def ablate_heads(
     positions in the current call (``method="mean"``), or ``means[l]`` ``[H * d_head]``."""
     if method not in METHODS:
         raise UserError(f"unknown ablation method {method!r}; choose one of {', '.join(METHODS)}")
-    n_heads = _n_heads(lm)
+    per_layer = n_heads(lm)
     prepared = {}
     for layer in check_layers(lm, heads):
         chosen = sorted({int(h) for h in heads[layer]})
-        if not chosen or not all(0 <= h < n_heads for h in chosen):
-            raise UserError(f"heads of layer {layer} must be in 0..{n_heads - 1}, got {chosen}")
+        if not chosen or not all(0 <= h < per_layer for h in chosen):
+            raise UserError(f"heads of layer {layer} must be in 0..{per_layer - 1}, got {chosen}")
         mean = None if means is None or layer not in means else torch.as_tensor(means[layer])
         if mean is not None and not torch.isfinite(mean).all():
             raise UserError(f"means[{layer}] holds NaN or infinite values")
@@ -193,7 +194,7 @@ def ablate_heads(
 
         def pre_hook(_m, args, chosen=chosen, mean=mean):
             x = args[0]
-            size = x.shape[-1] // n_heads
+            size = x.shape[-1] // per_layer
             cols = torch.zeros(x.shape[-1], dtype=torch.bool, device=x.device)
             for h in chosen:
                 cols[h * size : (h + 1) * size] = True
