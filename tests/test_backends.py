@@ -43,6 +43,14 @@ def test_auto_says_why_it_fell_back():
     assert "CUDA" in choose_backend("auto", installed=True, cuda=False)[1]
 
 
+def test_auto_with_a_loaded_model_is_hf_and_an_explicit_choice_still_wins():
+    assert choose_backend("auto", installed=True, cuda=True, model_loaded=True) == (
+        "hf",
+        "auto: a loaded model was passed",
+    )
+    assert choose_backend("vllm", installed=True, cuda=True, model_loaded=True)[0] == "vllm"
+
+
 @pytest.mark.parametrize("installed, cuda", [(False, True), (True, False)])
 def test_vllm_without_vllm_or_cuda_is_a_user_error(installed, cuda):
     with pytest.raises(UserError, match="--backend vllm"):

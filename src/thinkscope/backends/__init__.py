@@ -28,14 +28,20 @@ def cuda_available() -> bool:
 
 
 def choose_backend(
-    requested: str, installed: bool | None = None, cuda: bool | None = None
+    requested: str,
+    installed: bool | None = None,
+    cuda: bool | None = None,
+    model_loaded: bool = False,
 ) -> tuple[str, str]:
     """``(backend, why)`` for ``--backend requested``; ``auto`` is vLLM when it is installed and
-    CUDA is present, else ``hf``. ``installed``/``cuda`` default to probing this machine."""
+    CUDA is present, else ``hf``, and always ``hf`` when the caller passes a loaded model
+    (``model_loaded``). ``installed``/``cuda`` default to probing this machine."""
     if requested not in BACKENDS:
         raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got {requested!r}")
     if requested == "hf":
         return "hf", "requested with --backend hf"
+    if requested == "auto" and model_loaded:
+        return "hf", "auto: a loaded model was passed"
     installed = vllm_installed() if installed is None else installed
     cuda = cuda_available() if cuda is None else cuda
     missing = "vLLM is not installed" if not installed else "no CUDA device" if not cuda else ""

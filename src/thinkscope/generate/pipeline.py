@@ -207,10 +207,7 @@ def generate_run(
     """Generate and grade ``config.n`` samples per problem into the run folder ``out``; with
     ``cluster``, units are shared among Ray workers that each write their shards. ``loading``:
     :func:`~thinkscope.models.load_model` options (dtype, device, device_map, ...)."""
-    if lm is not None and config.backend == "auto":
-        name, why = "hf", "auto: a loaded model was passed"
-    else:
-        name, why = choose_backend(config.backend)
+    name, why = choose_backend(config.backend, model_loaded=lm is not None)
     config = config.model_copy(update={"backend": name})
     if resume and Run(out).finished:
         return already_finished(Run(out), config.model_dump(), show_progress)

@@ -133,6 +133,11 @@ class SelectConfig(GenerateConfig):
             raise UserError(f"--warmup must be at most --n ({self.n}), got {warmup}")
         return warmup
 
+    @property
+    def unit_questions(self) -> int:
+        """Questions per unit of work (one shard): ``batch_size // n``, at least 1."""
+        return max(1, self.batch_size // self.n)
+
 
 def run_methods(
     pool: Pool,
@@ -145,47 +150,30 @@ def run_methods(
     called as each one finishes. ``engine``: a staged engine (the vLLM backend, see
     :mod:`thinkscope.select.staged`) that generates instead of the pool's HF sampler."""
     if engine is None:
-        methods = {
-            "cons@n": lambda: cons_at_n(pool),
-            "think@n": lambda: think_at_n(
-                pool,
-                PrefixDTR(pool.lm, config.g, config.rho, config.base),
-                config.prefix_tokens,
-                config.keep_ratio,
-            ),
-            "think@n-depth": lambda: think_at_n(
-                pool, config.continuous_score(pool.lm), config.prefix_tokens, config.keep_ratio
-            ),
-            "self-certainty@n": lambda: think_at_n(
-                pool, PrefixSelfCertainty(pool.lm), config.prefix_tokens, config.keep_ratio
-            ),
-            "deepconf-online": lambda: deepconf_online(
-                pool, config.warmup_samples, config.eta, config.window
-            ),
-        }
+        cons = partial(cons_at_n, pool)
+        think = partial(think_at_n, pool)
+        online = partial(deepconf_online, pool)
     else:
-
-        def think(score: PrefixScore) -> Generation:
-            return staged.think_at_n(
-                pool, engine, score, config.prefix_tokens, config.keep_ratio, config.batch_size
-            )
-
-        methods = {
-            "cons@n": lambda: staged.cons_at_n(pool, engine),
-            "think@n": lambda: think(PrefixDTR(pool.lm, config.g, config.rho, config.base)),
-            "think@n-depth": lambda: think(config.continuous_score(pool.lm)),
-            "self-certainty@n": lambda: think(PrefixSelfCertainty(pool.lm)),
-            "deepconf-online": lambda: staged.deepconf_online(
-                pool, engine, config.warmup_samples, config.eta, config.window
-            ),
-        }
+        cons = partial(staged.cons_at_n, pool, engine)
+        think = partial(staged.think_at_n, pool, engine, batch_size=config.batch_size)
+        online = partial(staged.deepconf_online, pool, engine)
+    prefix, keep = config.prefix_tokens, config.keep_ratio
+    methods = {
+        "cons@n": cons,
+        "think@n": lambda: think(
+            PrefixDTR(pool.lm, config.g, config.rho, config.base), prefix, keep
+        ),
+        "think@n-depth": lambda: think(config.continuous_score(pool.lm), prefix, keep),
+        "self-certainty@n": lambda: think(PrefixSelfCertainty(pool.lm), prefix, keep),
+        "deepconf-online": lambda: online(config.warmup_samples, config.eta, config.window),
+    }
     out = {}
     for name, method in methods.items():
         start = time.perf_counter()
         out[name] = (method(), time.perf_counter() - start)
         done(name)
-    cons, wall = out["cons@n"]  # offline filtering needs Cons@n's complete pool: its cost
-    out["deepconf-offline"] = (deepconf_offline(cons, config.eta, config.window), wall)
+    complete, wall = out["cons@n"]  # offline filtering needs Cons@n's complete pool: its cost
+    out["deepconf-offline"] = (deepconf_offline(complete, config.eta, config.window), wall)
     return out
 
 
@@ -300,12 +288,11 @@ def summarize(outcomes: pd.DataFrame) -> pd.DataFrame:
 
 
 def unit_starts(config: SelectConfig, questions: int) -> dict[str, tuple[int, int]]:
-    """Units of work: name -> (repeat, first question); ``batch_size // n`` questions each."""
-    per_unit = max(1, config.batch_size // config.n)
+    """Units of work: name -> (repeat, first question); ``config.unit_questions`` each."""
     return {
         f"r{r:03d}-q{s:05d}": (r, s)
         for r in range(config.repeats)
-        for s in range(0, questions, per_unit)
+        for s in range(0, questions, config.unit_questions)
     }
 
 
@@ -335,11 +322,10 @@ def unit_worker(
     prompt_ids = [lm.tokenizer(p.text, add_special_tokens=not p.chat)["input_ids"] for p in prompts]
     params = config.sampling(prompts[0].stop)
     units, run = unit_starts(config, len(problems)), Run(path)
-    per_unit = max(1, config.batch_size // config.n)
 
     def work(name: str, done: Callable[[str], None] = lambda method: None) -> dict:
         repeat, start = units[name]
-        chunk = slice(start, start + per_unit)
+        chunk = slice(start, start + config.unit_questions)
         seeds = [
             [sample_seed(config.seed + repeat, p.id, k) for k in range(config.n)]
             for p in problems[chunk]
@@ -374,10 +360,7 @@ def run_selection(
     ``config.backend``: ``hf``, ``vllm`` (generation on vLLM, scoring on the HF model) or
     ``auto`` (stored resolved)."""
     out = Path(out)
-    if lm is not None and config.backend == "auto":
-        backend, why = "hf", "auto: a loaded model was passed"
-    else:
-        backend, why = choose_backend(config.backend)
+    backend, why = choose_backend(config.backend, model_loaded=lm is not None)
     config = config.model_copy(update={"backend": backend})
     if (out / "selection.csv").is_file():
         if not resume:
@@ -410,8 +393,8 @@ def run_selection(
         len(done),
         f", {cluster.workers} Ray workers" if cluster else "",
     )
-    per_unit = max(1, config.batch_size // config.n)
-    sizes = {n: len(problems[s : s + per_unit]) * config.n for n, (_, s) in units.items()}
+    span = config.unit_questions
+    sizes = {n: len(problems[s : s + span]) * config.n for n, (_, s) in units.items()}
     methods = len(METHODS) - 2  # pass@1 and DeepConf offline generate nothing of their own
     todo = [n for n in names if n not in done]
     with progress_bar("select", "samples", show_progress) as progress:
