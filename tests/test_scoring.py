@@ -27,18 +27,14 @@ def lm():
     return tiny_lm("llama")
 
 
+RUN_CONFIG = GenerateConfig(
+    model="tiny", task="gsm8k", questions=3, n=2, max_new_tokens=10, batch_size=8, temperature=1.0
+)
+
+
 @pytest.fixture
 def run_dir(tmp_path, lm):
-    config = GenerateConfig(
-        model="tiny",
-        task="gsm8k",
-        questions=3,
-        n=2,
-        max_new_tokens=10,
-        batch_size=8,
-        temperature=1.0,
-    )
-    generate_run(config, tmp_path / "run", lm=lm, show_progress=False)
+    generate_run(RUN_CONFIG, tmp_path / "run", lm=lm, show_progress=False)
     return tmp_path / "run"
 
 
@@ -239,15 +235,7 @@ def test_bundled_model_run_is_scored(tmp_path, bundled_lm):
 
 
 def test_resuming_a_finished_run_is_idempotent_and_another_config_is_an_error(run_dir, lm):
-    config = GenerateConfig(
-        model="tiny",
-        task="gsm8k",
-        questions=3,
-        n=2,
-        max_new_tokens=10,
-        batch_size=8,
-        temperature=1.0,
-    )
+    config = RUN_CONFIG  # the run_dir fixture's
     stamp = (run_dir / "traces.parquet").stat().st_mtime_ns
     generate_run(config, run_dir, resume=True, lm=lm, show_progress=False)
     assert (run_dir / "traces.parquet").stat().st_mtime_ns == stamp

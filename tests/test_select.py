@@ -1,4 +1,3 @@
-import json
 import math
 from collections import Counter
 
@@ -7,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+from select_fixture import arithmetic_task, small_config
 from thinkscope.errors import UserError
 from thinkscope.generate.pipeline import sample_seed
 from thinkscope.generate.sampler import Completion, SamplingParams
@@ -409,31 +409,7 @@ def test_bad_arguments_are_one_line_user_errors(bad, message):
 
 @pytest.fixture
 def task_file(tmp_path):
-    path = tmp_path / "task.jsonl"
-    rows = [
-        {"question": f"What is {a} + {b}?", "answer": str(a + b)}
-        for a, b in [(3, 5), (2, 2), (7, 1)]
-    ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def small_config(task_file) -> SelectConfig:
-    return SelectConfig.parse(
-        task=str(task_file),
-        questions=3,
-        n=4,
-        prefix_tokens=3,
-        keep_ratio=0.5,
-        repeats=2,
-        max_new_tokens=8,
-        prompt_style="cot",
-        batch_size=8,
-        window=3,
-        g=0.0013,
-        rho=0.75,
-        temperature=1.0,
-    )
+    return arithmetic_task(tmp_path)
 
 
 def test_a_killed_run_resumes_to_the_same_table(lm, task_file, tmp_path, monkeypatch):

@@ -4,6 +4,8 @@ the model with the driver's loading options. Skipped when Ray is not installed."
 import pandas as pd
 import pytest
 
+import select_fixture
+from select_fixture import arithmetic_task
 from thinkscope.cluster import Cluster
 from thinkscope.models.loading import Loading
 from thinkscope.select import experiment
@@ -15,30 +17,8 @@ TIMED = ["wall_s", "lens_s"]  # seconds: the only columns allowed to differ
 
 
 def small_config(model, tmp_path) -> SelectConfig:
-    path = tmp_path / "task.jsonl"
-    path.write_text(
-        "".join(
-            f'{{"question": "What is {a} + {b}?", "answer": "{a + b}"}}\n'
-            for a, b in [(3, 5), (2, 2), (7, 1)]
-        )
-    )
-    return SelectConfig.parse(
-        model=str(model),
-        task=f"jsonl:{path}",
-        questions=3,
-        n=4,
-        prefix_tokens=3,
-        keep_ratio=0.5,
-        repeats=1,
-        max_new_tokens=8,
-        prompt_style="cot",
-        batch_size=8,
-        window=3,
-        g=0.0013,
-        rho=0.75,
-        temperature=1.0,
-        backend="hf",
-    )
+    task = arithmetic_task(tmp_path)
+    return select_fixture.small_config(task, model=str(model), repeats=1, backend="hf")
 
 
 def test_a_unit_worker_loads_the_model_with_the_loading_options(

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import fake_vllm
+from select_fixture import arithmetic_task, small_config
 from thinkscope.backends import make_backend
 from thinkscope.backends.vllm import VLLMBackend, continuation_seed
 from thinkscope.generate.pipeline import sample_seed
@@ -25,7 +26,7 @@ from thinkscope.select import (
     think_at_n,
     token_confidences,
 )
-from thinkscope.select.experiment import METHODS, SelectConfig, run_selection
+from thinkscope.select.experiment import METHODS, run_selection
 from tiny import tiny_model, tiny_tokenizer
 
 N, MAX_NEW, G, RHO = 6, 12, 0.0013, 0.75  # tiny random models: JSDs of 0.001-0.003 nats
@@ -236,29 +237,7 @@ def test_the_engine_receives_the_loading_options(model_dir, monkeypatch, lm):
 
 
 def test_think_at_n_command_runs_on_vllm_with_the_hf_columns(model_dir, lm, tmp_path, monkeypatch):
-    path = tmp_path / "task.jsonl"
-    path.write_text(
-        "".join(
-            f'{{"question": "What is {a} + {b}?", "answer": "{a + b}"}}\n'
-            for a, b in [(3, 5), (2, 2), (7, 1)]
-        )
-    )
-    config = SelectConfig.parse(
-        model=str(model_dir),
-        task=f"jsonl:{path}",
-        questions=3,
-        n=4,
-        prefix_tokens=3,
-        keep_ratio=0.5,
-        repeats=1,
-        max_new_tokens=8,
-        prompt_style="cot",
-        batch_size=8,
-        window=3,
-        g=G,
-        rho=RHO,
-        temperature=1.0,
-    )
+    config = small_config(arithmetic_task(tmp_path), model=str(model_dir), repeats=1, g=G, rho=RHO)
     hf = run_selection(
         config.model_copy(update={"backend": "hf"}), tmp_path / "hf", lm=lm, show_progress=False
     )
