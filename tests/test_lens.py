@@ -203,7 +203,7 @@ def test_a_failing_compiler_falls_back_to_eager(monkeypatch):
         raise RuntimeError("no C++ compiler")
 
     monkeypatch.setenv("THINKSCOPE_COMPILE", "1")
-    monkeypatch.setattr(kernel, "_compiled", lambda: broken)
+    monkeypatch.setattr(kernel, "_compiled", lambda fn: broken)
     monkeypatch.setattr(kernel, "_FAILED", [])
     with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
         fallback = lens_profile(lm, states, targets=targets, kl=True)
@@ -294,6 +294,61 @@ def test_kernel_row_sums_for_each_need_match_float64(compiled, monkeypatch):
     assert not kernel._FAILED, kernel._FAILED
     with pytest.raises(ValueError, match="need"):
         kernel.fused(z, p, rows, need="everything")
+
+
+@pytest.mark.parametrize("compiled", ["0", "1"], ids=["eager", "compiled"])
+def test_kernel_shift_guesses_do_not_change_the_sums(compiled, monkeypatch):
+    """Any per-row guess of the log-normaliser gives the float64 sums: good ones, ones 30 nats
+    off either way, and ones so far off that the first pass overflows or vanishes (those rows
+    are redone with their maximum)."""
+    monkeypatch.setenv("THINKSCOPE_COMPILE", compiled)
+    gen = torch.Generator().manual_seed(5)
+    z = torch.randn(12, 4096, generator=gen) * torch.linspace(0.5, 10, 12)[:, None] + 20
+    p = torch.softmax(torch.randn(3, 4096, generator=gen) * 5, -1)
+    rows = torch.arange(3).repeat(4)
+    lq = torch.log_softmax(z.double(), -1)
+    q, pr = lq.exp(), p.double()[rows]
+    neg_hq = torch.xlogy(q, q).sum(-1)
+    gap = neg_hq - torch.xlogy(q + pr, q + pr).sum(-1)
+    cross = (pr * lq).sum(-1)
+    lse = torch.logsumexp(z, -1)
+    misses = torch.tensor([0.0, 30.0, -30.0, 200.0, -200.0, 95.0]).repeat(2)
+    for shift in (lse, lse + misses, torch.full((12,), -1e4)):
+        sums = kernel.fused(z, p, rows, need="kl", shift=shift.float())
+        torch.testing.assert_close(sums.gap, gap, atol=1e-6, rtol=0)
+        torch.testing.assert_close(sums.neg_hq, neg_hq, atol=1e-6, rtol=1e-7)
+        torch.testing.assert_close(sums.cross, cross, atol=1e-6, rtol=1e-7)
+
+
+@pytest.mark.parametrize("vocab", [49152, 49156, 49157])
+def test_folded_sums_match_float64_for_any_vocabulary(vocab):
+    """Compiled, eight, four or one column slices (as V allows) give the float64 row sums
+    (Inductor's own fp32 sums are ~1e-6 off at this size)."""
+    x = torch.randn(5, vocab, generator=torch.Generator().manual_seed(vocab)) * 2
+    sums = torch.compile(lambda x: kernel.folded_sums(lambda xs: (xs.exp(),), x)[0])(x)
+    assert sums.dtype == torch.float64
+    torch.testing.assert_close(sums, x.double().exp().sum(-1), atol=0, rtol=1e-7)
+
+
+@pytest.mark.parametrize("compiled", ["0", "1"], ids=["eager", "compiled"])
+def test_final_terms_match_float64(compiled, monkeypatch):
+    """The final layer's p, log-normaliser, sum p log p and sum z against float64, with a
+    masked entry and a row of very different scale."""
+    monkeypatch.setenv("THINKSCOPE_COMPILE", compiled)
+    z = torch.randn(4, 4096, generator=torch.Generator().manual_seed(9)) * 6 + 40
+    z[1] *= 0.01
+    z[2, 7] = float("-inf")
+    fin = kernel.final(z)
+    lp = torch.log_softmax(z.double(), -1)
+    torch.testing.assert_close(fin.p.double(), lp.exp(), atol=1e-9, rtol=3e-7)
+    torch.testing.assert_close(fin.lse.double(), torch.logsumexp(z.double(), -1), atol=0, rtol=1e-7)
+    torch.testing.assert_close(
+        fin.neg_h, torch.xlogy(lp.exp(), lp.exp()).sum(-1), atol=1e-6, rtol=0
+    )
+    torch.testing.assert_close(
+        fin.total[[0, 1, 3]], z.double().sum(-1)[[0, 1, 3]], atol=0, rtol=1e-7
+    )
+    assert fin.total[2] == float("-inf")
 
 
 @pytest.mark.parametrize("compiled", ["0", "1"], ids=["eager", "compiled"])

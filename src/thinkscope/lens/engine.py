@@ -13,9 +13,10 @@ How, and what it costs (SmolLM2-135M: L=30, d=576, V=49152, fp32, 2 cores; measu
   Triton on CUDA). Block sizes come from the device (``blocks.py``): 100 MB of logits per
   block on CPU, a share of the free memory on CUDA. Both steps are one multi-threaded call
   per block, so there are a few parallel regions per block, not thousands.
-- ``lens_profile``: a block is all L layers of ``c = rows // L`` positions, positions outer,
-  in one product into a reused ``[L*c, V]`` buffer; the final layer gives ``p`` ``[c, V]``
-  and one fused call compares every layer row with its position's ``p``. Memory is one
+- ``lens_profile``: a block is all L layers of ``c = rows // L`` positions, layers outer,
+  in one product into a reused ``[L*c, V]`` buffer. The final layer's rows give ``p``, its
+  log-normaliser and entropy (``kernel.final``); one fused call compares every other layer
+  row with its position's ``p``, taking that log-normaliser as its shift. Memory is one
   block whatever N is: it never grows with N x L x V.
 - ``settle`` (the DTR-only fast path) goes bottom-up over blocks of positions, ``layer_group``
   layers per product (1 on CPU, about L/4 on GPU), and drops a position once its JSD is <= the
@@ -24,7 +25,7 @@ How, and what it costs (SmolLM2-135M: L=30, d=576, V=49152, fp32, 2 cores; measu
 - Per row: ``sum q log q``, ``sum s log s`` (s = p + q) and, for KL, ``sum p log q``, then
   ``JSD = ln 2 + (sum p log p + sum q log q - sum s log s) / 2`` in fp64, with 0 log 0 = 0
   (a ``-inf`` logit gives a finite JSD). Terms are fp32 and sums fp64 whatever the model's
-  dtype.
+  dtype (``kernel.py`` says how, and how exact).
 """
 
 from __future__ import annotations
@@ -111,20 +112,12 @@ def _plan(head: Head, n_layers: int, chunk_rows: int | None) -> BlockPlan:
     )
 
 
-def _probs(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Final-layer logits ``z`` ``[n, V]`` -> ``p`` ``[n, V]`` and ``logsumexp(z)`` ``[n]``."""
-    step = max(1, kernel.EAGER_BYTES // (4 * z.shape[-1]))  # logsumexp's temporaries
-    lse = torch.cat([torch.logsumexp(z[r], -1) for r in _blocks(len(z), step)])
-    return torch.sub(z, lse[:, None], out=torch.empty_like(z)).exp_(), lse
-
-
-def _stats(
-    z: torch.Tensor, lse: torch.Tensor, neg_h: torch.Tensor, targets: torch.Tensor | None, k: int
-) -> FinalStats:
-    """The final statistics from logits ``z`` ``[n, V]``, their ``lse`` and ``sum p log p``."""
+def _stats(z: torch.Tensor, fin: kernel.Final, targets: torch.Tensor | None, k: int) -> FinalStats:
+    """The final statistics from logits ``z`` ``[n, V]`` and their :class:`kernel.Final`."""
+    lse = fin.lse
     return FinalStats(
-        entropy=-neg_h,
-        mean_logprob=z.mean(-1) - lse,
+        entropy=-fin.neg_h,
+        mean_logprob=fin.total / z.shape[-1] - lse,
         top_logprobs=z.topk(k, dim=-1).values - lse[:, None],
         token_logprob=None if targets is None else z.gather(1, targets[:, None]).squeeze(1) - lse,
     )
@@ -176,29 +169,25 @@ def lens_profile(
     ids = torch.empty(n_pos, L, topk, dtype=torch.long, device=dev) if topk else None
     targets = targets.to(dev) if targets is not None else None
     buf = torch.empty(min(c, n_pos) * L, head.vocab, device=dev) if n_pos else None
-    owner = torch.arange(c, device=dev).repeat_interleave(L)  # row i*L + l -> position i
     for r in _blocks(n_pos, c):
         n = r.stop - r.start
-        h = torch.stack([states[layer][r].to(dev) for layer in range(L)], 1)  # [n, L, d]
-        z = head.finish_(head.raw(h.flatten(0, 1), buf))  # [n*L, V], positions outer
+        h = torch.cat([states[layer][r].to(dev) for layer in range(L)])  # [L*n, d]
+        z = head.finish_(head.raw(h, buf))  # [L*n, V], layers outer
         if ids is not None:
-            ids[r] = z.view(n, L, -1).topk(topk, dim=-1).indices
-        z_final = z.view(n, L, -1)[:, L - 1]
-        p, lse = _probs(z_final)
-        sums = kernel.fused(z, p, owner[: n * L], need=need)
+            ids[r] = z.view(L, n, -1).topk(topk, dim=-1).indices.transpose(0, 1)
+        below = (L - 1) * n
+        z_final = z[below:].clone()  # at offset 0, like settle's: one compiled kernel for both
+        fin = kernel.final(z_final)
+        owner = torch.arange(n, device=dev).repeat(L - 1)
+        sums = kernel.fused(z[:below], fin.p, owner, need=need, shift=fin.lse[owner])
+        _store(final, r, _stats(z_final, fin, None if targets is None else targets[r], k))
+        jsd[r, : L - 1] = _jsd(fin.neg_h[owner], sums.gap).view(L - 1, n).T
+        jsd[r, L - 1] = 0.0  # D_{t,L} = JSD(p || p)
         if ent is not None:
-            neg_hq = sums.neg_hq.view(n, L)
-            neg_hp = neg_hq[:, L - 1]  # the final layer's row against p: p's own entropy
-            ent[r] = -neg_hq
-        else:
-            rows = torch.arange(n, device=dev)
-            neg_hp = kernel.fused(z_final.contiguous(), p, rows, need="entropy").neg_hq
-        _store(final, r, _stats(z_final, lse, neg_hp, None if targets is None else targets[r], k))
-        divergence = _jsd(neg_hp[:, None], sums.gap.view(n, L))
-        divergence[:, L - 1] = 0.0  # D_{t,L} = JSD(p || p)
-        jsd[r] = divergence
+            ent[r, : L - 1] = -sums.neg_hq.view(L - 1, n).T
+            ent[r, L - 1] = -fin.neg_h
         if kls is not None:
-            kls[r] = neg_hp[:, None] - sums.cross.view(n, L)
+            kls[r, : L - 1] = (fin.neg_h[owner] - sums.cross).view(L - 1, n).T
             kls[r, L - 1] = 0.0
     return LensProfile(jsd, ent, final, kls, ids)
 
@@ -235,9 +224,8 @@ def settle(
     for r in _blocks(n_pos, block):
         n = r.stop - r.start
         z = head.finish_(head.raw(states[L - 1][r].to(dev), buf))
-        p, lse = _probs(z)
-        neg_hp = kernel.fused(z, p, torch.arange(n, device=dev), need="entropy").neg_hq
-        _store(final, r, _stats(z, lse, neg_hp, None if targets is None else targets[r], k))
+        fin = kernel.final(z)
+        _store(final, r, _stats(z, fin, None if targets is None else targets[r], k))
         active = torch.arange(n if len(g) else 0, device=dev)  # indices into the block
         unset = torch.ones(n, len(g), dtype=torch.bool, device=dev)
         depth = depths[r]  # a view: writes land in depths
@@ -249,8 +237,9 @@ def settle(
             m = len(active)
             h = torch.stack([states[layer][r].to(dev)[active] for layer in layers])  # [G, m, d]
             z = head.finish_(head.raw(h.flatten(0, 1), buf))  # [G*m, V], layers outer
-            gap = kernel.fused(z, p, active.repeat(len(layers)), need="jsd").gap
-            jsd = _jsd(neg_hp[active], gap.view(len(layers), m))
+            owner = active.repeat(len(layers))
+            gap = kernel.fused(z, fin.p, owner, need="jsd", shift=fin.lse[owner]).gap
+            jsd = _jsd(fin.neg_h[active], gap.view(len(layers), m))
             jsd = jsd.float()  # compared as lens_profile stores it
             for i, layer in enumerate(layers):
                 hit = (jsd[i, :, None] <= g) & unset[active]
