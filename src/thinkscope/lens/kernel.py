@@ -75,11 +75,11 @@ class RowSums(NamedTuple):
 
 def folded_sums(terms, *columns: torch.Tensor, fold: int = FOLD) -> tuple[torch.Tensor, ...]:
     """Row sums in fp64 of the fp32 tensors ``terms(*columns)`` (``[R, V]`` each), taken over
-    the k equal column slices of ``columns`` (k the largest power of two dividing V, up to
-    ``fold``) and added pairwise in fp32 before the sum, so only ``V / k`` terms per row are
-    converted."""
-    vocab = columns[0].shape[-1]
-    k = next(k for k in (8, 4, 2, 1) if k <= fold and vocab % k == 0)
+    the k equal column slices of ``columns`` (k: the largest power of two dividing both V and
+    ``fold``) and added pairwise in fp32 first, so only ``V / k`` terms per row are converted."""
+    vocab, k = columns[0].shape[-1], fold
+    while vocab % k:
+        k //= 2
     width = vocab // k
     parts = [terms(*(c[:, i * width : (i + 1) * width] for c in columns)) for i in range(k)]
     while len(parts) > 1:
