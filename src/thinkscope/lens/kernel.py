@@ -88,6 +88,17 @@ def folded_sums(terms, *columns: torch.Tensor, fold: int = FOLD) -> tuple[torch.
     return tuple(t.sum(-1, dtype=torch.float64) for t in parts[0])
 
 
+def _normaliser(z: torch.Tensor, shift: torch.Tensor):
+    """The first pass: ``T = sum exp(z - shift)`` ``[R]`` fp64, then the log-normaliser
+    ``shift + log T`` as its fp32 rounding ``c`` ``[R, 1]`` and the rest ``r`` ``[R]`` fp64,
+    and ``e^-r`` ``[R, 1]`` fp32 (``1 / sum exp(z - c)``, within 1e-6 of 1)."""
+    (total,) = folded_sums(lambda zs: ((zs - shift[:, None]).exp(),), z)
+    lse = shift.double() + total.log()
+    c = lse.float()
+    rest = lse - c.double()
+    return total, c[:, None], rest, rest.neg().exp().float()[:, None]
+
+
 def row_terms(z: torch.Tensor, p: torch.Tensor, rows: torch.Tensor, shift, need: str = "kl"):
     """The sums behind :class:`RowSums` for logits ``z`` ``[R, V]`` against ``p[rows]``, with
     ``shift`` ``[R]`` (see the module docstring): ``T = sum exp(z - shift)``, then the fields
@@ -95,11 +106,7 @@ def row_terms(z: torch.Tensor, p: torch.Tensor, rows: torch.Tensor, shift, need:
     ``c`` the fp32 rounding of the log-normaliser and ``r`` the rest of it,
     ``log q = (z - c) - r``; the terms take ``z - c`` and ``r`` is subtracted per row."""
     z = z.float()
-    (total,) = folded_sums(lambda zs: ((zs - shift[:, None]).exp(),), z)
-    lse = shift.double() + total.log()
-    c = lse.float()[:, None]
-    rest = lse - c.squeeze(-1).double()
-    inv = rest.neg().exp().float()[:, None]  # 1 / sum exp(z - c), within 1e-6 of 1
+    total, c, rest, inv = _normaliser(z, shift)
     pr = p.index_select(0, rows)
 
     def terms(zs, ps):
@@ -163,17 +170,13 @@ def final_terms(z: torch.Tensor) -> Final:
     ``T = sum exp(z - max)``, then ``p`` and its sums, with the log-normaliser applied as in
     :func:`row_terms` (its fp32 rounding ``c`` per element, the rest per row)."""
     z = z.float()
-    m = z.amax(-1)
-    (total,) = folded_sums(lambda zs: ((zs - m[:, None]).exp(),), z)
-    lse = m.double() + total.log()
-    c = lse.float()
-    rest = lse - c.double()
-    zc = z - c[:, None]
-    prob = zc.exp() * rest.neg().exp().float()[:, None]
+    _, c, rest, inv = _normaliser(z, z.amax(-1))
+    zc = z - c
+    prob = zc.exp() * inv
     p_zc, z_sum = folded_sums(
         lambda ps, zs, zcs: (torch.where(ps > 0, ps * zcs, 0.0), zs), prob, z, zc
     )
-    return Final(prob, c, p_zc - rest, z_sum)
+    return Final(prob, c.squeeze(-1), p_zc - rest, z_sum)
 
 
 def mode() -> str:
@@ -190,13 +193,14 @@ def _compiled(fn):
 _FAILED: list[str] = []  # the first compile error, once one happened: eager from then on
 
 
-def _run(fn, eager, z: torch.Tensor, *args):
-    """``fn(z, *args)`` compiled when :func:`mode` says so and compiling works, else ``eager``."""
+def _run(z: torch.Tensor, compiled, eager):
+    """``compiled()`` when :func:`mode` says so for logits ``z`` and compiling works, else
+    ``eager()``."""
     want = mode() == "1" or (mode() == "auto" and z.shape[-1] >= COMPILE_MIN_VOCAB)
     if not want or _FAILED or len(z) < 2:
-        return eager(z, *args)
+        return eager()
     try:
-        return fn(z, *args, compiled=_compiled)
+        return compiled()
     except Exception as err:  # noqa: BLE001 - no compiler, unsupported backend, ...
         _FAILED.append(str(err).splitlines()[0] if str(err) else type(err).__name__)
         warnings.warn(
@@ -204,7 +208,7 @@ def _run(fn, eager, z: torch.Tensor, *args):
             RuntimeWarning,
             stacklevel=3,
         )
-        return eager(z, *args)
+        return eager()
 
 
 def _eager(z, p, rows, need, shift) -> RowSums:
@@ -227,16 +231,16 @@ def fused(
     """:func:`row_sums`, compiled when :func:`mode` says so and compiling works, else eager."""
     if need not in NEEDS:
         raise ValueError(f"need must be one of {NEEDS}, got {need!r}")
-
-    def run(z, p, rows, need, shift, compiled):
-        return row_sums(z, p, rows, need, shift, terms=compiled(row_terms))
-
-    return _run(run, _eager, z, p, rows, need, shift)
+    return _run(
+        z,
+        lambda: row_sums(z, p, rows, need, shift, terms=_compiled(row_terms)),
+        lambda: _eager(z, p, rows, need, shift),
+    )
 
 
 def final(z: torch.Tensor) -> Final:
     """:func:`final_terms`, compiled when :func:`mode` says so and compiling works, else eager."""
-    return _run(lambda z, compiled: compiled(final_terms)(z), final_terms, z)
+    return _run(z, lambda: _compiled(final_terms)(z), lambda: final_terms(z))
 
 
 def backend(device: torch.device | str = "cpu") -> str:
