@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # Extras the tests exercise (the gpu extra needs CUDA and is not installed here).
 EXTRAS ?= dev,eval,train,cluster
 
-.PHONY: setup demo test lint browser
+.PHONY: setup demo test lint browser docs
 
 setup: $(VENV)/.installed
 
@@ -35,3 +35,8 @@ test: setup browser
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+
+# The documentation site (MkDocs Material + mkdocstrings) into site/, warnings as errors.
+docs: setup
+	$(PY) -m pip install --quiet -e ".[docs]"
+	$(VENV)/bin/mkdocs build --strict --site-dir site

@@ -42,8 +42,8 @@ def _model(hidden: int, layers: int):
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from thinkscope.models import LM
-    from thinkscope.models.__init__ import _resolve
     from thinkscope.models.bundled import BUNDLED_NAME
+    from thinkscope.models.lm import _resolve
 
     tokenizer = AutoTokenizer.from_pretrained(_resolve(BUNDLED_NAME), local_files_only=True)
     config = LlamaConfig(
@@ -60,7 +60,7 @@ def _model(hidden: int, layers: int):
 
 
 def _prompts(n: int) -> list[str]:
-    from thinkscope.interp.presets import contrast_prompts
+    from thinkscope.experiments.interp.presets import contrast_prompts
 
     reasoning, control, _ = contrast_prompts()
     base = reasoning + control

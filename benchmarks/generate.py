@@ -5,7 +5,7 @@
 
 For each batch size B, B distinct GSM8K prompts (chain-of-thought, chat template) are sampled
 at temperature 0.7 with a stop string, ``max_new_tokens`` tokens at most, once by
-:class:`~thinkscope.generate.sampler.BatchSampler` and once by ``model.generate`` (left
+:class:`~thinkscope.generation.sampler.BatchSampler` and once by ``model.generate`` (left
 padding, ``do_sample=True``, the same stop string through ``stop_strings``). Tokens/s counts
 the tokens each row really generated (up to its EOS or stop), over the wall time of the call;
 the best of ``--repeat`` runs is kept. ``--baseline COMMIT`` also runs the sampler module as it
@@ -27,7 +27,7 @@ import types
 
 import torch
 
-from thinkscope.generate import sampler as current
+from thinkscope.generation import sampler as current
 from thinkscope.models import load_model
 from thinkscope.tasks.loaders import load_problems
 from thinkscope.tasks.prompts import render_prompt
@@ -53,7 +53,7 @@ def ours(lm, ids: list[list[int]], max_new: int, module=None) -> int:
 
 
 def sampler_at(commit: str):
-    """``thinkscope.generate.sampler`` as it was at ``commit``, imported under another name."""
+    """``thinkscope.generation.sampler`` as it was at ``commit``, imported under another name."""
     source = subprocess.run(
         ["git", "show", f"{commit}:src/thinkscope/generate/sampler.py"],
         capture_output=True,
@@ -124,7 +124,7 @@ def main() -> None:
     old = sampler_at(args.baseline) if args.baseline else None
     engine = None
     if args.vllm:
-        from thinkscope.backends.vllm import VLLMBackend
+        from thinkscope.generation.backends.vllm import VLLMBackend
 
         engine = VLLMBackend("smollm2-135m", gpu_memory_utilization=0.5)
     header = f"{'batch':>5}  {'thinkscope':>10}  {'HF generate':>11}  {'ratio':>6}"

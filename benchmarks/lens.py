@@ -33,12 +33,12 @@ from pathlib import Path
 
 import torch
 
-from thinkscope.generate.sampler import BatchSampler, SamplingParams
+from thinkscope.core.paths import cache_dir
+from thinkscope.generation.sampler import BatchSampler, SamplingParams
 from thinkscope.lens import kernel, lens_profile, sampled_states, settle
 from thinkscope.lens.blocks import memory_budget, plan_blocks
 from thinkscope.metrics import settling_depth
 from thinkscope.models import load_model
-from thinkscope.paths import cache_dir
 
 PROMPT = "Write a long, detailed story about a lighthouse keeper who learns mathematics."
 DEVICE = torch.device("cpu")

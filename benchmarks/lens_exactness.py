@@ -16,9 +16,9 @@ import json
 
 import torch
 
+from thinkscope.core.paths import cache_dir
 from thinkscope.lens import lens_profile, sampled_states
 from thinkscope.models import load_model
-from thinkscope.paths import cache_dir
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ Rows (median wall time over ``--repeats`` of one synthetic trace, fp32 on CPU):
 - (d) ``apl,cud``: the ablation passes (one clean + L MLP + C head ablations, each ablation at
   block l computing blocks l..L-1 only);
 - (d0) the same with every ablation pass through all L blocks, timed once (the former
-  implementation: :func:`~thinkscope.metrics.rev_ablation.skip_blocks` made a no-op);
+  implementation: :func:`~thinkscope.metrics.rev.ablation.skip_blocks` made a no-op);
 - (e) the whole ``rev`` group (b + c + d, one ``measure`` call).
 
 It prints each time, its ratio to (a), and the issue's budget check: the group without the
@@ -34,8 +34,9 @@ import time
 
 import torch
 
-from thinkscope.metrics import measure, parse_metrics, rev_ablation
-from thinkscope.metrics.rev_control import controls
+from thinkscope.metrics import measure, parse_metrics
+from thinkscope.metrics.rev import ablation as rev_ablation
+from thinkscope.metrics.rev.control import controls
 from thinkscope.models import load_model
 
 

@@ -17,7 +17,7 @@ import types
 from collections import defaultdict
 from dataclasses import dataclass
 
-from thinkscope.generate.sampler import BatchSampler, Completion, SamplingParams
+from thinkscope.generation.sampler import BatchSampler, Completion, SamplingParams
 
 BLOCK = 4
 
@@ -122,7 +122,7 @@ class FakeLLM:
 def install(monkeypatch, lm) -> None:
     """Make ``import vllm`` give a module whose ``LLM`` is :class:`FakeLLM` sampling with ``lm``
     (``SamplingParams``: ``dict``), and pretend CUDA is present."""
-    import thinkscope.backends
+    import thinkscope.generation.backends
 
     module = types.ModuleType("vllm")
     module.__spec__ = importlib.machinery.ModuleSpec("vllm", None)
@@ -130,4 +130,4 @@ def install(monkeypatch, lm) -> None:
     monkeypatch.setitem(sys.modules, "vllm", module)
     monkeypatch.setattr(FakeLLM, "lm", lm)
     monkeypatch.setattr(FakeLLM, "made", [])
-    monkeypatch.setattr(thinkscope.backends, "cuda_available", lambda: True)
+    monkeypatch.setattr(thinkscope.generation.backends, "cuda_available", lambda: True)

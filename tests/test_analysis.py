@@ -10,8 +10,9 @@ import typer
 from typer.testing import CliRunner
 
 from scored_run import make_scored_run
-from thinkscope.analyze import analyze_command, analyze_run, load_scored, load_token_metrics
-from thinkscope.errors import UserError
+from thinkscope.analysis import analyze_run, load_scored, load_token_metrics
+from thinkscope.cli.analyze import analyze_command
+from thinkscope.core.errors import UserError
 from thinkscope.stats import auroc, binned_correlation, delong_test, partial_correlation
 
 METRICS = [

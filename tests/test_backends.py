@@ -6,9 +6,12 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from thinkscope.backends import choose_backend
-from thinkscope.backends.hf import HFBackend
-from thinkscope.backends.vllm import (
+from thinkscope.core.errors import UserError
+from thinkscope.decoding import DecodingConfig
+from thinkscope.generation import BatchSampler, Completion, SamplingParams
+from thinkscope.generation.backends import choose_backend
+from thinkscope.generation.backends.hf import HFBackend
+from thinkscope.generation.backends.vllm import (
     Generated,
     build_requests,
     collect,
@@ -16,9 +19,6 @@ from thinkscope.backends.vllm import (
     merge,
     to_completion,
 )
-from thinkscope.decoding import DecodingConfig
-from thinkscope.errors import UserError
-from thinkscope.generate import BatchSampler, Completion, SamplingParams
 from tiny import tiny_lm
 
 
@@ -249,7 +249,7 @@ def test_hidden_states_of_the_first_step_are_the_last_prompt_positions():
 
 
 def test_a_run_records_the_backend_it_used_and_why(tiny_model_dir, tmp_path, capsys):
-    from thinkscope.generate.pipeline import GenerateConfig, generate_run
+    from thinkscope.generation.pipeline import GenerateConfig, generate_run
 
     config = GenerateConfig(
         model=str(tiny_model_dir),

@@ -5,8 +5,8 @@ import importlib.util
 import pytest
 import torch
 
-from thinkscope.generate import SamplingParams
-from thinkscope.generate.pipeline import GenerateConfig, generate_unit
+from thinkscope.generation import SamplingParams
+from thinkscope.generation.pipeline import GenerateConfig, generate_unit
 from thinkscope.models import load_model
 from thinkscope.tasks.loaders import load_problems
 
@@ -21,7 +21,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def engine():
-    from thinkscope.backends.vllm import VLLMBackend
+    from thinkscope.generation.backends.vllm import VLLMBackend
 
     return VLLMBackend("smollm2-135m", gpu_memory_utilization=0.4)
 

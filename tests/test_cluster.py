@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from thinkscope.cluster import Cluster, from_options
-from thinkscope.errors import UserError
-from thinkscope.generate.pipeline import GenerateConfig, generate_run
+from thinkscope.core.atomic import write_text
+from thinkscope.core.errors import UserError
+from thinkscope.generation.pipeline import GenerateConfig, generate_run
 from thinkscope.models import load_model
-from thinkscope.runstore.atomic import write_text
 from thinkscope.scoring import score_run
 
 ray = pytest.importorskip("ray")
@@ -100,11 +100,11 @@ def test_generate_and_score_workers_load_with_the_loading_options(
     tiny_model_dir, tmp_path, monkeypatch
 ):
     """What a Ray worker builds from its factory: the model loaded with the driver's options."""
-    import thinkscope.generate.pipeline as pipeline
+    import thinkscope.generation.pipeline as pipeline
     import thinkscope.models
-    from thinkscope.cluster.scoring import _score_worker
     from thinkscope.metrics import parse_metrics
     from thinkscope.models.loading import Loading
+    from thinkscope.scoring.ray import _score_worker
 
     loading = Loading(dtype="bfloat16", attn_implementation="eager")
     seen, real = [], thinkscope.models.load_model

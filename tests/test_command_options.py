@@ -4,8 +4,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from thinkscope.cli import app
-from thinkscope.command import option_block
+from thinkscope.cli.app import app
+from thinkscope.cli.options import option_block
 
 BLOCK = option_block({"alpha": (int, 3, "Alpha help."), "beta": (str, "b", None)}, "extra")
 
@@ -64,13 +64,13 @@ def _capture(monkeypatch, target: str, index: int = 0) -> list:
 @pytest.mark.parametrize(
     ("args", "target"),
     [
-        (["compare", "a", "b", "--out", "o"], "thinkscope.compare.core.compare_models"),
+        (["compare", "a", "b", "--out", "o"], "thinkscope.experiments.compare.core.compare_models"),
         (
             ["experiment", "sft-filtering", "--out", "o"],
             "thinkscope.experiments.sft_filtering.run_sft_filtering",
         ),
-        (["generate", "--out", "o"], "thinkscope.generate.pipeline.generate_run"),
-        (["traces", "--out", "o"], "thinkscope.generate.pipeline.generate_run"),
+        (["generate", "--out", "o"], "thinkscope.generation.pipeline.generate_run"),
+        (["traces", "--out", "o"], "thinkscope.generation.pipeline.generate_run"),
     ],
 )
 def test_the_sampling_block_reaches_each_commands_config(monkeypatch, tmp_path, args, target):
@@ -103,8 +103,8 @@ def test_an_experiment_keeps_its_own_max_new_tokens_default(monkeypatch, tmp_pat
 @pytest.mark.parametrize(
     ("args", "target"),
     [
-        (["dataset", "reference", "--out", "o"], "thinkscope.datasets.reference_dataset"),
-        (["dataset", "build", "run", "--out", "o"], "thinkscope.datasets.build_dataset"),
+        (["dataset", "reference", "--out", "o"], "thinkscope.sft.reference_dataset"),
+        (["dataset", "build", "run", "--out", "o"], "thinkscope.sft.build_dataset"),
     ],
 )
 def test_the_export_format_reaches_both_dataset_commands(monkeypatch, tmp_path, args, target):
@@ -113,3 +113,39 @@ def test_the_export_format_reaches_both_dataset_commands(monkeypatch, tmp_path, 
     result = CliRunner().invoke(app, args + ["--format", "messages"])
     assert isinstance(result.exception, Captured), result.output
     assert got[0]["format"] == "messages"
+
+
+def test_spec_options_declare_each_field_once_with_its_default_help_and_bounds():
+    from typing import Literal
+
+    from pydantic import Field
+
+    from thinkscope.cli.options import spec_options
+    from thinkscope.core.spec import Spec
+
+    class Toy(Spec):
+        rate: float = Field(0.5, ge=0, le=1, description="A rate.")
+        mode: Literal["fast", "slow"] = Field("fast", description="How.")
+        limit: int | None = Field(None, description="At most this many.")
+        tags: list[str] = Field([], description="Tags (repeatable).")
+
+    seen = []
+
+    @spec_options(Toy, "toy", defaults={"mode": "slow"})
+    def command(toy: Toy | None = None) -> None:
+        seen.append(toy)
+
+    toy = _toy(command)
+    assert CliRunner().invoke(toy, ["command"]).exit_code == 0
+    assert seen[-1] == Toy(rate=0.5, mode="slow", limit=None, tags=[])
+    args = ["command", "--rate", "0.25", "--mode", "fast", "--limit", "3", "--tags", "a"]
+    assert CliRunner().invoke(toy, [*args, "--tags", "b"]).exit_code == 0
+    assert seen[-1] == Toy(rate=0.25, mode="fast", limit=3, tags=["a", "b"])
+    bad = CliRunner().invoke(toy, ["command", "--rate", "2"])
+    assert bad.exit_code != 0 and "--rate: Input should be less than or equal to 1" in str(
+        bad.exception
+    )
+    bad = CliRunner().invoke(toy, ["command", "--mode", "medium"])
+    assert "--mode" in str(bad.exception)
+    helped = CliRunner().invoke(toy, ["command", "--help"], terminal_width=200).output
+    assert "A rate." in helped and "How. (fast, slow)" in helped and "[default: slow]" in helped

@@ -11,16 +11,16 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest, chi2
 
-from thinkscope.compare import (
+from thinkscope.analysis import build_report
+from thinkscope.core.errors import UserError
+from thinkscope.experiments.compare import (
     CompareConfig,
     compare_models,
     mcnemar_paired,
     pass_at_k,
     per_question,
 )
-from thinkscope.compare.core import resolve_model
-from thinkscope.errors import UserError
-from thinkscope.report import build_report
+from thinkscope.experiments.compare.core import resolve_model
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 7])

@@ -1,4 +1,4 @@
-"""thinkscope.datasets and `thinkscope dataset build` on a hand-built run with known counts."""
+"""thinkscope.sft and `thinkscope dataset build` on a hand-built run with known counts."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 
 from dataset_fixture import CORRECT, ROWS, make_big_run, make_run
-from thinkscope.cli import main
-from thinkscope.datasets import (
+from thinkscope.cli.app import main
+from thinkscope.core.errors import UserError
+from thinkscope.sft import (
     DatasetFilters,
     build_dataset,
     builder,
     has_answer_tag,
     reference_dataset,
 )
-from thinkscope.errors import UserError
 from thinkscope.tasks.answers import grade
 
 
@@ -103,7 +103,7 @@ def test_fallback_step_reports_what_it_restored(tmp_path):
 
 
 def test_build_adds_a_section_to_the_runs_html_report(tmp_path):
-    from thinkscope.report.sections import render_sections
+    from thinkscope.runs.sections import render_sections
 
     run = make_run(tmp_path / "run")
     build_dataset(run, tmp_path / "my ds", DatasetFilters(min_dtr=0.45), show_progress=False)
@@ -183,7 +183,7 @@ def test_interrupted_build_resumes_without_regrading_or_duplicates(tmp_path, mon
 
 def _cli(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", "from thinkscope.cli import main; main()", *args],
+        [sys.executable, "-c", "from thinkscope.cli.app import main; main()", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

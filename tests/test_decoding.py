@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from thinkscope.core.errors import UserError
 from thinkscope.decoding import DecodingConfig, decode_step
-from thinkscope.errors import UserError
 
 
 def reference(z32: np.ndarray, c: DecodingConfig) -> tuple[list[bool], np.ndarray, int]:
@@ -192,7 +192,7 @@ def test_edt_is_not_clamped_to_t0_for_n_below_one():
 def test_bad_values_are_rejected(knobs):
     with pytest.raises(ValueError):
         DecodingConfig(**knobs)
-    from thinkscope.generate.pipeline import GenerateConfig
+    from thinkscope.generation.pipeline import GenerateConfig
 
     name = next(iter(knobs))
     if name not in ("temperature", "top_p"):  # GenerateConfig keeps its own defaults for those

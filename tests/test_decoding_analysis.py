@@ -9,18 +9,18 @@ import pandas as pd
 import pytest
 import torch
 
-from thinkscope.decoding import step_stats
-from thinkscope.decoding.calibrate import (
+from thinkscope.core.atomic import write_json
+from thinkscope.core.errors import UserError
+from thinkscope.experiments.decoding import step_stats
+from thinkscope.experiments.decoding.calibrate import (
     CalibrationConfig,
     grid_of,
     power_law_points,
     run_calibration,
     teacher_force,
 )
-from thinkscope.decoding.sweep import load_sweep, summarize_run
-from thinkscope.errors import UserError
-from thinkscope.runstore.atomic import write_json
-from thinkscope.runstore.folder import Run
+from thinkscope.experiments.decoding.sweep import load_sweep, summarize_run
+from thinkscope.runs.folder import Run
 from thinkscope.stats import fit_power_law
 from tiny import tiny_lm
 
@@ -288,8 +288,8 @@ def test_sweep_summary_against_hand_counts(tmp_path):
 
 
 def test_decoding_report_writes_tables_figures_and_a_report_section(tmp_path):
-    from thinkscope.decoding.step_report import decoding_report
-    from thinkscope.report.sections import render_sections
+    from thinkscope.experiments.decoding.step_report import decoding_report
+    from thinkscope.runs.sections import render_sections
 
     traces = _random_steps(2, n=60)
     traces["n_tokens"] = [len(r) for r in traces["step_rank"]]
@@ -315,7 +315,7 @@ def test_decoding_report_writes_tables_figures_and_a_report_section(tmp_path):
 
 
 def test_decoding_report_refuses_a_bad_threshold(tmp_path):
-    from thinkscope.decoding.step_report import decoding_report
+    from thinkscope.experiments.decoding.step_report import decoding_report
 
     with pytest.raises(UserError, match="threshold"):
         decoding_report(tmp_path, threshold=1.5)

@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from thinkscope.cli import main
+from thinkscope.cli.app import main
 
 GYM = "gym:basic_arithmetic?min_terms=2&max_terms=2&min_digits=1&max_digits=1"
 

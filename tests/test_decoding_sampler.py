@@ -3,8 +3,8 @@
 import torch
 
 from thinkscope.decoding import DecodingConfig
-from thinkscope.generate import BatchSampler, SamplingParams
-from thinkscope.generate.pipeline import GenerateConfig, generate_run
+from thinkscope.generation import BatchSampler, SamplingParams
+from thinkscope.generation.pipeline import GenerateConfig, generate_run
 from tiny import tiny_lm
 
 PROMPTS = [[5, 17, 42], [7, 8, 9, 10, 11, 12, 13], [100]]

@@ -3,10 +3,10 @@ import pandas as pd
 import pytest
 
 from scored_run import VOCAB, VocabTokenizer, make_scored_run
-from thinkscope.errors import UserError
+from thinkscope.core.errors import UserError
 from thinkscope.experiments import EXPERIMENTS, Experiment, ExperimentConfig
 from thinkscope.experiments.tokens import token_category
-from thinkscope.runstore.folder import Run
+from thinkscope.runs.folder import Run
 
 GYM = "gym:basic_arithmetic?min_terms=2&max_terms=2&min_digits=1&max_digits=1"
 
@@ -188,7 +188,7 @@ def test_multi_run_experiments_refuse_a_reused_run(fake_run, tmp_path):
 def test_cli_runs_an_experiment_on_a_reused_run(fake_run, tmp_path):
     from typer.testing import CliRunner
 
-    from thinkscope.cli import app
+    from thinkscope.cli.app import app
 
     out = tmp_path / "cli"
     result = CliRunner().invoke(

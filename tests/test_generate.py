@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from thinkscope.cli import main
-from thinkscope.generate.pipeline import GenerateConfig, generate_run
-from thinkscope.runstore.registry import list_runs
-from thinkscope.trace import TRACE_COLUMNS
+from thinkscope.cli.app import main
+from thinkscope.generation.pipeline import GenerateConfig, generate_run
+from thinkscope.runs.registry import list_runs
+from thinkscope.runs.trace import TRACE_COLUMNS
 
 GYM = "gym:basic_arithmetic?min_terms=2&max_terms=2&min_digits=1&max_digits=1"
 
@@ -60,7 +60,7 @@ def test_prompt_ids_hold_no_padding(tiny_model_dir, tmp_path):
 def _cli(*args, cwd=None):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-c", "from thinkscope.cli import main; main()", *args],
+        [sys.executable, "-c", "from thinkscope.cli.app import main; main()", *args],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,

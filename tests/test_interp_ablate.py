@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from thinkscope.errors import UserError
+from thinkscope.core.errors import UserError
 from thinkscope.interp import ablate_heads, ablate_layers
-from thinkscope.interp.hooks.interventions import out_projection
+from thinkscope.models.hooks.interventions import out_projection
 from tiny import tiny_lm
 
 IDS = [[5, 9, 14, 30, 7, 21], [11, 40, 8]]

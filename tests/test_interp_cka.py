@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from thinkscope.errors import UserError
+from thinkscope.core.errors import UserError
 from thinkscope.interp import steer
 from thinkscope.interp.activations import batch_rows, collect, sequences_from_texts
 from thinkscope.interp.cka import cka_matrix, cka_table, linear_cka, unbiased_hsic

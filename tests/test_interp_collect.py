@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 import torch
 
-from thinkscope.errors import UserError
+from thinkscope.core.atomic import write_parquet
+from thinkscope.core.errors import UserError
 from thinkscope.interp.activations import collect, load_rows, sequences_from_run
 from thinkscope.interp.directions import Directions, cosine_matrix, decode, diff_in_means
-from thinkscope.runstore.atomic import write_parquet
 from tiny import tiny_lm
 
 TEXTS = [

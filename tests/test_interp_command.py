@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from thinkscope.cli import app
-from thinkscope.errors import UserError
-from thinkscope.interp.command import parse_layers
+from thinkscope.cli.app import app
+from thinkscope.cli.interp import parse_layers
+from thinkscope.core.errors import UserError
+from thinkscope.experiments.interp.pipeline import InterpConfig, correctness_probes, run_interp
+from thinkscope.experiments.interp.presets import PRESETS, parse_preset
 from thinkscope.interp.directions import Directions
-from thinkscope.interp.pipeline import InterpConfig, correctness_probes, run_interp
-from thinkscope.interp.presets import PRESETS, parse_preset
 from tiny import tiny_lm
 
 runner = CliRunner()

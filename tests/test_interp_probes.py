@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from thinkscope.errors import UserError
-from thinkscope.interp.pipeline import InterpConfig
-from thinkscope.interp.presets import PRESETS
+from thinkscope.core.errors import UserError
+from thinkscope.experiments.interp.pipeline import InterpConfig
+from thinkscope.experiments.interp.presets import PRESETS
 from thinkscope.interp.probes import cv_folds, probe_layers
 from tiny import tiny_lm
 
@@ -54,7 +54,7 @@ def test_bad_groups_are_user_errors():
 
 
 def test_the_interp_pipeline_groups_its_probes_by_problem(tmp_path, monkeypatch):
-    from thinkscope.interp import pipeline
+    from thinkscope.experiments.interp import pipeline
 
     lm = tiny_lm("llama", n_layers=2)
     texts = ["What is 3 + 5?", "Janet has 16 eggs", "The answer is 8.", "Question: A: B:"] * 2
@@ -86,8 +86,8 @@ def test_the_probe_command_groups_by_the_runs_problem_ids(tiny_model_dir, tmp_pa
     from transformers import AutoTokenizer
     from typer.testing import CliRunner
 
-    from thinkscope.cli import app
-    from thinkscope.runstore.atomic import write_parquet
+    from thinkscope.cli.app import app
+    from thinkscope.core.atomic import write_parquet
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     texts = ["What is 3 + 5?", "Janet has 16 eggs", "The answer is 8.", "Question: A: B:"] * 2

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from test_interp_ablate import IDS, logits, padded
-from thinkscope.generate.sampler import BatchSampler, SamplingParams
+from thinkscope.generation.sampler import BatchSampler, SamplingParams
 from thinkscope.interp import ablate_direction, patch, steer
 from thinkscope.interp.activations import record
 from tiny import tiny_lm

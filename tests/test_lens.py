@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from thinkscope.errors import UserError
-from thinkscope.generate.sampler import BatchSampler, SamplingParams
+from thinkscope.core.errors import UserError
+from thinkscope.generation.sampler import BatchSampler, SamplingParams
 from thinkscope.lens import (
     Head,
     divergences_from_states,

@@ -8,8 +8,8 @@ from lm_eval import simple_evaluate
 from lm_eval.api.instance import Instance
 from lm_eval.tasks import TaskManager
 
+from thinkscope.core.errors import UserError
 from thinkscope.decoding import DecodingConfig
-from thinkscope.errors import UserError
 from thinkscope.lmeval import TASKS_DIR
 from thinkscope.lmeval.harness import run_harness
 from thinkscope.lmeval.model import ThinkscopeLM, decoding_from_args

@@ -7,9 +7,9 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from thinkscope.errors import UserError
+from thinkscope.cli.loading import loading_options
+from thinkscope.core.errors import UserError
 from thinkscope.models import load_model
-from thinkscope.models.command import loading_options
 from thinkscope.models.loading import Loading
 from tiny import tiny_lm
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from test_lens import random_ids, reference
-from thinkscope.errors import UserError
+from thinkscope.core.errors import UserError
 from thinkscope.lens import sampled_states, settle, token_profile
 from thinkscope.metrics import (
     REGISTRY,

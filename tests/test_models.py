@@ -3,7 +3,7 @@ import copy
 import pytest
 import torch
 
-from thinkscope.errors import UserError
+from thinkscope.core.errors import UserError
 from thinkscope.models import LM, load_model
 from tiny import FAMILIES, tiny_lm
 

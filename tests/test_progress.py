@@ -2,7 +2,7 @@
 
 from rich.progress import Progress, TimeRemainingColumn
 
-from thinkscope.progress import RateColumn, progress_bar
+from thinkscope.core.progress import RateColumn, progress_bar
 
 
 def test_rate_column_prefers_the_callers_rate_then_rich_speed():

@@ -14,10 +14,15 @@ import typer
 from typer.testing import CliRunner
 
 from scored_run import VOCAB, VocabTokenizer, make_scored_run
-from thinkscope.analyze import analyze_run, load_scored, load_token_metrics
-from thinkscope.errors import UserError
-from thinkscope.report import build_report, report_command
-from thinkscope.report.viewer import token_text
+from thinkscope.analysis import (
+    analyze_run,
+    build_report,
+    load_scored,
+    load_token_metrics,
+)
+from thinkscope.analysis.viewer import token_text
+from thinkscope.cli.report import report_command
+from thinkscope.core.errors import UserError
 
 
 class _Page(HTMLParser):
@@ -158,7 +163,7 @@ def test_token_text_keeps_sentencepiece_word_starts():
     importlib.util.find_spec("thinkscope.scoring") is None, reason="scoring stage not installed"
 )
 def test_real_tiny_run_generated_scored_analysed_and_reported(tmp_path, bundled_lm):
-    from thinkscope.generate.pipeline import GenerateConfig, generate_run
+    from thinkscope.generation.pipeline import GenerateConfig, generate_run
     from thinkscope.scoring import score
 
     config = GenerateConfig(

@@ -191,7 +191,7 @@ def artifacts(tmp_path) -> Path:
 
 
 def test_report_loads_filters_and_inspects_tokens(tmp_path, monkeypatch, browser, artifacts):
-    from thinkscope.report import build_report
+    from thinkscope.analysis import build_report
 
     monkeypatch.setattr("thinkscope.models.load_tokenizer", lambda spec: VocabTokenizer())
     run = make_scored_run(tmp_path / "run", problems=6, n=6, n_layers=12, nan_rows=2)

@@ -12,12 +12,12 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
-from thinkscope.cli import app
-from thinkscope.experiments.rev import run_rev
-from thinkscope.experiments.rev_checks import success_criteria
-from thinkscope.experiments.rev_stats import cohens_d, cv_probabilities, model_comparison
-from thinkscope.generate.pipeline import GenerateConfig, generate_run
-from thinkscope.runstore.reproduce import diff_runs, reproduce
+from thinkscope.cli.app import app
+from thinkscope.experiments.reproduce import diff_runs, reproduce
+from thinkscope.experiments.rev.checks import success_criteria
+from thinkscope.experiments.rev.evaluate import run_rev
+from thinkscope.experiments.rev.stats import cohens_d, cv_probabilities, model_comparison
+from thinkscope.generation.pipeline import GenerateConfig, generate_run
 from thinkscope.scoring import score
 from thinkscope.stats import delong_test
 

@@ -11,12 +11,13 @@ import pytest
 import torch
 from transformers.pytorch_utils import Conv1D
 
-from thinkscope.interp.hooks.interventions import out_projection
-from thinkscope.metrics import measure, parse_metrics, rev_ablation
+from thinkscope.metrics import measure, parse_metrics
 from thinkscope.metrics.rev import COMPONENTS, zscore_mean
-from thinkscope.metrics.rev_ablation import head_plan, logit_shifts, mlp_plan, skip_blocks
-from thinkscope.metrics.rev_control import ARITHMETIC, circuit_size, control_texts, controls
-from thinkscope.metrics.rev_sib import POOL, clause_reorder, connector_swap, synonym_swap
+from thinkscope.metrics.rev import ablation as rev_ablation
+from thinkscope.metrics.rev.ablation import head_plan, logit_shifts, mlp_plan, skip_blocks
+from thinkscope.metrics.rev.control import ARITHMETIC, circuit_size, control_texts, controls
+from thinkscope.metrics.rev.sib import POOL, clause_reorder, connector_swap, synonym_swap
+from thinkscope.models.hooks.interventions import out_projection
 from tiny import tiny_lm
 
 PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [12, 13, 14], [15, 16, 17, 18, 19]]

@@ -1,6 +1,6 @@
 import torch
 
-from thinkscope.generate import BatchSampler, SamplingParams
+from thinkscope.generation import BatchSampler, SamplingParams
 from tiny import tiny_lm
 
 PROMPTS = [[5, 17, 42], [7, 8, 9, 10, 11, 12, 13], [100]]

@@ -13,12 +13,12 @@ from transformers import PreTrainedTokenizerFast
 from typer.testing import CliRunner
 
 import thinkscope
-from thinkscope import scoring
-from thinkscope.errors import UserError
-from thinkscope.generate.pipeline import GenerateConfig, generate_run
+from thinkscope.cli.score import score_command
+from thinkscope.core.errors import UserError
+from thinkscope.generation.pipeline import GenerateConfig, generate_run
 from thinkscope.lens import token_divergences
 from thinkscope.models import LM
-from thinkscope.scoring_command import score_command
+from thinkscope.scoring import stage as scoring
 from tiny import tiny_lm, tiny_model
 
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from select_fixture import arithmetic_task, small_config
-from thinkscope.errors import UserError
-from thinkscope.generate.pipeline import sample_seed
-from thinkscope.generate.sampler import Completion, SamplingParams
+from thinkscope.core.errors import UserError
+from thinkscope.generation.pipeline import sample_seed
+from thinkscope.generation.sampler import Completion, SamplingParams
 from thinkscope.lens.head import Head
 from thinkscope.metrics import spec
 from thinkscope.metrics.confidence import group_confidences
@@ -458,7 +458,7 @@ def test_think_at_n_command_on_the_bundled_model(bundled_lm, tmp_path, monkeypat
     import typer
     from typer.testing import CliRunner
 
-    from thinkscope.select.command import think_at_n_command
+    from thinkscope.cli.think_at_n import think_at_n_command
 
     monkeypatch.setattr(experiment, "load_model", lambda spec, **loading: bundled_lm)
     app = typer.Typer()

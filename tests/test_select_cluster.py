@@ -56,7 +56,7 @@ def test_the_command_passes_backend_cluster_and_loading_on(monkeypatch, tmp_path
     import typer
     from typer.testing import CliRunner
 
-    from thinkscope.select.command import think_at_n_command
+    from thinkscope.cli.think_at_n import think_at_n_command
 
     seen = {}
 

@@ -10,10 +10,10 @@ import pytest
 
 import fake_vllm
 from select_fixture import arithmetic_task, small_config
-from thinkscope.backends import make_backend
-from thinkscope.backends.vllm import VLLMBackend, continuation_seed
-from thinkscope.generate.pipeline import sample_seed
-from thinkscope.generate.sampler import SamplingParams
+from thinkscope.generation.backends import make_backend
+from thinkscope.generation.backends.vllm import VLLMBackend, continuation_seed
+from thinkscope.generation.pipeline import sample_seed
+from thinkscope.generation.sampler import SamplingParams
 from thinkscope.models import load_model
 from thinkscope.models.loading import Loading
 from thinkscope.select import (

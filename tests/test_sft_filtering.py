@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("trl")
 
-from thinkscope.errors import UserError  # noqa: E402
+from thinkscope.core.errors import UserError  # noqa: E402
 from thinkscope.experiments.sft_filtering import SftFilteringConfig, run_sft_filtering  # noqa: E402
 from thinkscope.models import load_model  # noqa: E402
 

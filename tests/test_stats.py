@@ -11,7 +11,7 @@ from scipy.stats import norm, pearsonr
 from scipy.stats import t as t_dist
 from sklearn.metrics import roc_auc_score
 
-from thinkscope.errors import UserError
+from thinkscope.core.errors import UserError
 from thinkscope.stats import (
     accuracy_by_quantile,
     auroc,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from thinkscope.errors import UserError
+from thinkscope.core.errors import UserError
 from thinkscope.tasks.loaders import load_problems
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"

@@ -12,8 +12,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from thinkscope.cli import app, main
-from thinkscope.datasets.command import traces_command
+from thinkscope.cli.app import main
+from thinkscope.cli.dataset import traces_command
 from thinkscope.tasks.problem import Problem
 from thinkscope.tasks.prompts import R1_SYSTEM, render_prompt
 
@@ -45,8 +45,10 @@ def test_traces_is_generate_with_r1_defaults_and_inherits_new_options():
 
 
 def test_the_registered_traces_command_has_every_generate_option():
-    commands = {c.name or c.callback.__name__: c.callback for c in app.registered_commands}
-    generate, traces = (inspect.signature(commands[n]).parameters for n in ("generate", "traces"))
+    from thinkscope.cli.dataset import traces as traces_command
+    from thinkscope.cli.generate import generate as generate_command
+
+    generate, traces = (inspect.signature(c).parameters for c in (generate_command, traces_command))
     assert list(generate) == list(traces)
     assert traces["prompt_style"].default.default == "r1"
 

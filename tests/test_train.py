@@ -13,11 +13,11 @@ pytest.importorskip("peft")
 
 from transformers import TrainerCallback  # noqa: E402
 
-from thinkscope.cli import main  # noqa: E402
-from thinkscope.errors import UserError  # noqa: E402
+from thinkscope.cli.app import main  # noqa: E402
+from thinkscope.core.errors import UserError  # noqa: E402
 from thinkscope.models import load_model  # noqa: E402
-from thinkscope.train import TrainConfig, load_sft_rows, merge_adapter, train  # noqa: E402
-from thinkscope.train.trainer import build_trainer, last_checkpoint  # noqa: E402
+from thinkscope.sft import TrainConfig, load_sft_rows, merge_adapter, train  # noqa: E402
+from thinkscope.sft.trainer import build_trainer, last_checkpoint  # noqa: E402
 
 ROWS = [
     {"prompt": f"Question: What is {a} + {b}?\nAnswer:", "response": f" {a} + {b} = {a + b}."}

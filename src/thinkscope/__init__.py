@@ -8,14 +8,14 @@ from importlib import import_module
 _EXPORTS = {
     "LM": "thinkscope.models",
     "load_model": "thinkscope.models",
-    "Run": "thinkscope.runstore",
+    "Run": "thinkscope.runs",
     "Grade": "thinkscope.tasks.answers",
     "grade": "thinkscope.tasks.answers",
     "Problem": "thinkscope.tasks.problem",
     "load_problems": "thinkscope.tasks.loaders",
-    "Trace": "thinkscope.trace",
-    "SamplingParams": "thinkscope.generate.sampler",
-    "BatchSampler": "thinkscope.generate.sampler",
+    "Trace": "thinkscope.runs.trace",
+    "SamplingParams": "thinkscope.generation.sampler",
+    "BatchSampler": "thinkscope.generation.sampler",
     "score": "thinkscope.scoring",
 }
 

@@ -1,6 +1,6 @@
 """``python -m thinkscope``: the ``thinkscope`` command."""
 
-from thinkscope.cli import main
+from thinkscope.cli.app import main
 
 if __name__ == "__main__":
     main()

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from thinkscope.errors import UserError
+from thinkscope.core.errors import UserError
 
 Work = Callable[[str], dict]
 

@@ -1,7 +1,7 @@
 """The decoding knobs of correctness-first sampling (seed 003, arXiv 2510.05987) in one config.
 
 Validation lives in the annotated types below, so :class:`DecodingConfig` and the flat fields
-of :class:`~thinkscope.generate.pipeline.GenerateConfig` share one definition of what is valid.
+of :class:`~thinkscope.generation.pipeline.GenerateConfig` share one definition of what is valid.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from thinkscope.errors import UserError
+from thinkscope.core.errors import UserError
 
 
 def _ten_ks(ks: list[int]) -> list[int]:

@@ -20,12 +20,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from thinkscope.errors import UserError
-from thinkscope.generate.pipeline import GenerateConfig, generate_run
+from thinkscope.core.atomic import write_yaml
+from thinkscope.core.errors import UserError
+from thinkscope.generation.pipeline import GenerateConfig, generate_run
 from thinkscope.metrics.dtr import deep_thinking_ratio, settling_depth
 from thinkscope.models import LM, load_model, load_tokenizer
-from thinkscope.runstore.atomic import write_yaml
-from thinkscope.runstore.folder import Run
+from thinkscope.runs.folder import Run
 from thinkscope.scoring import score
 
 matplotlib.use("Agg")
@@ -126,7 +126,7 @@ class Experiment:
         if self.config.plot_out:
             Path(self.config.plot_out).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(main_figure, self.config.plot_out)
-        from thinkscope.runstore.atomic import atomic_write
+        from thinkscope.core.atomic import atomic_write
 
         atomic_write(self.out / "results.csv", lambda tmp: table.to_csv(tmp, index=False))
         return table

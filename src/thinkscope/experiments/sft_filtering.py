@@ -23,14 +23,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 from pydantic import Field
 
-from thinkscope.errors import UserError
-from thinkscope.options import CommandConfig
-from thinkscope.runstore.atomic import atomic_write, write_text
+from thinkscope.core.atomic import atomic_write, write_text
+from thinkscope.core.errors import UserError
+from thinkscope.core.spec import Spec
 
 ARMS = ("reference", "correct", "all", "dtr-filtered")
 
 
-class SftFilteringConfig(CommandConfig):
+class SftFilteringConfig(Spec):
     """The traces, the datasets' filters, the shared training budget and the evaluation."""
 
     model: str = "smollm2-135m"
@@ -54,8 +54,8 @@ class SftFilteringConfig(CommandConfig):
 
 
 def _traces(config: SftFilteringConfig, out: Path) -> Path:
-    from thinkscope.compare.core import ensure_run
-    from thinkscope.generate.pipeline import GenerateConfig
+    from thinkscope.experiments.compare.core import ensure_run
+    from thinkscope.generation.pipeline import GenerateConfig
     from thinkscope.metrics import parse_metrics
     from thinkscope.models import load_model
     from thinkscope.scoring import score_run
@@ -79,7 +79,7 @@ def _traces(config: SftFilteringConfig, out: Path) -> Path:
 
 def build_datasets(config: SftFilteringConfig, out: Path) -> dict[str, Path | str]:
     """The JSONL file of each arm, or why it has none (built once; a finished build is reused)."""
-    from thinkscope.datasets import DatasetFilters, build_dataset, reference_dataset
+    from thinkscope.sft import DatasetFilters, build_dataset, reference_dataset
 
     traces = _traces(config, out)
     data = out / "data"
@@ -120,7 +120,7 @@ def _rows(path: Path) -> int:
 
 def train_arm(config: SftFilteringConfig, dataset: Path, out: Path) -> Path:
     """One adapter with the shared budget, merged; returns the training folder."""
-    from thinkscope.train import TrainConfig, merge_adapter, train
+    from thinkscope.sft import TrainConfig, merge_adapter, train
 
     train_config = TrainConfig(
         model=config.model,
@@ -142,7 +142,7 @@ def train_arm(config: SftFilteringConfig, dataset: Path, out: Path) -> Path:
 
 def run_sft_filtering(config: SftFilteringConfig, out: Path | str) -> pd.DataFrame:
     """Run the whole experiment into ``out`` and return its table (one row per model)."""
-    from thinkscope.compare import CompareConfig, compare_models
+    from thinkscope.experiments.compare import CompareConfig, compare_models
 
     out = Path(out)
     files = build_datasets(config, out)
@@ -192,7 +192,7 @@ def run_sft_filtering(config: SftFilteringConfig, out: Path | str) -> pd.DataFra
 def _figure(table: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
-    from thinkscope.analyze.figures import CORRECT, NEUTRAL, STYLE
+    from thinkscope.core.figures import CORRECT, NEUTRAL, STYLE
 
     trained = table.dropna(subset=["accuracy"])
     with matplotlib.rc_context(STYLE):

@@ -11,16 +11,16 @@ probes, CKA, and interventions (steering, ablation, patching) as removable hooks
 from thinkscope.interp.activations import RunningStats, collect, load_rows, record
 from thinkscope.interp.cka import MinibatchCKA, cka_matrix, linear_cka
 from thinkscope.interp.directions import Directions, cosine_matrix, decode, diff_in_means
-from thinkscope.interp.hooks.base import Handle, combine
-from thinkscope.interp.hooks.interventions import (
+from thinkscope.interp.probes import probe_layers
+from thinkscope.interp.transplant import LinearMap, fit_map, transplant
+from thinkscope.models.hooks.base import Handle, combine
+from thinkscope.models.hooks.interventions import (
     ablate_direction,
     ablate_heads,
     ablate_layers,
     patch,
     steer,
 )
-from thinkscope.interp.probes import probe_layers
-from thinkscope.interp.transplant import LinearMap, fit_map, transplant
 
 __all__ = [
     "Directions",

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from thinkscope.errors import UserError
-from thinkscope.interp.hooks.base import check_layers, first
+from thinkscope.core.errors import UserError
+from thinkscope.core.progress import progress_bar
 from thinkscope.models import LM
-from thinkscope.progress import progress_bar
-from thinkscope.runstore.folder import Run
+from thinkscope.models.hooks.base import check_layers, first
+from thinkscope.runs.folder import Run
 
 POSITIONS = ("last", "mean", "completion")
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from thinkscope.errors import UserError
+from thinkscope.core.errors import UserError
 
 
 def _centred_gram(x: np.ndarray) -> np.ndarray:

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
-from thinkscope.errors import UserError
+from thinkscope.core.atomic import atomic_write, write_json
+from thinkscope.core.errors import UserError
 from thinkscope.interp.activations import RunningStats
 from thinkscope.models import LM
-from thinkscope.runstore.atomic import atomic_write, write_json
 
 
 @dataclass

@@ -20,7 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from statsmodels.stats.proportion import proportion_confint
 
-from thinkscope.errors import UserError
+from thinkscope.core.errors import UserError
 from thinkscope.stats import auroc
 
 COLUMNS = ["layer", "n", "accuracy", "acc_lo", "acc_hi", "auroc", "auroc_lo", "auroc_hi"]

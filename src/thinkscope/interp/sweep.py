@@ -15,11 +15,11 @@ import torch
 from rich.console import Console
 from statsmodels.stats.proportion import proportion_confint
 
-from thinkscope.generate.pipeline import GenerateConfig, generate_unit
-from thinkscope.interp.hooks.base import Handle
-from thinkscope.interp.hooks.interventions import ablate_direction, steer
+from thinkscope.generation.pipeline import GenerateConfig, generate_unit
 from thinkscope.metrics import measure, parse_metrics
 from thinkscope.models import LM
+from thinkscope.models.hooks.base import Handle
+from thinkscope.models.hooks.interventions import ablate_direction, steer
 from thinkscope.tasks.problem import Problem
 
 console = Console(stderr=True)

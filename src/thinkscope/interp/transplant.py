@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from thinkscope.errors import UserError
+from thinkscope.core.errors import UserError
 from thinkscope.interp.directions import Directions
 
 

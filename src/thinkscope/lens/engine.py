@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
-from thinkscope.errors import UserError
+from thinkscope.core.errors import UserError
 from thinkscope.lens import kernel
 from thinkscope.lens.blocks import BlockPlan, memory_budget, plan_blocks
 from thinkscope.lens.head import Head

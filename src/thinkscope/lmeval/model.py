@@ -23,11 +23,11 @@ from lm_eval.api.registry import register_model
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from pydantic import ValidationError
 
+from thinkscope.core.errors import UserError
 from thinkscope.decoding import DecodingConfig
 from thinkscope.decoding.config import cal_acc_from_file
-from thinkscope.errors import UserError
-from thinkscope.generate.pipeline import sample_seed
-from thinkscope.generate.sampler import BatchSampler, SamplingParams
+from thinkscope.generation.pipeline import sample_seed
+from thinkscope.generation.sampler import BatchSampler, SamplingParams
 from thinkscope.models import LM, load_model
 
 _LISTS = ("dynamic_top_k", "edt_var", "cal_acc")

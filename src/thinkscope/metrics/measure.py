@@ -10,7 +10,7 @@ from thinkscope.lens import lens_profile, sampled_states, settle
 from thinkscope.lens.engine import FinalStats
 from thinkscope.metrics.registry import MetricSpec, Needs, Result, TraceLens
 from thinkscope.metrics.rev import probe_values
-from thinkscope.metrics.rev_probe import IN_PASS, window_probe
+from thinkscope.metrics.rev.probe import IN_PASS, window_probe
 from thinkscope.models import LM
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from thinkscope.errors import UserError
+from thinkscope.core.errors import UserError
 from thinkscope.lens import FinalStats, ln_base
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from thinkscope.errors import UserError
+from thinkscope.core.errors import UserError
 
 
 @dataclass(frozen=True)

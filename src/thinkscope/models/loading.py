@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 
-from thinkscope.errors import UserError
+from thinkscope.core.errors import UserError
 
 #: HF ``attn_implementation`` -> vLLM ``attention_backend`` (vLLM has no eager/SDPA kernels for
 #: CUDA models; those two leave vLLM to choose and apply to the HF model that scores).

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from thinkscope.generate.sampler import Completion
+from thinkscope.generation.sampler import Completion
 from thinkscope.metrics.confidence import group_confidences, token_confidence
 from thinkscope.select.pool import Generation, Pool
 from thinkscope.select.think import kept_count

@@ -43,17 +43,17 @@ import pandas as pd
 from pydantic import Field, field_validator
 from rich.console import Console
 
-from thinkscope.backends import choose_backend, make_backend
 from thinkscope.cluster import Cluster
-from thinkscope.errors import UserError
-from thinkscope.generate.pipeline import GenerateConfig, sample_seed
+from thinkscope.core.atomic import write_parquet, write_text
+from thinkscope.core.errors import UserError
+from thinkscope.core.progress import progress_bar
+from thinkscope.generation.backends import choose_backend, make_backend
+from thinkscope.generation.pipeline import GenerateConfig, sample_seed
 from thinkscope.lens import ln_base
 from thinkscope.models import LM, load_model, load_tokenizer
 from thinkscope.models.loading import Loading
-from thinkscope.progress import progress_bar
-from thinkscope.runstore import registry
-from thinkscope.runstore.atomic import write_parquet, write_text
-from thinkscope.runstore.folder import Run, now
+from thinkscope.runs import registry
+from thinkscope.runs.folder import Run, now
 from thinkscope.select import staged
 from thinkscope.select.deepconf import deepconf_offline, deepconf_online
 from thinkscope.select.figure import plot_selection

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from thinkscope.runstore.atomic import atomic_write  # noqa: E402
+from thinkscope.core.atomic import atomic_write  # noqa: E402
 
 
 def plot_selection(table: pd.DataFrame, path: Path, title: str = "") -> None:

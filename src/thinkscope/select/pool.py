@@ -1,7 +1,7 @@
 """The sample pool every selection method draws from, and what a method generated from it.
 
 A :class:`Pool` fixes, for each of Q questions, the prompt and the seed of each of its n
-samples. :class:`~thinkscope.generate.sampler.BatchSampler` draws a sample's tokens from its
+samples. :class:`~thinkscope.generation.sampler.BatchSampler` draws a sample's tokens from its
 own seeded stream, so sample ``(q, k)`` has the same tokens under every method for as long as
 that method lets it run: Think@n's kept samples are Cons@n's samples, token for token, and a
 pruned sample's tokens are the first tokens of Cons@n's. :func:`pool_mismatches` checks this.
@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from thinkscope.generate.sampler import BatchSampler, Completion, SamplingParams
+from thinkscope.generation.sampler import BatchSampler, Completion, SamplingParams
 from thinkscope.models import LM
 
 Sample = tuple[int, int]  # (question index, sample index)

@@ -1,9 +1,9 @@
 """The selection methods on a generation engine that samples in stages (the vLLM backend).
 
-Such an engine (:class:`~thinkscope.backends.vllm.VLLMBackend`) cannot stop a sample in the
-middle of a call or show its hidden states, but it can generate at most ``max_tokens`` tokens
-(``complete``) and continue a sample from its exact token ids, its prompt and prefix served
-from the prefix cache (``extend``). So:
+Such an engine (:class:`~thinkscope.generation.backends.vllm.VLLMBackend`) cannot stop a sample
+in the middle of a call or show its hidden states, but it can generate at most ``max_tokens``
+tokens (``complete``) and continue a sample from its exact token ids, its prompt and prefix
+served from the prefix cache (``extend``). So:
 
 - Think@n and Self-Certainty@n: generate the first ``prefix`` tokens of all n samples, score
   them with thinkscope's lens on the HF model of the pool (one batched forward of prompt +
@@ -16,7 +16,7 @@ from the prefix cache (``extend``). So:
 
 Token accounting is the HF path's: every sampled token counts; ``prefill_tokens`` are the
 prompt tokens the engine ran through the model (what its prefix cache did not serve).
-A continuation draws from a fresh seeded stream (:func:`~thinkscope.backends.vllm.
+A continuation draws from a fresh seeded stream (:func:`~thinkscope.generation.backends.vllm.
 continuation_seed`), so past the prefix a kept sample differs from its Cons@n twin
 (``pool_mismatches`` counts them). Not measured on GPU.
 """
@@ -26,8 +26,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from thinkscope.backends.vllm import Generated, continuation_seed, unfinished
-from thinkscope.generate.sampler import Completion
+from thinkscope.generation.backends.vllm import Generated, continuation_seed, unfinished
+from thinkscope.generation.sampler import Completion
 from thinkscope.lens.forward import sampled_states
 from thinkscope.metrics.confidence import group_confidences
 from thinkscope.select.deepconf import online_bars, token_confidences, vote_confident

@@ -5,7 +5,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from thinkscope.errors import UserError
+from thinkscope.core.errors import UserError
 
 
 def as_float(values, name: str) -> np.ndarray:

@@ -14,8 +14,8 @@ from urllib.parse import parse_qsl
 
 import yaml
 
-from thinkscope.errors import UserError
-from thinkscope.jsonl import read_objects
+from thinkscope.core.errors import UserError
+from thinkscope.core.jsonl import read_objects
 from thinkscope.tasks.problem import Problem
 
 _DATA = resources.files("thinkscope.tasks") / "data"

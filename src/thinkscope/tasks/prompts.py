@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from thinkscope.errors import UserError
+from thinkscope.core.errors import UserError
 from thinkscope.tasks.problem import Problem
 
 STYLES = ("cot", "direct", "r1", "fewshot")

@@ -1,0 +1,5 @@
+"""``python -m thinkscope.cli``: the ``thinkscope`` command."""
+
+from thinkscope.cli.app import main
+
+main()

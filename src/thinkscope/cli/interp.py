@@ -1,0 +1,253 @@
+"""The Typer commands ``thinkscope interp directions | probe | cka | steer | patch | run``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from thinkscope.core.errors import UserError
+
+interp_app = typer.Typer(
+    no_args_is_help=True, help="Directions, probes, CKA, steering, ablation and patching."
+)
+console = Console()
+LAYERS_HELP = "Layers (1..L, l = output of block l): all, A-B, or a comma list."
+
+
+def parse_layers(text: str, n_layers: int) -> list[int]:
+    """``all``, ``A-B`` or ``a,b,c`` as a sorted list of layers in 1..n_layers."""
+    try:
+        if text == "all":
+            return list(range(1, n_layers + 1))
+        if "-" in text:
+            first, last = (int(x) for x in text.split("-"))
+            layers = list(range(first, last + 1))
+        else:
+            layers = sorted({int(x) for x in text.split(",")})
+    except ValueError as err:
+        raise UserError(f"--layers takes all, A-B or a comma list, got {text!r}") from err
+    if not layers or layers[0] < 1 or layers[-1] > n_layers:
+        raise UserError(f"--layers {text!r} must lie within 1..{n_layers}")
+    return layers
+
+
+def _lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise UserError(f"prompt file not found: {path}")
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not lines:
+        raise UserError(f"{path} holds no prompts (one per line)")
+    return lines
+
+
+@interp_app.command("directions")
+def directions_command(
+    out: Path = typer.Option(..., help="Where to write NAME.safetensors + NAME.json."),
+    model: str = typer.Option("smollm2-135m"),
+    run: Path = typer.Option(None, help="A run folder: correct minus wrong traces."),
+    reasoning: Path = typer.Option(None, help="Prompts, one per line (default: bundled)."),
+    control: Path = typer.Option(None, help="Control prompts, one per line (default: bundled)."),
+    layers: str = typer.Option("all", help=LAYERS_HELP),
+    positions: str = typer.Option("last", help="last | mean | completion (runs only)."),
+    decode_layer: int = typer.Option(None, help="Logit-lens reading at this layer."),
+) -> None:
+    """Difference-in-means directions per layer (reasoning vs control, or correct vs wrong)."""
+    from thinkscope.experiments.interp.presets import contrast_prompts
+    from thinkscope.interp.activations import collect, sequences_from_run
+    from thinkscope.interp.directions import cosine_matrix, decode, diff_in_means
+    from thinkscope.models import load_model
+
+    lm = load_model(model)
+    chosen = parse_layers(layers, lm.n_layers)
+    if run is not None:
+        seqs, correct = sequences_from_run(run)
+        a = collect(lm, [s for s, c in zip(seqs, correct, strict=True) if c], chosen, positions)
+        b = collect(lm, [s for s, c in zip(seqs, correct, strict=True) if not c], chosen, positions)
+        names = ("correct", "wrong")
+    else:
+        bundled_r, bundled_c, _ = contrast_prompts()
+        texts_r = _lines(reasoning) if reasoning else bundled_r
+        texts_c = _lines(control) if control else bundled_c
+        a = collect(lm, texts_r, chosen, positions, show_progress=True)
+        b = collect(lm, texts_c, chosen, positions, show_progress=True)
+        names = ("reasoning", "control")
+    dirs = diff_in_means(a, b, lm.name, names, positions=positions)
+    path = dirs.save(out)
+    cos = cosine_matrix(dirs)
+    for k, layer in enumerate(chosen):
+        nxt = f"{cos[k, k + 1]:.3f}" if k + 1 < len(chosen) else "-"
+        console.print(
+            f"layer {layer:3d}  norm {float(dirs.raw[k] @ dirs.raw[k]) ** 0.5:9.3f}  "
+            f"cos(next) {nxt}"
+        )
+    layer = decode_layer or chosen[len(chosen) // 2]
+    words = decode(lm, dirs.at(layer), k=10)
+    console.print(f"logit lens at layer {layer}: top {escape(str([t for t, _ in words['top']]))}")
+    console.print(f"directions: {path}")
+
+
+@interp_app.command("probe")
+def probe_command(
+    run: Path = typer.Option(..., help="A run folder: probes predict its traces' correctness."),
+    out: Path = typer.Option(..., help="Folder for probes.csv and probes.png."),
+    model: str = typer.Option("smollm2-135m"),
+    layers: str = typer.Option("all", help=LAYERS_HELP),
+    positions: str = typer.Option("completion", help="last | mean | completion."),
+    folds: int = typer.Option(5),
+) -> None:
+    """Per-layer logistic probes (stratified k-fold, grouped by problem): accuracy and AUROC by
+    layer with CIs."""
+    from thinkscope.core.atomic import atomic_write
+    from thinkscope.interp.activations import collect, load_rows, sequences_from_run
+    from thinkscope.interp.probes import probe_figure, probe_layers
+    from thinkscope.models import load_model
+    from thinkscope.runs.folder import Run
+
+    lm = load_model(model)
+    chosen = parse_layers(layers, lm.n_layers)
+    seqs, correct = sequences_from_run(run)
+    out.mkdir(parents=True, exist_ok=True)
+    collect(lm, seqs, chosen, positions, rows=out / "rows.npy", show_progress=True)
+    groups = Run.open(run).traces()["problem_id"].to_numpy()
+    table = probe_layers(load_rows(out / "rows.npy"), correct, chosen, folds=folds, groups=groups)
+    atomic_write(out / "probes.csv", lambda p: table.to_csv(p, index=False))
+    fig = probe_figure(table, f"{lm.name}: correct vs wrong")
+    atomic_write(out / "probes.png", lambda p: fig.savefig(p, format="png"))
+    console.print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+
+
+@interp_app.command("cka")
+def cka_command(
+    out: Path = typer.Option(..., help="Folder for cka.csv and cka.png."),
+    model: str = typer.Option("smollm2-135m"),
+    model_b: str = typer.Option(..., help="The second model (e.g. a merged LoRA fine-tune)."),
+    texts: Path = typer.Option(None, help="Inputs, one per line (default: bundled prompts)."),
+    batch_size: int = typer.Option(None, help="Minibatch CKA (unbiased HSIC) with this size."),
+) -> None:
+    """Layer-by-layer linear CKA between two models on the same inputs, and its heatmap."""
+    import numpy as np
+
+    from thinkscope.core.atomic import atomic_write
+    from thinkscope.experiments.interp.presets import contrast_prompts
+    from thinkscope.interp.activations import collect, load_rows
+    from thinkscope.interp.cka import cka_matrix, cka_table, heatmap
+    from thinkscope.models import load_model
+
+    inputs = _lines(texts) if texts else sum(contrast_prompts()[:2], [])
+    out.mkdir(parents=True, exist_ok=True)
+    names = []
+    for tag, spec in (("a", model), ("b", model_b)):
+        lm = load_model(spec)
+        collect(lm, inputs, None, "last", rows=out / f"rows_{tag}.npy", show_progress=True)
+        names.append(lm.name)
+    rows_a, rows_b = load_rows(out / "rows_a.npy"), load_rows(out / "rows_b.npy")
+    cka = cka_matrix(rows_a, rows_b, batch_size=batch_size)
+    layers_a, layers_b = range(1, cka.shape[0] + 1), range(1, cka.shape[1] + 1)
+    table = cka_table(cka, layers_a, layers_b)
+    atomic_write(out / "cka.csv", lambda p: table.to_csv(p, float_format="%.6f"))
+    fig = heatmap(cka, layers_a, layers_b, *names)
+    atomic_write(out / "cka.png", lambda p: fig.savefig(p, format="png"))
+    if cka.shape[0] == cka.shape[1]:
+        console.print("same-layer CKA: " + " ".join(f"{x:.3f}" for x in np.diag(cka)))
+    console.print(f"heatmap: {out / 'cka.png'}")
+
+
+@interp_app.command("steer")
+def steer_command(
+    directions: Path = typer.Option(..., help="A directions .json written by `directions`."),
+    layer: int = typer.Option(..., help="Steer the output of this block."),
+    prompt: str = typer.Option(..., help="Prompt text (the chat template is not applied)."),
+    alpha: list[float] = typer.Option([-4.0, 0.0, 4.0], help="Repeatable; x the raw direction."),
+    model: str = typer.Option("smollm2-135m"),
+    max_new_tokens: int = typer.Option(48),
+) -> None:
+    """Greedy completions of a prompt with the direction added at several strengths."""
+    from thinkscope.generation.sampler import BatchSampler, SamplingParams
+    from thinkscope.interp.directions import Directions
+    from thinkscope.models import load_model
+    from thinkscope.models.hooks.interventions import steer
+
+    lm = load_model(model)
+    vector = Directions.load(directions).at(layer, unit=False)
+    ids = lm.tokenizer(prompt)["input_ids"]
+    params = SamplingParams(temperature=0, max_new_tokens=max_new_tokens)
+    for a in alpha:
+        with steer(lm, {layer: vector}, alpha=a):
+            sampler = BatchSampler(lm, [ids], [0], params)
+            sampler.run()
+        text = lm.tokenizer.decode(sampler.completions[0].token_ids, skip_special_tokens=True)
+        console.print(f"[bold]alpha {a:+g}[/bold]: {escape(text)}")
+
+
+@interp_app.command("patch")
+def patch_command(
+    source: str = typer.Option(..., help="The prompt whose activations are patched in."),
+    target: str = typer.Option(..., help="The prompt that receives them."),
+    model: str = typer.Option("smollm2-135m"),
+    layers: str = typer.Option("all", help=LAYERS_HELP),
+    k: int = typer.Option(5, help="Top next tokens to show."),
+) -> None:
+    """Patch the source's last-token state into the target's last position, layer by layer,
+    and show how the target's next-token prediction moves toward the source's."""
+    import torch
+
+    from thinkscope.interp.activations import record
+    from thinkscope.models import load_model
+    from thinkscope.models.hooks.interventions import patch
+
+    lm = load_model(model)
+    chosen = parse_layers(layers, lm.n_layers)
+    src = record(lm, [source], chosen)
+    ids = torch.tensor([lm.tokenizer(target)["input_ids"]], device=lm.device)
+    src_ids = torch.tensor([lm.tokenizer(source)["input_ids"]], device=lm.device)
+
+    def top(logits: torch.Tensor) -> str:
+        probs = logits[0, -1].float().softmax(-1)
+        values, index = probs.topk(k)
+        return ", ".join(
+            f"{lm.tokenizer.decode([int(i)])!r} {float(v):.2f}"
+            for i, v in zip(index, values, strict=True)
+        )
+
+    with torch.no_grad():
+        want = lm.model(input_ids=src_ids).logits[0, -1].float().softmax(-1)
+        console.print(f"source: {escape(top(lm.model(input_ids=src_ids).logits))}")
+        console.print(f"target: {escape(top(lm.model(input_ids=ids).logits))}")
+        for layer in chosen:
+            with patch(lm, {layer: src[layer][:, -1:]}, positions=[ids.shape[1] - 1]):
+                logits = lm.model(input_ids=ids).logits
+            p = logits[0, -1].float().softmax(-1)
+            tv = 0.5 * float((p - want).abs().sum())
+            console.print(f"layer {layer:3d}  TV to source {tv:.3f}  {escape(top(logits))}")
+
+
+@interp_app.command("run")
+def run_command(
+    out: Path = typer.Option(..., help="Result folder (interp.html, summary.json, ...)."),
+    preset: str = typer.Option("quick", help="quick | full | layers:A-B (e.g. layers:15-25)."),
+    model: str = typer.Option("smollm2-135m", "--model"),
+    model_b: str = typer.Option(None, "--model-b", help="Second model: CKA, transplantation."),
+    task: str = typer.Option("demo-arith"),
+    steer_layer: int = typer.Option(None, help="Default: the middle of the preset's layers."),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(16),
+) -> None:
+    """Seed 002's pipeline: directions, probes, logit lens, cross-model CKA, steering sweep."""
+    from thinkscope.experiments.interp.pipeline import InterpConfig, run_interp
+    from thinkscope.experiments.interp.presets import parse_preset
+
+    config = InterpConfig(
+        out=out,
+        preset=parse_preset(preset),
+        model=model,
+        model_b=model_b,
+        task=task,
+        steer_layer=steer_layer,
+        seed=seed,
+        batch_size=batch_size,
+    )
+    summary = run_interp(config)
+    console.print(f"done in {summary['timing_s']['total']} s: {out / 'interp.html'}")

@@ -1,0 +1,40 @@
+"""``thinkscope experiment rev``: Typer over :func:`thinkscope.experiments.rev.evaluate.run_rev`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def rev_command(
+    runs: list[Path] = typer.Argument(..., help="Run folders (scored with rev,dtr,length or not)."),
+    out: Path = typer.Option(..., help="Result folder."),
+    resamples: int = typer.Option(10_000, help="Bootstrap resamples for the AUROC CIs."),
+    folds: int = typer.Option(5, help="Cross-validation folds of the logistic models."),
+    seed: int = typer.Option(0),
+    ablation_questions: int = typer.Option(16, help="Problems of the head-ablation curve."),
+) -> None:
+    """REV (seed 001) beside DTR: AUROCs, logistic models, DeLong, partial r, Cohen's d,
+    figures and the success criteria."""
+    from rich.console import Console
+
+    from thinkscope.core.errors import UserError
+    from thinkscope.experiments.rev.evaluate import run_rev
+
+    if resamples < 0 or folds < 2 or ablation_questions < 1:
+        raise UserError("--resamples must be >= 0, --folds >= 2 and --ablation-questions >= 1")
+    result = run_rev(
+        runs,
+        out,
+        resamples=resamples,
+        folds=folds,
+        seed=seed,
+        ablation_questions=ablation_questions,
+    )
+    console = Console()
+    fmt = lambda x: f"{x:.4g}"  # noqa: E731
+    console.print(result.runs.to_string(index=False, float_format=fmt))
+    console.print(result.models.to_string(index=False, float_format=fmt))
+    console.print(result.criteria.to_string(index=False, float_format=fmt))
+    console.print(f"results: {out}; figures: {out / 'figures'}")

@@ -1,0 +1,81 @@
+"""The Typer commands ``thinkscope train`` and ``thinkscope merge``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+
+def train_command(
+    dataset: Path = typer.Option(
+        ..., help="A `dataset build` folder (its sft_correct.jsonl) or a JSONL file."
+    ),
+    out: Path = typer.Option(..., help="Training folder to create (or to resume)."),
+    model: str = typer.Option("smollm2-135m", help="Base model: bundled name, directory or id."),
+    file: str = typer.Option(None, help="Which file of the dataset folder (e.g. sft_all.jsonl)."),
+    eval_file: Path = typer.Option(None, help="Held-out JSONL: its loss before and after."),
+    lora_rank: int = typer.Option(16),
+    lora_alpha: float = typer.Option(32.0),
+    lora_dropout: float = typer.Option(0.05),
+    target_modules: list[str] = typer.Option(
+        [], help="Module name to adapt (repeatable; default: every linear projection)."
+    ),
+    learning_rate: float = typer.Option(2e-4),
+    epochs: float = typer.Option(1.0),
+    max_steps: int = typer.Option(-1, help="Optimizer steps (-1: --epochs decides)."),
+    batch_size: int = typer.Option(4),
+    grad_accum: int = typer.Option(1),
+    max_length: int = typer.Option(1024, help="Longest prompt+response in tokens."),
+    seed: int = typer.Option(0),
+    save_steps: int = typer.Option(50, help="Checkpoint every N steps (for --resume)."),
+    resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint."),
+    merge: bool = typer.Option(False, help="Also write OUT/merged, a standalone model."),
+) -> None:
+    """LoRA SFT (TRL + PEFT) on prompt/response rows, loss on the response only."""
+    from thinkscope.sft.merge import merge_adapter
+    from thinkscope.sft.trainer import TrainConfig, train
+
+    config = TrainConfig.parse(
+        model=model,
+        dataset=str(dataset),
+        file=file,
+        eval_file=str(eval_file) if eval_file else None,
+        lora_rank=lora_rank,
+        lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout,
+        target_modules=target_modules,
+        learning_rate=learning_rate,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        max_length=max_length,
+        seed=seed,
+        save_steps=save_steps,
+    )
+    result = train(config, out, resume=resume)
+    table = Table(show_header=False, box=None)
+    for key, value in result.summary.items():
+        table.add_row(
+            key.replace("_", " "), f"{value:.4f}" if isinstance(value, float) else str(value)
+        )
+    table.add_row("adapter", escape(str(result.adapter)))
+    table.add_row("loss curve", escape(str(result.path / "loss.png")))
+    if merge:
+        table.add_row("merged", escape(str(merge_adapter(result.path))))
+    Console().print(table)
+
+
+def merge_command(
+    path: Path = typer.Argument(..., help="A `thinkscope train` folder or an adapter folder."),
+    model: str = typer.Option(None, help="Base model (default: the one it was trained from)."),
+    out: Path = typer.Option(None, help="Merged model directory (default: PATH/merged)."),
+) -> None:
+    """Merge a LoRA adapter into its base model: a directory `thinkscope.load_model` reads."""
+    from thinkscope.sft.merge import merge_adapter
+
+    Console().print(f"merged model: {escape(str(merge_adapter(path, model, out)))}")

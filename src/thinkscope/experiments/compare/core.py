@@ -1,0 +1,169 @@
+"""``thinkscope compare BASE TUNED``: both models on the same problems and sample seeds.
+
+Result folder ``OUT``::
+
+    runs/{base,tuned}/          sampled run folders (``n`` per question), scored with DTR and
+                                the confidence metrics (resumable like any run)
+    runs/{base,tuned}-greedy/   one greedy sample per question, for McNemar's paired test
+    summary.csv                 one row per model: accuracy, pass@k, greedy accuracy, mean
+                                length, mean DTR and confidence metrics
+    per_question.csv            each question's accuracy under both models and its winner
+    compare.json                config, wins/losses/ties and McNemar's test
+    figures/compare.png, report.html
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from pydantic import Field
+
+from thinkscope.core.atomic import write_json, write_text
+from thinkscope.core.errors import UserError
+from thinkscope.core.spec import Spec
+from thinkscope.experiments.compare.stats import (
+    McNemar,
+    mcnemar_paired,
+    mean_pass_at_k,
+    per_question,
+)
+from thinkscope.generation.pipeline import GenerateConfig, generate_run
+from thinkscope.runs.folder import Run
+
+MODELS = ("base", "tuned")
+
+
+class CompareConfig(Spec):
+    """Two models and the one sampling setup both are run with."""
+
+    base: str
+    tuned: str
+    task: str = "gsm8k"
+    questions: int = Field(20, ge=1)
+    n: int = Field(4, ge=1)
+    seed: int = 0
+    temperature: float = Field(0.7, gt=0)
+    max_new_tokens: int = Field(256, ge=1)
+    prompt_style: str = "r1"
+    template: str = "plain"
+    batch_size: int = Field(64, ge=1)
+    metrics: str = "dtr,confidence"
+
+    def generation(self, model: str, greedy: bool) -> GenerateConfig:
+        return GenerateConfig.parse(
+            model=model,
+            task=self.task,
+            questions=self.questions,
+            n=1 if greedy else self.n,
+            seed=self.seed,
+            max_new_tokens=self.max_new_tokens,
+            temperature=0.0 if greedy else self.temperature,
+            prompt_style=self.prompt_style,
+            template=self.template,
+            batch_size=self.batch_size,
+        )
+
+
+@dataclass
+class CompareResult:
+    """The comparison's tables, test and where they were written."""
+
+    path: Path
+    summary: pd.DataFrame  # one row per model
+    questions: pd.DataFrame  # one row per question
+    mcnemar: McNemar
+
+
+def resolve_model(spec: str) -> str:
+    """``spec``, or the merged model of a ``thinkscope train`` folder."""
+    path = Path(spec)
+    if (path / "merged" / "config.json").is_file():
+        return str(path / "merged")
+    if (path / "adapter" / "adapter_config.json").is_file():
+        raise UserError(f"{path} holds a LoRA adapter but no merged model: thinkscope merge {path}")
+    return spec
+
+
+def ensure_run(config: GenerateConfig, path: Path, lm, progress: bool = True) -> Run:
+    """The finished run of ``config`` at ``path``: generated, resumed, or reused as it is
+    (a finished run with other settings is a :class:`UserError`)."""
+    return generate_run(config, path, resume=True, lm=lm, show_progress=progress)
+
+
+def model_summary(traces: pd.DataFrame, greedy: pd.DataFrame, n: int, columns: list[str]) -> dict:
+    """Accuracy, pass@k (k = 1, 2, 4, ... <= n), greedy accuracy, length and metric means."""
+    row = {"accuracy": float(traces["correct"].mean())}
+    k = 1
+    while k <= n:
+        row[f"pass@{k}"] = mean_pass_at_k(traces, k)
+        k *= 2
+    row["greedy_accuracy"] = float(greedy["correct"].mean())
+    row["mean_tokens"] = float(traces["n_tokens"].mean())
+    for column in columns:
+        row[column] = float(traces[column].mean())
+    return row
+
+
+def compare_models(
+    config: CompareConfig, out: Path | str, progress: bool = True, base_runs: Path | None = None
+) -> CompareResult:
+    """Generate, grade and score both models on the same problems, then compare them.
+
+    ``base_runs`` keeps the base model's runs in a folder shared by several comparisons.
+    """
+    from thinkscope.experiments.compare.report import add_report_section, write_figure, write_page
+    from thinkscope.metrics import parse_metrics
+    from thinkscope.models import load_model
+    from thinkscope.scoring import score_run
+
+    out = Path(out)
+    specs = parse_metrics(config.metrics)
+    columns = [s.column for s in specs if s.metric.scalar]
+    models = {"base": resolve_model(config.base), "tuned": resolve_model(config.tuned)}
+    sampled, greedy = {}, {}
+    folders = {"base": Path(base_runs) if base_runs else out / "runs", "tuned": out / "runs"}
+    for label in MODELS:
+        lm = load_model(models[label])
+        runs = folders[label]
+        run = ensure_run(config.generation(models[label], False), runs / label, lm, progress)
+        sampled[label] = score_run(lm, run.path, specs, show_progress=progress)
+        greedy_run = ensure_run(
+            config.generation(models[label], True), runs / f"{label}-greedy", lm, progress
+        )
+        greedy[label] = greedy_run.traces().set_index("problem_id")["correct"]
+        del lm
+    summary = pd.DataFrame(
+        [
+            {
+                "model": label,
+                "spec": models[label],
+                **model_summary(sampled[label], greedy[label].to_frame(), config.n, columns),
+            }
+            for label in MODELS
+        ]
+    )
+    questions = per_question(sampled["base"], sampled["tuned"])
+    test = mcnemar_paired(greedy["base"], greedy["tuned"])
+    write_text(out / "summary.csv", summary.to_csv(index=False))
+    write_text(out / "per_question.csv", questions.to_csv(index=False))
+    wins = questions["winner"].value_counts().reindex(["tuned", "base", "tie"], fill_value=0)
+    write_json(
+        out / "compare.json",
+        {
+            "config": config.model_dump(),
+            "models": models,
+            "wins": {
+                "tuned": int(wins["tuned"]),
+                "base": int(wins["base"]),
+                "tie": int(wins["tie"]),
+            },
+            "mcnemar": test.__dict__,
+        },
+    )
+    result = CompareResult(out, summary, questions, test)
+    write_figure(result)
+    write_page(result, config)
+    add_report_section(result, config, folders["tuned"] / "tuned")
+    return result

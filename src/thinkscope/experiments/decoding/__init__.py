@@ -1,0 +1,2 @@
+"""Correctness-first decoding experiments: calibration grids, decoding sweeps and the
+per-step rank report."""

@@ -1,0 +1,241 @@
+"""``thinkscope interp run``: seed 002's pipeline on one model (and optionally a second).
+
+Stages, each writing into ``--out``:
+
+1. reasoning-vs-control directions on the bundled contrast prompts (last token), their cosine
+   across layers and their logit-lens reading (``directions/reasoning.*``);
+2. a correctness run (sampled answers of ``--task``, graded) and per-layer probes for correct
+   vs wrong on completion-mean states (``traces.parquet``, ``rows.npy``, ``probes.csv``), and
+   the correct-minus-wrong direction (``directions/correct.*``);
+3. with ``--model-b``: layer-by-layer CKA between the two models on the contrast prompts,
+   direction cosine across models (same width) and transplantation A -> B (``cross_model.json``);
+4. the intervention sweep: greedy accuracy and DTR versus alpha (both signs) for the reasoning
+   direction at the steering layer, plus the direction ablated from every layer (``sweep.csv``);
+5. ``summary.json``, ``figures/*.png`` and ``interp.html``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+
+from thinkscope.core.atomic import atomic_write, write_json, write_parquet
+from thinkscope.core.errors import UserError
+from thinkscope.experiments.interp.presets import Preset, contrast_prompts
+from thinkscope.generation.pipeline import GenerateConfig, generate_unit
+from thinkscope.interp.activations import RunningStats, TokenSeq, collect, load_rows
+from thinkscope.interp.cka import cka_matrix
+from thinkscope.interp.directions import Directions, cosine_matrix, decode, diff_in_means
+from thinkscope.interp.probes import probe_layers
+from thinkscope.interp.sweep import steering_sweep
+from thinkscope.interp.transplant import fit_map, transplant
+from thinkscope.models import LM, load_model
+from thinkscope.tasks.loaders import load_problems
+
+console = Console(stderr=True)
+
+
+@dataclass
+class InterpConfig:
+    """Everything ``interp run`` needs."""
+
+    out: Path
+    preset: Preset
+    model: str = "smollm2-135m"
+    model_b: str | None = None
+    task: str = "demo-arith"
+    steer_layer: int | None = None  # default: the middle of the preset's layers
+    seed: int = 0
+    batch_size: int = 16
+
+
+def reasoning_directions(lm: LM, layers: list[int], batch_size: int) -> Directions:
+    reasoning, control, origin = contrast_prompts()
+    a = collect(lm, reasoning, layers, "last", batch_size=batch_size)
+    b = collect(lm, control, layers, "last", batch_size=batch_size)
+    return diff_in_means(a, b, lm.name, ("reasoning", "control"), positions="last", origin=origin)
+
+
+def correctness_run(lm: LM, config: InterpConfig) -> pd.DataFrame:
+    """Sampled, graded answers for the probes (written to ``traces.parquet``)."""
+    p = config.preset
+    gen = GenerateConfig(
+        model=config.model,
+        task=config.task,
+        questions=p.questions,
+        n=p.samples,
+        seed=config.seed,
+        max_new_tokens=p.max_new_tokens,
+        temperature=0.7,
+        prompt_style="fewshot",
+        batch_size=config.batch_size,
+    )
+    problems = load_problems(config.task, p.questions, config.seed)
+    traces = []
+    per_unit = max(1, config.batch_size // p.samples)
+    for begin in range(0, len(problems), per_unit):
+        traces += generate_unit(lm, problems[begin : begin + per_unit], gen)[0]
+    frame = pd.DataFrame([t.row() for t in traces])
+    write_parquet(config.out / "traces.parquet", frame)
+    return frame
+
+
+def correctness_probes(
+    lm: LM, frame: pd.DataFrame, layers: list[int], config: InterpConfig
+) -> tuple[pd.DataFrame | None, Directions | None, str | None]:
+    """Probe table and correct-minus-wrong direction, or a note saying why there are none.
+    The probe folds are grouped by ``problem_id`` when ``frame`` has one."""
+    frame = frame[frame["token_ids"].map(len) > 0]
+    labels = frame["correct"].to_numpy(dtype=bool)
+    groups = frame["problem_id"].to_numpy() if "problem_id" in frame else None
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if min(n_pos, n_neg) < config.preset.folds:
+        return None, None, f"{n_pos} correct and {n_neg} wrong traces: too few for probes"
+    if groups is not None and len(set(groups)) < config.preset.folds:
+        return None, None, f"{len(set(groups))} problems: too few for grouped probe folds"
+    seqs = [
+        TokenSeq(tuple(map(int, p)) + tuple(map(int, t)), len(p))
+        for p, t in zip(frame["prompt_ids"], frame["token_ids"], strict=True)
+    ]
+    rows_path = config.out / "rows.npy"
+    collect(lm, seqs, layers, "completion", rows=rows_path, batch_size=config.batch_size)
+    rows = load_rows(rows_path)
+    table = probe_layers(
+        rows, labels, layers, folds=config.preset.folds, seed=config.seed, groups=groups
+    )
+    write_parquet(config.out / "probes.parquet", table)
+    atomic_write(config.out / "probes.csv", lambda path: table.to_csv(path, index=False))
+    good, bad = (RunningStats.empty(layers, rows.shape[2], False) for _ in range(2))
+    for begin in range(0, len(rows), 256):  # stream the memory map, chunk by chunk
+        chunk, ok = np.asarray(rows[begin : begin + 256]), labels[begin : begin + 256]
+        good.update(chunk[ok])
+        bad.update(chunk[~ok])
+    direction = diff_in_means(good, bad, lm.name, ("correct", "wrong"), positions="completion")
+    return table, direction, None
+
+
+def cross_model(lm_a: LM, lm_b: LM, dirs_a: Directions, config: InterpConfig) -> dict:
+    """CKA heatmap data, direction cosines and transplantation between the two models."""
+    reasoning, control, _ = contrast_prompts()
+    texts = reasoning + control
+    out = config.out / "cross"
+    out.mkdir(exist_ok=True)
+    collect(lm_a, texts, None, "last", rows=out / "rows_a.npy", batch_size=config.batch_size)
+    collect(lm_b, texts, None, "last", rows=out / "rows_b.npy", batch_size=config.batch_size)
+    rows_a, rows_b = load_rows(out / "rows_a.npy"), load_rows(out / "rows_b.npy")
+    cka = cka_matrix(rows_a, rows_b)
+    np.save(out / "cka.npy", cka)
+    dirs_b = reasoning_directions(lm_b, dirs_a.layers, config.batch_size)
+    dirs_b.save(config.out / "directions" / "reasoning_b")
+    result = {"model_b": lm_b.name, "cka": cka.tolist(), "cka_diagonal": None}
+    if lm_a.n_layers == lm_b.n_layers:
+        result["cka_diagonal"] = np.diag(cka).tolist()
+    if dirs_a.raw.shape[1] == dirs_b.raw.shape[1]:
+        result["direction_cosine_same_layer"] = np.diag(cosine_matrix(dirs_a, dirs_b)).tolist()
+    common = [layer for layer in dirs_a.layers if layer <= lm_b.n_layers]
+    maps = {
+        layer: fit_map(rows_a[:, layer - 1], rows_b[:, layer - 1], ridge=1e-3) for layer in common
+    }
+    moved = transplant(dirs_a, maps, lm_b.name)
+    result["transplant_cosine"] = [
+        float(moved.unit[k] @ dirs_b.unit[dirs_b.layers.index(layer)])
+        for k, layer in enumerate(moved.layers)
+    ]
+    result["transplant_r2"] = [maps[layer].r2 for layer in moved.layers]
+    moved.save(config.out / "directions" / "reasoning_a_to_b")
+    return result
+
+
+def run_interp(config: InterpConfig) -> dict:
+    """Run every stage; returns (and writes) ``summary.json``."""
+    from thinkscope.experiments.interp.page import write_page
+
+    out = config.out
+    if (out / "summary.json").exists():
+        raise UserError(f"{out} already holds an interp run; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    timing: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        timing[name] = round(time.perf_counter() - clock, 1)
+        clock = time.perf_counter()
+        console.print(f"[bold]interp[/bold] {name}: {timing[name]} s")
+
+    lm = load_model(config.model)
+    layers = config.preset.layers(lm.n_layers)
+    steer_layer = config.steer_layer or layers[len(layers) // 2]
+    if steer_layer not in layers:
+        raise UserError(f"--steer-layer {steer_layer} is outside the preset's layers {layers}")
+    lap("load")
+    dirs = reasoning_directions(lm, layers, config.batch_size)
+    dirs.save(out / "directions" / "reasoning")
+    lens = {
+        layer: decode(lm, dirs.at(layer), k=8) for layer in (layers[0], steer_layer, layers[-1])
+    }
+    lap("directions")
+    frame = correctness_run(lm, config)
+    lap("correctness_run")
+    table, correct_dir, probe_note = correctness_probes(lm, frame, layers, config)
+    if correct_dir is not None:
+        correct_dir.save(out / "directions" / "correct")
+    lap("probes")
+    cross = None
+    if config.model_b:
+        cross = cross_model(lm, load_model(config.model_b), dirs, config)
+        write_json(out / "cross_model.json", cross)
+        lap("cross_model")
+    p = config.preset
+    gen = GenerateConfig(
+        model=config.model,
+        task=config.task,
+        questions=p.sweep_questions,
+        n=1,
+        seed=config.seed + 1,
+        max_new_tokens=p.max_new_tokens,
+        temperature=0.0,
+        prompt_style="fewshot",
+        batch_size=config.batch_size,
+    )
+    problems = load_problems(config.task, p.questions + p.sweep_questions, config.seed)
+    problems = problems[p.questions :]  # held out from the probe problems
+    sweep = steering_sweep(
+        lm,
+        problems,
+        gen,
+        steer_layer,
+        dirs.at(steer_layer, unit=False),
+        list(p.alphas),
+        ablate_layers=layers,
+    )
+    sweep.to_csv(out / "sweep.csv", index=False)
+    lap("sweep")
+    summary = {
+        "model": config.model,
+        "model_b": config.model_b,
+        "preset": asdict(config.preset),
+        "task": config.task,
+        "layers": layers,
+        "steer_layer": steer_layer,
+        "direction_norms": np.linalg.norm(dirs.raw, axis=1).tolist(),
+        "direction_cosine": cosine_matrix(dirs).tolist(),
+        "logit_lens": {str(k): v for k, v in lens.items()},
+        "correctness_accuracy": float(frame["correct"].mean()),
+        "n_traces": len(frame),
+        "probes": None if table is None else table.to_dict("records"),
+        "probe_note": probe_note,
+        "cross_model": cross,
+        "sweep": sweep.to_dict("records"),
+        "timing_s": timing,
+    }
+    write_page(out, summary)
+    timing["report"] = round(time.perf_counter() - clock, 1)
+    timing["total"] = round(sum(timing.values()), 1)
+    write_json(out / "summary.json", summary)
+    return summary

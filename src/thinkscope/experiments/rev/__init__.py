@@ -1,0 +1,2 @@
+"""``experiment rev``: REV's evaluation (AUROC, DeLong, partial correlations), its success
+criteria, sanity checks and figures."""

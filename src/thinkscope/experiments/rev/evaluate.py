@@ -1,0 +1,218 @@
+"""``thinkscope experiment rev RUN [RUN...]``: the seed-001 evaluation of REV beside DTR.
+
+For each run (scored first with ``rev,dtr,length`` where those columns are missing):
+AUROC of every REV metric, REV, DTR, length and perplexity with bootstrap CIs; logistic models
+(length, perplexity) / +REV / +REV+DTR with cross-validated AUROC, delta-AUC and DeLong p;
+partial r of REV; Cohen's d of every metric between the run's traces and the bundled control
+set. Across the runs: the scaling figure (delta-AUC against log10 parameters), AUROC against
+temperature, the head-ablation curve (greedy accuracy with the top share of heads zeroed, on
+the first run), and the seed's success criteria as a computed pass/fail table.
+
+Result folder::
+
+    OUT/experiment.yaml   the runs and options
+    OUT/aurocs.csv        run, metric, auroc, lo, hi, n, n_nan
+    OUT/models.csv        run, model (base, +rev, +rev+dtr), cv_auroc, lo, hi, delta_auc, delong_p
+    OUT/runs.csv          per run: model, params, temperature, accuracy, delta-AUC, partial r
+    OUT/separation.csv    run, metric, cohens_d (reasoning minus control)
+    OUT/ablation.csv      share, heads, accuracy, delta_accuracy
+    OUT/criteria.csv      criterion, scope, value, target, passed
+    OUT/figures/{scaling,temperature,ablation}.png
+    OUT/results.json      everything above (written last: it marks the experiment finished)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from thinkscope.analysis.load import load_scored
+from thinkscope.analysis.table import covariates
+from thinkscope.core.atomic import atomic_write, write_json, write_yaml
+from thinkscope.core.errors import UserError
+from thinkscope.experiments.rev.checks import head_ablation_curve, success_criteria
+from thinkscope.experiments.rev.figures import draw_ablation, draw_scaling, draw_temperature
+from thinkscope.experiments.rev.stats import (
+    metric_aurocs,
+    model_comparison,
+    rev_partial,
+    separation,
+)
+from thinkscope.metrics import measure, parse_metrics
+from thinkscope.metrics.rev import COMPONENTS, zscore_mean
+from thinkscope.metrics.rev.control import control_texts
+from thinkscope.models import LM, load_model
+from thinkscope.runs.folder import Run
+from thinkscope.scoring import score
+
+REV_METRICS = ("ae", "ape", "apl", "cud", "fl", "sib", "rev", "rev-robust")
+NEEDED = "rev,dtr,length"
+
+
+@dataclass(frozen=True)
+class RevConfig:
+    runs: tuple[Path, ...]
+    out: Path
+    resamples: int = 10_000
+    folds: int = 5
+    seed: int = 0
+    shares: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4)  # of heads, ablated
+    ablation_questions: int = 16
+    control_prefix: int = 4  # control sentence tokens that act as its prompt
+
+
+@dataclass
+class RevResult:
+    out: Path
+    aurocs: pd.DataFrame
+    models: pd.DataFrame
+    runs: pd.DataFrame
+    separation: pd.DataFrame
+    ablation: pd.DataFrame
+    criteria: pd.DataFrame
+    figures: list[Path] = field(default_factory=list)
+
+
+class _Models:
+    """One loaded model per name, shared by the runs that use it."""
+
+    def __init__(self) -> None:
+        self.loaded: dict[str, LM] = {}
+
+    def get(self, name: str) -> LM:
+        if name not in self.loaded:
+            self.loaded[name] = load_model(name)
+        return self.loaded[name]
+
+
+def control_components(lm: LM, prefix: int) -> pd.DataFrame:
+    """The six REV components of each control sentence (its first ``prefix`` tokens as the
+    prompt, the rest as the completion)."""
+    ids = [lm.tokenizer(t)["input_ids"] for t in control_texts()]
+    results = measure(
+        lm,
+        [i[:prefix] for i in ids],
+        [i[prefix:] for i in ids],
+        parse_metrics(",".join(COMPONENTS)),
+    )
+    return pd.DataFrame([{c: r[c].value for c in COMPONENTS} for r in results])
+
+
+def _frame(path: Path, models: _Models) -> tuple[pd.DataFrame, dict]:
+    run = Run.open(path)
+    if not {"rev", "dtr", "length"} <= set(run.traces().columns):
+        score(models.get(run.config.get("model", "smollm2-135m")), path, metrics=NEEDED)
+    scored = load_scored(path)
+    frame = scored.traces.reset_index(drop=True).copy()
+    frame["correct"] = scored.correct
+    cov = covariates(scored)
+    frame["length"], frame["perplexity"] = cov["length"].to_numpy(), cov["perplexity"].to_numpy()
+    return frame, scored.run.config
+
+
+def evaluate(config: RevConfig) -> RevResult:
+    """Run the evaluation and write the result folder (see the module docstring)."""
+    if not config.runs:
+        raise UserError("give at least one scored run folder")
+    out = Path(config.out)
+    if (out / "results.json").is_file():
+        raise UserError(f"{out} holds a finished REV evaluation; choose another --out")
+    write_yaml(out / "experiment.yaml", {"experiment": "rev", **_plain(config)})
+    models = _Models()
+    aurocs, comparisons, summaries, separations = [], [], [], []
+    first_config = None
+    for path in config.runs:
+        frame, run_config = _frame(Path(path), models)
+        first_config = first_config or run_config
+        name = Path(path).name
+        lm = models.get(run_config.get("model", "smollm2-135m"))
+        columns = [c for c in (*REV_METRICS, "dtr", "length", "perplexity") if c in frame]
+        table = metric_aurocs(frame, columns, config.resamples, config.seed)
+        aurocs.append(table.assign(run=name))
+        comparison, _ = model_comparison(frame, config.folds, config.resamples, config.seed)
+        comparisons.append(comparison.assign(run=name))
+        r, p = rev_partial(frame)
+        plus = comparison.set_index("model")
+        summaries.append(
+            {
+                "run": name,
+                "model": run_config.get("model"),
+                "params": int(sum(p.numel() for p in lm.model.parameters())),
+                "temperature": float(run_config.get("temperature", np.nan)),
+                "n": len(frame),
+                "accuracy": float(frame["correct"].mean()),
+                "rev_nan": int(frame["rev"].isna().sum()),
+                "rev_auroc": float(table.set_index("metric").loc["rev", "auroc"]),
+                "dtr_auroc": float(table.set_index("metric").loc["dtr", "auroc"]),
+                "base_cv_auroc": float(plus.loc["base", "cv_auroc"]),
+                "delta_auc": float(plus.loc["+rev", "delta_auc"]),
+                "delong_p": float(plus.loc["+rev", "delong_p"]),
+                "delta_auc_dtr": float(plus.loc["+rev+dtr", "delta_auc"]),
+                "partial_r": r,
+                "partial_p": p,
+            }
+        )
+        control = control_components(lm, config.control_prefix)
+        both = pd.concat([frame[list(COMPONENTS)], control], ignore_index=True)
+        pooled = both.to_numpy(float)
+        both["rev"], both["rev-robust"] = zscore_mean(pooled), zscore_mean(pooled, robust=True)
+        d = separation(both.iloc[: len(frame)], both.iloc[len(frame) :], REV_METRICS)
+        separations += [{"run": name, "metric": m, "cohens_d": v} for m, v in d.items()]
+    runs = pd.DataFrame(summaries)
+    ablation = head_ablation_curve(
+        models.get(first_config.get("model", "smollm2-135m")),
+        first_config,
+        config.shares,
+        config.ablation_questions,
+    )
+    result = RevResult(
+        out,
+        pd.concat(aurocs, ignore_index=True),
+        pd.concat(comparisons, ignore_index=True),
+        runs,
+        pd.DataFrame(separations),
+        ablation,
+        success_criteria(runs),
+    )
+    _write(result)
+    return result
+
+
+def _write(result: RevResult) -> None:
+    out = result.out
+    tables = {
+        "aurocs": result.aurocs,
+        "models": result.models,
+        "runs": result.runs,
+        "separation": result.separation,
+        "ablation": result.ablation,
+        "criteria": result.criteria,
+    }
+    for name, table in tables.items():
+        atomic_write(out / f"{name}.csv", lambda tmp, t=table: t.to_csv(tmp, index=False))
+    figures = out / "figures"
+    result.figures = [
+        draw_scaling(result.runs, figures / "scaling.png"),
+        draw_temperature(result.runs, figures / "temperature.png"),
+        draw_ablation(result.ablation, figures / "ablation.png"),
+    ]
+    records = {k: json.loads(t.to_json(orient="records")) for k, t in tables.items()}
+    write_json(out / "results.json", {**records, "figures": [str(f) for f in result.figures]})
+
+
+def _plain(config: RevConfig) -> dict:
+    values = {k: getattr(config, k) for k in config.__dataclass_fields__}
+    values["runs"] = [str(r) for r in config.runs]
+    values["out"] = str(config.out)
+    values["shares"] = list(config.shares)
+    return values
+
+
+def run_rev(runs: Sequence[Path | str], out: Path | str, **options) -> RevResult:
+    """Python entry point: ``run_rev(["runs/a", "runs/b"], "out/rev", resamples=2000)``."""
+    return evaluate(RevConfig(tuple(Path(r) for r in runs), Path(out), **options))

@@ -1,0 +1,77 @@
+"""Generation backends behind one interface: thinkscope's sampler (``hf``) or vLLM (``vllm``).
+
+A backend has a ``tokenizer`` and ``complete(prompts, seeds, params)``, which returns an object
+with ``completions`` (one :class:`~thinkscope.generation.sampler.Completion` per prompt, in
+order), ``generated_tokens`` and ``prefill_tokens``. Both backends fill the same run-folder
+columns; the tokens differ between backends (each has its own random streams), never within one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping
+
+from thinkscope.core.errors import UserError
+from thinkscope.models.loading import Loading
+
+BACKENDS = ("auto", "hf", "vllm")
+
+
+def vllm_installed() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def choose_backend(
+    requested: str,
+    installed: bool | None = None,
+    cuda: bool | None = None,
+    model_loaded: bool = False,
+) -> tuple[str, str]:
+    """``(backend, why)`` for ``--backend requested``; ``auto`` is vLLM when it is installed and
+    CUDA is present, else ``hf``, and always ``hf`` when the caller passes a loaded model
+    (``model_loaded``). ``installed``/``cuda`` default to probing this machine."""
+    if requested not in BACKENDS:
+        raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got {requested!r}")
+    if requested == "hf":
+        return "hf", "requested with --backend hf"
+    if requested == "auto" and model_loaded:
+        return "hf", "auto: a loaded model was passed"
+    installed = vllm_installed() if installed is None else installed
+    cuda = cuda_available() if cuda is None else cuda
+    missing = "vLLM is not installed" if not installed else "no CUDA device" if not cuda else ""
+    if requested == "vllm":
+        if missing:
+            raise UserError(
+                f"--backend vllm: {missing}; install thinkscope[gpu] on a CUDA machine "
+                "or use --backend hf"
+            )
+        return "vllm", "requested with --backend vllm"
+    if missing:
+        return "hf", f"auto: {missing}"
+    return "vllm", "auto: vLLM is installed and CUDA is present"
+
+
+def make_backend(
+    name: str, model: str, lm=None, seed: int = 0, loading: Mapping | None = None, **engine
+):
+    """The backend ``name`` (``hf`` or ``vllm``) for ``model``; ``lm`` is reused by ``hf``.
+    ``loading`` (:class:`~thinkscope.models.loading.Loading` or a dict of its fields) loads the
+    HF model or configures the vLLM engine; ``engine``: more ``vllm.LLM`` arguments."""
+    loading = Loading.of(loading)
+    if name == "vllm":
+        from thinkscope.generation.backends.vllm import VLLMBackend
+
+        return VLLMBackend(model, seed=seed, loading=loading, **engine)
+    from thinkscope.generation.backends.hf import HFBackend
+    from thinkscope.models import load_model
+
+    return HFBackend(lm or load_model(model, **loading))
+
+
+__all__ = ["BACKENDS", "choose_backend", "cuda_available", "make_backend", "vllm_installed"]

@@ -1,0 +1,270 @@
+"""``thinkscope generate``: problems in, a run folder of graded traces out, resumable."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+from pydantic import Field
+from rich.console import Console
+
+from thinkscope.cluster import Cluster
+from thinkscope.core.errors import UserError
+from thinkscope.core.progress import progress_bar
+from thinkscope.core.spec import Spec
+from thinkscope.decoding import DecodingConfig
+from thinkscope.decoding.config import (
+    EXTRA_KNOBS,
+    CalAcc,
+    ConfidenceBin,
+    DynamicTopK,
+    EdtVar,
+    UnitFloat,
+)
+from thinkscope.generation.backends import choose_backend, make_backend
+from thinkscope.generation.backends.hf import HFBackend
+from thinkscope.generation.sampler import BatchSampler, SamplingParams
+from thinkscope.models import LM, load_model, load_tokenizer
+from thinkscope.runs import registry
+from thinkscope.runs.folder import Run, now
+from thinkscope.runs.trace import Trace
+from thinkscope.tasks.answers import grade
+from thinkscope.tasks.loaders import fewshot_examples, load_problems
+from thinkscope.tasks.problem import Problem
+from thinkscope.tasks.prompts import render_prompt
+
+
+class GenerateConfig(Spec):
+    """Everything that decides which traces a run holds (saved as ``config.yaml``)."""
+
+    model: str = "smollm2-135m"
+    task: str = "gsm8k"
+    questions: int = Field(20, ge=1)
+    n: int = Field(4, ge=1)
+    seed: int = 0
+    max_new_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0)
+    min_p: float = Field(0.0, ge=0, lt=1)
+    prompt_style: str = "cot"
+    template: str = "auto"
+    fewshot: int = Field(0, ge=0)
+    stop: list[str] = []
+    top_logprobs: int = Field(0, ge=0)
+    batch_size: int = Field(64, ge=1)
+    fields: dict[str, str] = {}
+    # correctness-first decoding knobs (see DecodingConfig; None: unset) and per-step logs
+    greedy_threshold: UnitFloat | None = None
+    prob_threshold: UnitFloat | None = None
+    dynamic_top_k: DynamicTopK | None = None
+    edt_var: EdtVar | None = None
+    hewitt_epsilon: UnitFloat | None = None
+    confidence_bin_only: ConfidenceBin | None = None
+    cal_acc: CalAcc | None = None
+    log_steps: bool = False
+    backend: Literal["auto", "hf", "vllm"] = "auto"  # stored resolved: hf or vllm
+
+    def decoding(self) -> DecodingConfig:
+        """The decoding rule of this run: temperature, top-k/p, min-p and the extra knobs."""
+        names = ["temperature", "top_k", "top_p", "min_p", *EXTRA_KNOBS]
+        return DecodingConfig(**{name: getattr(self, name) for name in names})
+
+    def sampling(self, stop: tuple[str, ...] = ()) -> SamplingParams:
+        return SamplingParams(
+            decoding=self.decoding(),
+            max_new_tokens=self.max_new_tokens,
+            stop=(*stop, *self.stop),
+            top_logprobs=self.top_logprobs,
+            log_steps=self.log_steps,
+        )
+
+    @property
+    def shots(self) -> int:
+        return self.fewshot or (2 if self.prompt_style == "fewshot" else 0)
+
+
+def sample_seed(seed: int, problem_id: str, sample_idx: int) -> int:
+    """A 63-bit seed per sample, independent of batch layout and run length."""
+    digest = hashlib.blake2b(f"{seed}:{problem_id}:{sample_idx}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def _units(problems: list[Problem], per_unit: int) -> Iterator[tuple[str, list[Problem]]]:
+    for start in range(0, len(problems), per_unit):
+        yield f"{start // per_unit:05d}", problems[start : start + per_unit]
+
+
+def generate_unit(
+    lm: LM | None, problems: list[Problem], config: GenerateConfig, backend=None
+) -> tuple[list[Trace], BatchSampler]:
+    """Sample ``config.n`` completions of each problem in one batch and grade them, with
+    ``backend`` (see :mod:`thinkscope.generation.backends`; default: the sampler on ``lm``)."""
+    backend = backend or HFBackend(lm)
+    tokenizer = backend.tokenizer
+    shots = fewshot_examples(config.task, config.shots, config.seed)
+    prompts = [
+        render_prompt(tokenizer, p, config.prompt_style, config.template, shots) for p in problems
+    ]
+    prompt_ids = [tokenizer(p.text, add_special_tokens=not p.chat)["input_ids"] for p in prompts]
+    rows = [(i, k) for i in range(len(problems)) for k in range(config.n)]
+    seeds = [sample_seed(config.seed, problems[i].id, k) for i, k in rows]
+    sampler = backend.complete(
+        [prompt_ids[i] for i, _ in rows], seeds, config.sampling(prompts[0].stop)
+    )
+    traces = []
+    for (i, k), seed, done in zip(rows, seeds, sampler.completions, strict=True):
+        problem = problems[i]
+        text = tokenizer.decode(done.token_ids, skip_special_tokens=True)
+        graded = grade(text, problem.answer)
+        traces.append(
+            Trace(
+                problem_id=problem.id,
+                sample_idx=k,
+                question=problem.question,
+                gold=problem.answer,
+                prompt=prompts[i].text,
+                completion=text,
+                prompt_ids=prompt_ids[i],
+                token_ids=done.token_ids,
+                token_logprobs=done.logprobs,
+                finish_reason=done.finish_reason,
+                pred=graded.pred,
+                correct=graded.correct,
+                sample_seed=seed,
+                top_ids=done.top_ids,
+                top_logprobs=done.top_logprobs,
+                step_pmax=done.step_pmax,
+                step_rank=done.step_rank,
+                step_prob=done.step_prob,
+                step_kept=done.step_kept,
+            )
+        )
+    return traces, sampler
+
+
+def summarize(frame: pd.DataFrame, timing: dict) -> dict:
+    return {
+        "samples": len(frame),
+        "accuracy": round(float(frame["correct"].mean()), 4) if len(frame) else None,
+        "mean_tokens": round(float(frame["n_tokens"].mean()), 2) if len(frame) else None,
+        "tokens_per_s": timing.get("tokens_per_s"),
+    }
+
+
+def _unit_worker(config: GenerateConfig, path: Path, lm: LM | None = None, loading=None):
+    """``work(unit name) -> counts``: generates one unit into the run folder's shards (the
+    backend loads on the first call; a Ray worker builds one of these)."""
+    problems = load_problems(config.task, config.questions, config.seed, config.fields)
+    units = dict(_units(problems, max(1, config.batch_size // config.n)))
+    run, backend = Run(path), None
+
+    def work(name: str) -> dict:
+        nonlocal backend
+        backend = backend or make_backend(config.backend, config.model, lm, config.seed, loading)
+        traces, sampler = generate_unit(None, units[name], config, backend)
+        run.write_unit(name, pd.DataFrame([t.row() for t in traces]))
+        return dict(
+            unit=name,
+            samples=len(traces),
+            generated=sampler.generated_tokens,
+            prefill=sampler.prefill_tokens,
+        )
+
+    return work
+
+
+def already_finished(run: Run, config: dict, show_progress: bool = True) -> Run:
+    """``--resume`` on a finished run: nothing to do with the same config, an error with
+    another one."""
+    stored = run.config
+    changed = sorted(k for k in config.keys() | stored.keys() if config.get(k) != stored.get(k))
+    if changed:
+        raise UserError(
+            f"{run.path} holds a finished run whose config differs in "
+            f"{', '.join(changed)}; choose another --out"
+        )
+    run.logger().info("resume: the run is complete; nothing to do")
+    if show_progress:
+        Console(stderr=True).print(f"{run.path} is complete (same config): nothing to do")
+    return run
+
+
+def generate_run(
+    config: GenerateConfig,
+    out,
+    resume: bool = False,
+    lm: LM | None = None,
+    show_progress: bool = True,
+    cluster: Cluster | None = None,
+    loading: dict | None = None,
+) -> Run:
+    """Generate and grade ``config.n`` samples per problem into the run folder ``out``; with
+    ``cluster``, units are shared among Ray workers that each write their shards. ``loading``:
+    :func:`~thinkscope.models.load_model` options (dtype, device, device_map, ...)."""
+    name, why = choose_backend(config.backend, model_loaded=lm is not None)
+    config = config.model_copy(update={"backend": name})
+    if resume and Run(out).finished:
+        return already_finished(Run(out), config.model_dump(), show_progress)
+    problems = load_problems(config.task, config.questions, config.seed, config.fields)
+    tokenizer = lm.tokenizer if lm else load_tokenizer(config.model, **(loading or {}))
+    render_prompt(tokenizer, problems[0], config.prompt_style, config.template)  # fail early
+    Run.check_start(out, config.model_dump(), resume=resume)
+    if name == "hf" and cluster is None:
+        lm = lm or load_model(config.model, **(loading or {}))
+    run = Run.start(out, config.model_dump(), resume=resume)
+    log = run.logger()
+    log.info("backend: %s (%s)", name, why)
+    if show_progress:
+        Console(stderr=True).print(f"backend: {name} ({why})")
+    per_unit = max(1, config.batch_size // config.n)
+    units = list(_units(problems, per_unit))
+    done = run.done_units()
+    log.info(
+        "generate: %d problems x %d samples, %d units, %d already done",
+        len(problems),
+        config.n,
+        len(units),
+        len(done),
+    )
+    started, wall, generated, prefill = now(), time.perf_counter(), 0, 0
+    with progress_bar("generate", "samples", show_progress) as progress:
+        bar = progress.add_task("generate", total=len(problems) * config.n, rate="")
+        progress.advance(bar, sum(len(u) for name, u in units if name in done) * config.n)
+        todo = [name for name, _ in units if name not in done]
+        if cluster is None:
+            work = _unit_worker(config, run.path, lm, loading)
+            results = map(work, todo)
+        else:
+            factory = functools.partial(_unit_worker, config, run.path, None, loading)
+            results = cluster.map(factory, todo)
+        for result in results:
+            generated += result["generated"]
+            prefill += result["prefill"]
+            rate = generated / (time.perf_counter() - wall)
+            progress.update(bar, advance=result["samples"], rate=f"{rate:.1f} tok/s")
+            log.info(
+                "unit %s: %d samples, %d tokens",
+                result["unit"],
+                result["samples"],
+                result["generated"],
+            )
+    run.add_session(
+        {
+            "started_at": started,
+            "ended_at": now(),
+            "wall_s": round(time.perf_counter() - wall, 3),
+            "generated_tokens": generated,
+            "prefill_tokens": prefill,
+        }
+    )
+    frame = run.finish([name for name, _ in units])
+    summary = summarize(frame, run.timing)
+    log.info("finished: %s", summary)
+    registry.record(run.path, "generate", started, "finished", config.model_dump(), summary)
+    return run

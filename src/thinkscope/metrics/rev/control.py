@@ -1,0 +1,141 @@
+"""The per-model calibration of ``apl`` and ``cud``, from a bundled control set (CC0 text).
+
+- Circuit heads: every head is zeroed in turn on :data:`ARITHMETIC` prompts; the top
+  ``min(24, floor(20% of L*H))`` heads (at least one) by mean logit shift are the circuit.
+- Thresholds: on the control set (``data/rev_control.txt``, plain descriptive sentences, licence
+  in ``data/REV_CONTROL_LICENSE``), the shift of each layer's MLP mean-ablation and of each
+  circuit head's zeroing; a layer or head is *active* in a trace when its shift exceeds the
+  control mean plus one standard deviation (ddof 1).
+
+The calibration is cached per model under ``$THINKSCOPE_CACHE/rev/`` (keyed by the model name,
+a fingerprint of its unembedding, and the control and arithmetic sets) and recorded in
+``scores.json`` beside the columns that used it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from importlib import resources
+
+import numpy as np
+import torch
+
+from thinkscope.core.atomic import write_json
+from thinkscope.core.paths import cache_dir
+from thinkscope.metrics.rev.ablation import Ablation, head_plan, logit_shifts, mlp_plan
+from thinkscope.models import LM
+
+VERSION = 2
+MAX_CIRCUIT = 24
+CIRCUIT_SHARE = 0.2
+ARITHMETIC = (
+    "3 + 5 = 8. 7 + 2 = 9. 4 + 4 =",
+    "12 - 7 = 5. 9 - 3 = 6. 8 - 5 =",
+    "6 + 1 = 7. 2 + 6 = 8. 5 + 3 =",
+    "What is 9 - 4? The answer is 5. What is 7 - 2? The answer is",
+    "2 * 3 = 6. 4 * 2 = 8. 3 * 3 =",
+    "1 + 8 = 9. 3 + 4 = 7. 6 + 2 =",
+)
+
+
+def control_texts() -> list[str]:
+    """The bundled non-reasoning control sentences (CC0)."""
+    text = resources.files("thinkscope.metrics").joinpath("data/rev_control.txt").read_text()
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+@dataclass
+class RevControls:
+    """A model's circuit heads and control statistics (the cached calibration)."""
+
+    model: str
+    key: str
+    circuit: list[tuple[int, int]]  # (layer, head), 0-indexed, by decreasing mean shift
+    ranking: list[tuple[int, int]]  # every head by decreasing mean shift (ablation curve)
+    mlp_mu: list[float]  # [L]
+    mlp_sigma: list[float]  # [L]
+    head_mu: list[float]  # [C] per circuit head
+    head_sigma: list[float]  # [C]
+    n_control: int
+    n_arithmetic: int
+
+    def mlp_threshold(self) -> np.ndarray:
+        return np.asarray(self.mlp_mu) + np.asarray(self.mlp_sigma)
+
+    def head_threshold(self) -> np.ndarray:
+        return np.asarray(self.head_mu) + np.asarray(self.head_sigma)
+
+    def record(self) -> dict:
+        return {
+            **asdict(self),
+            "circuit": [list(c) for c in self.circuit],
+            "ranking": [list(c) for c in self.ranking],
+        }
+
+
+def circuit_size(n_layers: int, heads: int) -> int:
+    return max(1, min(MAX_CIRCUIT, int(CIRCUIT_SHARE * n_layers * heads)))
+
+
+def _ids(lm: LM, text: str) -> list[int]:
+    return list(lm.tokenizer(text)["input_ids"])
+
+
+def _key(lm: LM) -> str:
+    weight = lm.anatomy.unembed.weight[:8].detach().float().cpu().numpy()
+    digest = hashlib.sha256()
+    for part in (lm.name, str(VERSION), *control_texts(), *ARITHMETIC):
+        digest.update(part.encode())
+    digest.update(weight.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def calibrate(lm: LM) -> RevControls:
+    """Compute the calibration (no cache): L*H + (L + C) * n_control ablation rows."""
+    heads = head_plan(lm)
+    mean_shift = logit_shifts(lm, [_ids(lm, t) for t in ARITHMETIC], heads).mean(0)
+    size = circuit_size(lm.n_layers, len(heads) // lm.n_layers)
+    ranking = [heads[i] for i in np.argsort(-mean_shift, kind="stable")]
+    circuit = ranking[:size]
+    plan: list[Ablation] = [*mlp_plan(lm), *circuit]
+    texts = control_texts()
+    shifts = logit_shifts(lm, [_ids(lm, t) for t in texts], plan)  # [n, L + C]
+    mu, sigma = shifts.mean(0), shifts.std(0, ddof=1)
+    n = lm.n_layers
+    return RevControls(
+        model=lm.name,
+        key=_key(lm),
+        circuit=[(a.layer, int(a.head)) for a in circuit],
+        ranking=[(a.layer, int(a.head)) for a in ranking],
+        mlp_mu=mu[:n].tolist(),
+        mlp_sigma=sigma[:n].tolist(),
+        head_mu=mu[n:].tolist(),
+        head_sigma=sigma[n:].tolist(),
+        n_control=len(texts),
+        n_arithmetic=len(ARITHMETIC),
+    )
+
+
+_MEMORY: dict[str, RevControls] = {}
+
+
+@torch.no_grad()
+def controls(lm: LM) -> RevControls:
+    """The calibration of ``lm``, from memory, the disk cache, or computed and cached."""
+    key = _key(lm)
+    path = cache_dir() / "rev" / f"{key}.json"
+    if key in _MEMORY:
+        found = _MEMORY[key]
+    elif path.is_file():
+        data = json.loads(path.read_text())
+        data["circuit"] = [tuple(c) for c in data["circuit"]]
+        data["ranking"] = [tuple(c) for c in data["ranking"]]
+        found = RevControls(**data)
+    else:
+        found = calibrate(lm)
+    if not path.is_file():
+        write_json(path, found.record())
+    _MEMORY[key] = found
+    return found

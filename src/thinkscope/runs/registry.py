@@ -1,0 +1,91 @@
+"""A SQLite registry of runs: ``thinkscope runs list | show | diff``."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+from thinkscope.core.errors import UserError
+from thinkscope.core.paths import cache_dir
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    path TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    created TEXT NOT NULL,
+    status TEXT NOT NULL,
+    config TEXT NOT NULL,
+    summary TEXT NOT NULL DEFAULT '{}'
+)
+"""
+
+
+def registry_path() -> Path:
+    return cache_dir() / "registry.sqlite"
+
+
+def _connect() -> sqlite3.Connection:
+    registry_path().parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(registry_path(), timeout=30)
+    db.execute(_SCHEMA)
+    return db
+
+
+def record(path: Path, kind: str, created: str, status: str, config: dict, summary: dict) -> None:
+    """Insert or update the registry row of the run at ``path``."""
+    with closing(_connect()) as db, db:
+        db.execute(
+            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET "
+            "status = excluded.status, summary = excluded.summary",
+            (str(path.resolve()), kind, created, status, json.dumps(config), json.dumps(summary)),
+        )
+
+
+def list_runs() -> list[dict]:
+    with closing(_connect()) as db:
+        rows = db.execute(
+            "SELECT path, kind, created, status, config, summary FROM runs ORDER BY created"
+        ).fetchall()
+    return [
+        {
+            "id": i + 1,
+            "path": p,
+            "kind": k,
+            "created": c,
+            "status": s,
+            "config": json.loads(cfg),
+            "summary": json.loads(summ),
+        }
+        for i, (p, k, c, s, cfg, summ) in enumerate(rows)
+    ]
+
+
+def find_run(ref: str) -> dict:
+    """A run by its list number or its folder path."""
+    runs = list_runs()
+    if ref.isdigit() and 1 <= int(ref) <= len(runs):
+        return runs[int(ref) - 1]
+    wanted = str(Path(ref).resolve())
+    for run in runs:
+        if run["path"] == wanted:
+            return run
+    raise UserError(f"no registered run {ref!r}; see `thinkscope runs list`")
+
+
+def diff(a: dict, b: dict) -> list[tuple[str, object, object]]:
+    """The config and summary keys on which two runs differ: ``(key, value_a, value_b)``."""
+    flat_a = {
+        **{f"config.{k}": v for k, v in a["config"].items()},
+        **{f"summary.{k}": v for k, v in a["summary"].items()},
+    }
+    flat_b = {
+        **{f"config.{k}": v for k, v in b["config"].items()},
+        **{f"summary.{k}": v for k, v in b["summary"].items()},
+    }
+    return [
+        (k, flat_a.get(k), flat_b.get(k))
+        for k in sorted(flat_a.keys() | flat_b.keys())
+        if flat_a.get(k) != flat_b.get(k)
+    ]

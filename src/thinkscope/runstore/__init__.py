@@ -1,5 +1,0 @@
-"""Run folders, the run registry, and environment snapshots."""
-
-from thinkscope.runstore.folder import Run
-
-__all__ = ["Run"]

@@ -1,0 +1,81 @@
+"""``score --ray``: Ray workers score a run's batches into its scoring shards.
+
+The driver plans the batches exactly as :func:`thinkscope.scoring.score_frame` does; each worker
+loads the scoring model once (with the driver's loading options) and writes
+``scoring/<job>/<batch>.parquet`` atomically; the driver's
+:func:`~thinkscope.scoring.score_frame` then merges the shards (computing nothing).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from thinkscope.cluster import Cluster
+from thinkscope.core.progress import progress_bar
+from thinkscope.metrics import MetricSpec
+from thinkscope.models.loading import Loading
+
+
+def _score_worker(
+    model: str,
+    loading: Loading,
+    traces_path: Path,
+    specs: Sequence[MetricSpec],
+    batches: list[list[int]],
+    chunk_rows: int | None,
+    shard_dir: Path,
+):
+    from thinkscope.core.atomic import write_parquet
+    from thinkscope.models import load_model
+    from thinkscope.scoring import score_batch
+
+    lm, frame = load_model(model, **loading), pd.read_parquet(traces_path)
+
+    def work(unit: str) -> dict:
+        rows = batches[int(unit)]
+        write_parquet(
+            shard_dir / f"{unit}.parquet", score_batch(lm, frame, rows, specs, chunk_rows)
+        )
+        return dict(unit=unit, rows=len(rows))
+
+    return work
+
+
+def score_shards(
+    cluster: Cluster,
+    model: str,
+    traces_path: Path,
+    batches: list[list[int]],
+    specs: Sequence[MetricSpec],
+    chunk_rows: int | None,
+    shard_dir: Path,
+    show_progress: bool = True,
+    loading: Mapping | None = None,
+) -> int:
+    """Score every batch whose shard is missing on ``cluster``; returns the traces scored.
+    Each worker loads ``model`` with ``loading`` (:class:`~thinkscope.models.loading.Loading`),
+    as the driver loaded it."""
+    todo = [
+        f"{i:05d}" for i in range(len(batches)) if not (shard_dir / f"{i:05d}.parquet").is_file()
+    ]
+    factory = functools.partial(
+        _score_worker,
+        model,
+        Loading.of(loading),
+        traces_path,
+        list(specs),
+        batches,
+        chunk_rows,
+        shard_dir,
+    )
+    scored = 0
+    with progress_bar("score (ray)", "traces", show_progress) as progress:
+        bar = progress.add_task("score", total=sum(len(batches[int(u)]) for u in todo))
+        for result in cluster.map(factory, todo):
+            scored += result["rows"]
+            progress.advance(bar, result["rows"])
+    return scored

@@ -1,0 +1,57 @@
+"""Fold a LoRA adapter into its base model: a standalone model directory ``load_model`` reads."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+
+from thinkscope.core.errors import UserError
+from thinkscope.sft.trainer import CONFIG_NAME, require_train_extra
+
+
+def find_adapter(path: Path) -> Path:
+    """``path/adapter`` of a training folder, or ``path`` itself if it is an adapter."""
+    for candidate in (path / "adapter", path):
+        if (candidate / "adapter_config.json").is_file():
+            return candidate
+    raise UserError(
+        f"no LoRA adapter in {path} (adapter/adapter_config.json is missing): "
+        "train first, or resume the unfinished run with --resume"
+    )
+
+
+def base_model_of(path: Path) -> str:
+    """The model a training folder was trained from (its ``train_config.yaml``)."""
+    saved = path / CONFIG_NAME
+    if not saved.is_file():
+        raise UserError(f"{path} has no {CONFIG_NAME}: name the base model with --model")
+    return str(yaml.safe_load(saved.read_text())["model"])
+
+
+def merge_adapter(
+    path: Path | str, model: str | None = None, out: Path | str | None = None
+) -> Path:
+    """Merge the adapter of ``path`` into ``model`` (default: the one it was trained from) and
+    save model and tokenizer to ``out`` (default ``path/merged``); returns ``out``."""
+    import torch
+
+    from thinkscope.models import load_model
+
+    path = Path(path)
+    adapter = find_adapter(path)
+    target = Path(out) if out else path / "merged"
+    _, peft, _ = require_train_extra()
+    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()  # as it was trained
+    lm = load_model(
+        model or base_model_of(path), device="cpu", dtype="bfloat16" if bf16 else "float32"
+    )
+    merged = peft.PeftModel.from_pretrained(lm.model, str(adapter)).merge_and_unload()
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    merged.save_pretrained(tmp)
+    lm.tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target

@@ -1,0 +1,246 @@
+"""LoRA SFT with TRL's ``SFTTrainer`` and PEFT, loss on the completion only, resumable.
+
+Files in the output folder ``OUT``::
+
+    train_config.yaml       the :class:`TrainConfig` (a resume must match it)
+    checkpoints/checkpoint-N  TRL/transformers checkpoints (adapter, optimizer, RNG, trainer state)
+    adapter/                the final LoRA adapter in PEFT's format, with the tokenizer
+    trainer_state.json      the final trainer state (``log_history``: the loss at every step)
+    eval_before.json        held-out loss before training (with ``--eval-file``)
+    loss.png                the loss curve
+    summary.json            steps, losses, held-out loss before and after, wall time
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import Field
+
+from thinkscope.core.atomic import write_json, write_yaml
+from thinkscope.core.errors import UserError
+from thinkscope.core.spec import Spec
+from thinkscope.runs import registry
+from thinkscope.runs.folder import now
+from thinkscope.sft.train_data import load_sft_rows, resolve_dataset
+from thinkscope.sft.train_figure import save_loss_curve
+
+CONFIG_NAME = "train_config.yaml"
+
+
+class TrainConfig(Spec):
+    """Everything that decides what a training run learns (saved as ``train_config.yaml``)."""
+
+    model: str = "smollm2-135m"
+    dataset: str
+    file: str | None = None
+    eval_file: str | None = None
+    lora_rank: int = Field(16, ge=1)
+    lora_alpha: float = Field(32.0, gt=0)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = []  # empty: every linear projection PEFT finds ("all-linear")
+    learning_rate: float = Field(2e-4, gt=0)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(-1, ge=-1)  # -1: --epochs decides
+    batch_size: int = Field(4, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_length: int = Field(1024, ge=8)
+    seed: int = 0
+    save_steps: int = Field(50, ge=1)
+
+
+@dataclass
+class TrainResult:
+    """Where the adapter is and what the run measured."""
+
+    path: Path
+    adapter: Path
+    summary: dict
+
+
+def require_train_extra():
+    """``(trl, peft, datasets)``, or a one-line :class:`UserError` when the extra is missing."""
+    try:
+        import datasets
+        import peft
+        import trl
+    except ImportError as err:
+        raise UserError(
+            f"training needs the 'train' extra ({err.name} is missing): "
+            "pip install 'thinkscope[train]'"
+        ) from err
+    return trl, peft, datasets
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint that was written completely (its ``trainer_state.json`` is there).
+
+    transformers writes the trainer state last, so a checkpoint cut short by a kill lacks it.
+    """
+    done = [
+        p
+        for p in folder.glob("checkpoint-*")
+        if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
+    ]
+    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def _check_start(out: Path, config: TrainConfig, resume: bool) -> None:
+    saved = out / CONFIG_NAME
+    if saved.is_file():
+        if not resume:
+            raise UserError(
+                f"{out} already holds a training run: pass --resume to continue it, "
+                "or choose another --out"
+            )
+        old, new = yaml.safe_load(saved.read_text()), config.model_dump()
+        if old != new:
+            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            raise UserError(
+                f"--resume with different settings than {saved} ({', '.join(changed)} changed)"
+            )
+    elif out.exists() and any(out.iterdir()):
+        raise UserError(f"--out {out} exists and is not a training run folder")
+
+
+def _sft_config(trl, config: TrainConfig, out: Path, cuda: bool, bf16: bool, progress: bool):
+    return trl.SFTConfig(
+        output_dir=str(out / "checkpoints"),
+        completion_only_loss=True,
+        max_length=config.max_length,
+        packing=False,
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=bf16,
+        fp16=False,
+        use_cpu=not cuda,
+        activation_checkpointing=cuda,
+        gradient_checkpointing=None,  # the deprecated alias; TRL defaults it to True
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        eval_strategy="no",
+        report_to="none",
+        disable_tqdm=not progress,
+    )
+
+
+def build_trainer(config: TrainConfig, out: Path, lm=None, callbacks=(), progress: bool = True):
+    """The ``SFTTrainer`` for ``config`` (LoRA on ``lm`` or on ``config.model``)."""
+    import torch
+
+    from thinkscope.models import load_model
+
+    trl, peft, datasets = require_train_extra()
+    rows = load_sft_rows(resolve_dataset(config.dataset, config.file))
+    eval_rows = load_sft_rows(resolve_dataset(config.eval_file)) if config.eval_file else None
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    if lm is None:
+        lm = load_model(config.model, dtype=None if bf16 else "float32")
+    lora = peft.LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.target_modules or "all-linear",
+        task_type="CAUSAL_LM",
+    )
+    try:
+        trainer = trl.SFTTrainer(
+            model=lm.model,
+            args=_sft_config(trl, config, out, cuda, bf16, progress),
+            train_dataset=datasets.Dataset.from_list(rows),
+            eval_dataset=datasets.Dataset.from_list(eval_rows) if eval_rows else None,
+            processing_class=lm.tokenizer,
+            peft_config=lora,
+            callbacks=list(callbacks),
+        )
+    except ValueError as err:
+        if "Target modules" in str(err):
+            raise UserError(f"--target-modules: {err}") from err
+        raise
+    kept = len(trainer.train_dataset)  # TRL drops rows whose response is cut off entirely
+    if kept == 0:
+        raise UserError(
+            f"every row's prompt fills --max-length {config.max_length} tokens, leaving no "
+            "response to train on: raise --max-length"
+        )
+    if kept < len(rows):
+        warnings.warn(
+            f"{len(rows) - kept} of {len(rows)} rows have no response token within "
+            f"--max-length {config.max_length} and are left out",
+            stacklevel=2,
+        )
+    return trainer
+
+
+def _save_adapter(trainer, out: Path) -> Path:
+    target, tmp = out / "adapter", out / ".adapter.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.model.save_pretrained(tmp)
+    trainer.processing_class.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def train(
+    config: TrainConfig,
+    out: Path | str,
+    resume: bool = False,
+    lm=None,
+    callbacks=(),
+    progress: bool = True,
+) -> TrainResult:
+    """Train a LoRA adapter on ``config.dataset`` into ``out`` (see the module docstring).
+
+    With ``resume`` a killed run continues from its last complete checkpoint; a finished one
+    is left as it is.
+    """
+    out = Path(out)
+    _check_start(out, config, resume)
+    if (out / "summary.json").is_file():
+        return TrainResult(out, out / "adapter", json.loads((out / "summary.json").read_text()))
+    started, wall = now(), time.perf_counter()
+    trainer = build_trainer(config, out, lm, callbacks, progress)
+    out.mkdir(parents=True, exist_ok=True)
+    write_yaml(out / CONFIG_NAME, config.model_dump())
+    if config.eval_file and not (out / "eval_before.json").is_file():
+        write_json(out / "eval_before.json", trainer.evaluate())
+    checkpoint = last_checkpoint(out / "checkpoints")
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    adapter = _save_adapter(trainer, out)
+    trainer.state.save_to_json(str(out / "trainer_state.json"))
+    summary = {
+        "global_step": trainer.state.global_step,
+        "train_rows": len(trainer.train_dataset),
+        "final_loss": _last(trainer.state.log_history, "loss"),
+        "mean_train_loss": result.training_loss,
+        "resumed_from_step": int(checkpoint.name.split("-")[-1]) if checkpoint else 0,
+        "wall_s_last_session": round(time.perf_counter() - wall, 2),
+    }
+    if config.eval_file:
+        before = json.loads((out / "eval_before.json").read_text())["eval_loss"]
+        summary.update(eval_loss_before=before, eval_loss_after=trainer.evaluate()["eval_loss"])
+    save_loss_curve(trainer.state.log_history, out / "loss.png", summary)
+    write_json(out / "summary.json", summary)
+    registry.record(out, "train", started, "finished", config.model_dump(), summary)
+    return TrainResult(out, adapter, summary)
+
+
+def _last(history: list[dict], key: str) -> float | None:
+    values = [entry[key] for entry in history if key in entry]
+    return values[-1] if values else None
