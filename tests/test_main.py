@@ -1,5 +1,5 @@
-"""``python -m thinkscope`` and ``python -m thinkscope.cli.app`` run the command like the script.
-(Each subprocess imports the whole CLI: about 15 s on a loaded 2-core machine.)"""
+"""``python -m thinkscope`` and ``python -m thinkscope.cli`` run the command like the script.
+"""
 
 import subprocess
 import sys
@@ -18,7 +18,7 @@ def test_python_dash_m_thinkscope_shows_the_commands():
 
 
 def test_python_dash_m_thinkscope_cli_turns_a_user_error_into_one_line_and_exit_2(tmp_path):
-    done = _run("thinkscope.cli.app", "generate", "--out", str(tmp_path / "x"), "--field", "nope")
+    done = _run("thinkscope.cli", "generate", "--out", str(tmp_path / "x"), "--field", "nope")
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [
         "error: --field takes question=KEY, answer=KEY or id=KEY, got 'nope'"

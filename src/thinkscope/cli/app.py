@@ -11,9 +11,8 @@ import sys
 from dataclasses import dataclass, field
 from importlib import import_module
 
-import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from thinkscope.core.errors import UserError
 
@@ -91,7 +90,7 @@ COMMANDS: dict[str, Entry] = {
 }
 
 
-def load(name: str, entry: Entry) -> click.Command:
+def load(name: str, entry: Entry) -> TyperCommand | TyperGroup:
     """The Click command behind ``entry``, imported now."""
     module, _, attribute = entry.target.partition(":")
     target = getattr(import_module(module), attribute)
@@ -106,22 +105,19 @@ def load(name: str, entry: Entry) -> click.Command:
 
 
 class LazyGroup(TyperGroup):
-    """A group whose commands come from :data:`COMMANDS`: listed from the table, imported only
-    when one is run (or its own help is asked for)."""
+    """A group whose commands come from :data:`COMMANDS`: listed (and typos matched) from the
+    table's stand-ins, imported only when one is run or its own help is asked for."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(COMMANDS)
+    def __init__(self, **attrs) -> None:
+        super().__init__(**attrs)
+        self.commands = {
+            name: TyperCommand(name, help=entry.help, short_help=entry.help)
+            for name, entry in COMMANDS.items()
+        }
 
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        entry = COMMANDS.get(name)
-        if entry is None:
-            return None
-        return click.Command(name, help=entry.help, short_help=entry.help)
-
-    def resolve_command(self, ctx: click.Context, args: list[str]):
-        name = args[0] if args else None
-        if name in COMMANDS:
-            return name, load(name, COMMANDS[name]), args[1:]
+    def resolve_command(self, ctx, args: list[str]):
+        if args and args[0] in COMMANDS:
+            return args[0], load(args[0], COMMANDS[args[0]]), args[1:]
         return super().resolve_command(ctx, args)
 
 
