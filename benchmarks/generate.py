@@ -68,8 +68,8 @@ def sampler_at(commit: str):
 
 def hf(lm, ids: list[list[int]], max_new: int) -> int:
     pad, width = lm.tokenizer.pad_token_id, max(len(p) for p in ids)
-    batch = torch.tensor([[pad] * (width - len(p)) + p for p in ids])
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in ids])
+    batch = torch.tensor([[pad] * (width - len(p)) + p for p in ids], device=lm.device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in ids], device=lm.device)
     out = lm.model.generate(
         input_ids=batch,
         attention_mask=mask,

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import ctypes
+import dataclasses
 import json
 import math
 import os
@@ -39,6 +41,7 @@ from thinkscope.lens import kernel, lens_profile, sampled_states, settle
 from thinkscope.lens.blocks import memory_budget, plan_blocks
 from thinkscope.metrics import settling_depth
 from thinkscope.models import load_model
+from thinkscope.models.adapter import apply_head
 
 PROMPT = "Write a long, detailed story about a lighthouse keeper who learns mathematics."
 DEVICE = torch.device("cpu")
@@ -98,14 +101,31 @@ def completion(lm, tokens: int) -> tuple[list[int], list[int]]:
     return prompt, sampler.completions[0].token_ids
 
 
+def head_in(lm, dtype: torch.dtype):
+    """The model's own head (final norm, unembedding, logit post-processing) computed in
+    ``dtype``: a float64 reference of a bf16 model must not round its logits to bf16 first."""
+    if dtype == lm.dtype:
+        return lm.head
+    anatomy = dataclasses.replace(
+        lm.anatomy,
+        final_norm=copy.deepcopy(lm.anatomy.final_norm).to(dtype)
+        if lm.anatomy.final_norm
+        else None,
+        unembed=copy.deepcopy(lm.anatomy.unembed).to(dtype),
+    )
+    return lambda hidden: apply_head(anatomy, hidden.to(dtype))
+
+
 @torch.no_grad()
 def plain_loop(lm, states, dtype=torch.float32) -> torch.Tensor:
-    """(a): per layer, full ``[T, V]`` tensors: log-softmax, probabilities, mixture, JSD."""
-    lp_final = torch.log_softmax(lm.head(states[-1]).to(dtype), -1)
+    """(a): per layer, full ``[T, V]`` tensors: log-softmax, probabilities, mixture, JSD, with
+    the head itself in ``dtype``."""
+    head = head_in(lm, dtype)
+    lp_final = torch.log_softmax(head(states[-1]).to(dtype), -1)
     p_final = lp_final.exp()
     out = []
     for layer in range(lm.n_layers):
-        lq = torch.log_softmax(lm.head(states[layer]).to(dtype), -1)
+        lq = torch.log_softmax(head(states[layer]).to(dtype), -1)
         q = lq.exp()
         log_m = torch.log(0.5 * (p_final + q))
         out.append(0.5 * (p_final * (lp_final - log_m)).sum(-1) + 0.5 * (q * (lq - log_m)).sum(-1))

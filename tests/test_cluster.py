@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from thinkscope.cluster import Cluster, from_options
+from thinkscope.cluster import Cluster, ClusterSpec
 from thinkscope.core.atomic import write_text
 from thinkscope.core.errors import UserError
 from thinkscope.generation.pipeline import GenerateConfig, generate_run
@@ -29,12 +29,61 @@ def local_ray():
 
 
 def test_options_pick_one_process_or_a_cluster():
-    assert from_options(None, 1) is None
-    assert from_options("local", 1) == Cluster(workers=1, address=None)
-    assert from_options(None, 3) == Cluster(workers=3, address=None)
-    assert from_options("ray://head:10001", 2).address == "ray://head:10001"
-    with pytest.raises(UserError, match="--workers"):
-        from_options(None, 0)
+    assert ClusterSpec().cluster() is None
+    assert ClusterSpec(ray=True).cluster() == Cluster(workers=1, address=None)
+    assert ClusterSpec(workers=3).cluster() == Cluster(workers=3, address=None)
+    assert ClusterSpec(ray_address="ray://head:10001", workers=2).cluster() == Cluster(
+        workers=2, address="ray://head:10001"
+    )
+    with pytest.raises(UserError, match="^--workers: "):
+        ClusterSpec.parse(workers=0)
+
+
+STAGES = {  # command: (library function it hands the cluster to, its positional arguments)
+    "generate": ("thinkscope.generation.pipeline.generate_run", []),
+    "think-at-n": ("thinkscope.select.experiment.run_selection", []),
+    "score": ("thinkscope.scoring.stage.score_run", ["RUN"]),
+}
+
+
+@pytest.mark.parametrize("command", sorted(STAGES))
+@pytest.mark.parametrize(
+    ("options", "cluster"),
+    [
+        (["--ray", "--workers", "2"], Cluster(workers=2)),
+        (["--workers", "2", "--ray"], Cluster(workers=2)),
+        (["--ray"], Cluster(workers=1)),
+        (["--ray-address", "ray://head:10001"], Cluster(workers=1, address="ray://head:10001")),
+        ([], None),
+    ],
+)
+def test_cluster_options_take_no_optional_value(command, options, cluster, monkeypatch, tmp_path):
+    """``--ray`` is a flag: the option after it stays an option (it used to be its address)."""
+    import importlib
+    from types import SimpleNamespace
+
+    from click.testing import CliRunner
+
+    from thinkscope.cli.app import COMMANDS, load
+
+    seen = {}
+
+    def stage(*args, cluster=None, **kwargs):
+        seen["cluster"] = cluster
+        raise SystemExit(3)
+
+    target, positional = STAGES[command]
+    module, _, name = target.rpartition(".")
+    monkeypatch.setattr(importlib.import_module(module), name, stage)
+    if command == "score":  # the run folder and model the command opens before scoring
+        run = SimpleNamespace(path=tmp_path, config={})
+        monkeypatch.setattr("thinkscope.runs.folder.Run.open", lambda path: run)
+        monkeypatch.setattr("thinkscope.models.load_model", lambda *a, **k: None)
+    out = [] if command == "score" else ["--out", str(tmp_path / "out")]
+    args = [*positional, *options, *out]
+    result = CliRunner().invoke(load(command, COMMANDS[command]), args)
+    assert result.exit_code == 3, result.output
+    assert seen == {"cluster": cluster}
 
 
 def test_two_workers_give_the_single_process_samples_and_scores(
@@ -103,33 +152,32 @@ def test_generate_and_score_workers_load_with_the_loading_options(
     import thinkscope.generation.pipeline as pipeline
     import thinkscope.models
     from thinkscope.metrics import parse_metrics
-    from thinkscope.models.loading import Loading
+    from thinkscope.models.spec import ModelSpec
     from thinkscope.scoring.ray import _score_worker
 
-    loading = Loading(dtype="bfloat16", attn_implementation="eager")
     seen, real = [], thinkscope.models.load_model
     monkeypatch.setattr(
         thinkscope.models,
         "load_model",
-        lambda spec, **options: seen.append(options) or real(spec, **options),
+        lambda spec, **options: seen.append(ModelSpec.of(spec, **options)) or real(spec, **options),
     )
     config = GenerateConfig(
         model=str(tiny_model_dir), task=GYM, questions=2, n=2, max_new_tokens=3, backend="hf"
     )
     generated = generate_run(config, tmp_path / "run", show_progress=False)
     seen.clear()
-    work = pipeline._unit_worker(config, tmp_path / "again", None, loading)
+    loading = {"dtype": "bfloat16", "attn_implementation": "eager"}
+    work = pipeline._unit_worker(config.model_copy(update=loading), tmp_path / "again", None)
     (tmp_path / "again").mkdir()
     assert work("00000")["samples"] == 4
-    assert seen == [{"dtype": "bfloat16", "attn_implementation": "eager"}]
+    assert [(s.dtype, s.attn_implementation) for s in seen] == [("bfloat16", "eager")]
     seen.clear()
     _score_worker(
-        str(tiny_model_dir),
-        loading,
+        ModelSpec(model=str(tiny_model_dir), **loading),
         generated.traces_path,
         parse_metrics("length"),
         [[0]],
         None,
         tmp_path / "shards",
     )("0")
-    assert seen == [{"dtype": "bfloat16", "attn_implementation": "eager"}]
+    assert [(s.dtype, s.attn_implementation) for s in seen] == [("bfloat16", "eager")]

@@ -1,8 +1,7 @@
-"""Base versus tuned: pass@k, McNemar, wins, and the whole loop on a tiny random llama."""
+"""Base versus tuned: McNemar, wins, and the whole loop on a tiny random llama."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 
@@ -17,22 +16,11 @@ from thinkscope.experiments.compare import (
     CompareConfig,
     compare_models,
     mcnemar_paired,
-    pass_at_k,
     per_question,
 )
 from thinkscope.experiments.compare.core import resolve_model
-
-
-@pytest.mark.parametrize("n", [1, 2, 5, 7])
-def test_pass_at_k_is_the_subset_probability(n):
-    for c in range(n + 1):
-        outcomes = [True] * c + [False] * (n - c)
-        for k in range(1, n + 1):
-            subsets = list(itertools.combinations(outcomes, k))
-            want = sum(any(s) for s in subsets) / len(subsets)  # draw k of n without replacement
-            assert pass_at_k(n, c, k) == pytest.approx(want, abs=1e-12)
-    with pytest.raises(UserError):
-        pass_at_k(3, 4, 1)
+from thinkscope.runs.folder import Run
+from tiny import tiny_model, tiny_tokenizer
 
 
 def _series(values):
@@ -92,9 +80,10 @@ def test_compare_a_model_with_itself_is_all_ties(tiny_model_dir, tmp_path):
     assert set(result.questions["winner"]) == {"tie"}
     assert result.mcnemar.base_only == result.mcnemar.tuned_only == 0
     row = result.summary.set_index("model").loc["base"]
-    assert row["accuracy"] == pytest.approx(base["correct"].mean())
+    assert row["mean_sample_accuracy"] == pytest.approx(base["correct"].mean())
     assert row["dtr"] == pytest.approx(base["dtr"].mean()) and not math.isnan(row["dtr"])
-    assert {"pass@1", "pass@2", "greedy_accuracy", "mean_tokens", "token-conf"} <= set(row.index)
+    assert {"pass@2", "greedy_accuracy", "mean_tokens", "token-conf"} <= set(row.index)
+    assert "pass@1" not in row.index  # it is the mean sample accuracy
     saved = json.loads((tmp_path / "cmp/compare.json").read_text())
     assert saved["wins"] == {"tuned": 0, "base": 0, "tie": 3}
     assert "McNemar" in (tmp_path / "cmp/report.html").read_text()
@@ -108,6 +97,48 @@ def test_compare_a_model_with_itself_is_all_ties(tiny_model_dir, tmp_path):
     assert again.summary.equals(result.summary)  # a rerun reuses the finished runs
     with pytest.raises(UserError, match="config differs in n"):
         compare_models(_config(tiny_model_dir, tiny_model_dir, n=3), tmp_path / "cmp", False)
+
+
+def test_compare_two_models_against_hand_counts(tiny_model_dir, tmp_path):
+    """Two different tiny models (seeds 0 and 1): their completions differ; then correctness
+    set by hand in the four finished runs, and a rerun (which reuses the runs) compared with
+    per-question means, winners and McNemar counted here. Fails if base and tuned are swapped
+    anywhere, if a question's mean mixes in another question's samples, or if McNemar reads the
+    sampled runs instead of the greedy ones."""
+    other = tmp_path / "seed1"
+    tiny_model("llama", seed=1).save_pretrained(other)
+    tiny_tokenizer().save_pretrained(other)
+    config = _config(tiny_model_dir, other, questions=6, n=2)
+    compare_models(config, tmp_path / "cmp", False)
+    runs = tmp_path / "cmp" / "runs"
+    frames = {name: Run.open(runs / name).traces() for name in ("base", "tuned")}
+    assert list(frames["base"]["sample_seed"]) == list(frames["tuned"]["sample_seed"])
+    assert list(frames["base"]["completion"]) != list(frames["tuned"]["completion"])
+    sampled = {  # 6 questions x 2 samples
+        "base": [1, 1, 1, 0, 0, 0, 1, 0, 0, 0, 1, 1],
+        "tuned": [1, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1],
+    }
+    greedy = {"base": [1, 0, 0, 1, 0, 0], "tuned": [1, 1, 1, 0, 1, 0]}
+    for name in ("base", "tuned"):
+        for folder, correct in ((name, sampled[name]), (f"{name}-greedy", greedy[name])):
+            run = Run.open(runs / folder)
+            traces = run.traces()
+            traces["correct"] = np.array(correct, bool)
+            run.write_traces(traces)
+    result = compare_models(config, tmp_path / "cmp", False)
+    table = result.questions.set_index("problem_id")
+    ids = list(frames["base"]["problem_id"][::2])
+    means = {k: np.array(v, float).reshape(6, 2).mean(1) for k, v in sampled.items()}
+    assert table.loc[ids, "base"].tolist() == means["base"].tolist()  # 1, .5, 0, .5, 0, 1
+    assert table.loc[ids, "tuned"].tolist() == means["tuned"].tolist()  # .5, 1, 1, 0, 0, 1
+    assert table.loc[ids, "winner"].tolist() == ["base", "tuned", "tuned", "base", "tie", "tie"]
+    test = result.mcnemar  # greedy pairs: both 1, base only 1, tuned only 3, neither 1
+    assert (test.both, test.base_only, test.tuned_only, test.neither) == (1, 1, 3, 1)
+    assert test.exact and test.pvalue == pytest.approx(2 * (1 + 4) / 2**4)  # 2 P(X <= 1)
+    summary = result.summary.set_index("model")["mean_sample_accuracy"]
+    assert summary.tolist() == [6 / 12, 7 / 12]
+    saved = json.loads((tmp_path / "cmp/compare.json").read_text())
+    assert saved["wins"] == {"tuned": 2, "base": 2, "tie": 2}
 
 
 def test_unmerged_train_folder_is_refused(tmp_path):

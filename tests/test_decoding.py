@@ -117,7 +117,11 @@ def test_the_knobs_really_cut_on_these_inputs():
         if list(knobs) == ["edt_var"]:
             continue  # EDT only scales; test_edt_is_not_clamped_to_t0_for_n_below_one
         kept = decode_step(logits, DecodingConfig(**knobs)).kept
-        assert (kept < 500).any() and (kept > 1).any() or knobs.get("greedy_threshold"), knobs
+        assert (kept < 500).any() and (kept > 1).any(), knobs
+        if "greedy_threshold" in knobs:  # rows on both sides of the threshold; below it, greedy
+            t = knobs.get("temperature", 1.0)
+            below = (logits.double() / t).softmax(-1).max(-1).values < knobs["greedy_threshold"]
+            assert 0 < int(below.sum()) < len(below) and (kept[below] == 1).all(), knobs
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])

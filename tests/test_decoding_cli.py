@@ -24,7 +24,7 @@ def _main(monkeypatch, *args) -> int:
     ("options", "message"),
     [
         (["--dynamic-top-k", "1,1,2"], "--dynamic-top-k: needs 10 integers"),
-        (["--dynamic-top-k", "1,x"], "--dynamic-top-k takes comma-separated ints"),
+        (["--dynamic-top-k", "1,x"], "--dynamic-top-k: takes comma-separated ints"),
         (["--confidence-bin-only", "11"], "--confidence-bin-only: Input should be less"),
         (["--confidence-bin-only", "0"], "--confidence-bin-only: Input should be greater"),
         (["--edt-var", "0,1,1"], "--edt-var: needs N > 0"),

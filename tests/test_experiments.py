@@ -6,6 +6,7 @@ from scored_run import VOCAB, VocabTokenizer, make_scored_run
 from thinkscope.core.errors import UserError
 from thinkscope.experiments import EXPERIMENTS, Experiment, ExperimentConfig
 from thinkscope.experiments.tokens import token_category
+from thinkscope.models.spec import ModelSpec
 from thinkscope.runs.folder import Run
 
 GYM = "gym:basic_arithmetic?min_terms=2&max_terms=2&min_digits=1&max_digits=1"
@@ -14,10 +15,10 @@ GYM = "gym:basic_arithmetic?min_terms=2&max_terms=2&min_digits=1&max_digits=1"
 def _config(tiny_model_dir, out, **overrides):
     values = dict(
         out=out,
-        model=str(tiny_model_dir),
+        model_spec=ModelSpec(model=str(tiny_model_dir)),
         task=GYM,
         questions=2,
-        samples_per_question=5,
+        n=5,
         max_new_tokens=6,
         temperature=1.0,
     )
@@ -53,9 +54,15 @@ def test_threshold_sweep_agrees_with_the_scorer_at_its_own_threshold(tiny_model_
     assert table.loc[0.5, "mean_dtr"] == pytest.approx(np.nanmean(scored["dtr"]), abs=1e-12)
 
 
-def test_temperature_sweep_reuses_finished_runs(tiny_model_dir, lm, tmp_path):
-    config = _config(tiny_model_dir, tmp_path / "temp")
+def test_temperature_sweep_runs_its_grid_and_reuses_finished_runs(tiny_model_dir, lm, tmp_path):
+    config = _config(tiny_model_dir, tmp_path / "temp", temperatures=(0.0, 1.3))
     first = EXPERIMENTS["temperature-sweep"](Experiment("temperature-sweep", config, lm=lm))
+    assert list(first["temperature"]) == [0.0, 1.3]  # the grid, not the default 0 / 0.4 / 0.8
+    assert sorted(p.name for p in (config.out / "runs").iterdir()) == [
+        "temperature-0.0",
+        "temperature-1.3",
+    ]
+    assert Run.open(config.out / "runs" / "temperature-1.3").config["temperature"] == 1.3
     (config.out / "results.csv").unlink()
     again = EXPERIMENTS["temperature-sweep"](Experiment("temperature-sweep", config, lm=lm))
     pd.testing.assert_frame_equal(first, again)
@@ -199,6 +206,129 @@ def test_cli_runs_an_experiment_on_a_reused_run(fake_run, tmp_path):
     result = CliRunner().invoke(
         app, ["experiment", "cot-vs-direct", "--run", str(fake_run), "--out", str(tmp_path / "cot")]
     )
-    assert isinstance(result.exception, UserError) and "does not take --run" in str(
-        result.exception
+    assert result.exit_code == 2 and "No such option: --run" in result.output  # not offered
+
+
+def test_threshold_sweep_runs_its_grid(fake_run, tmp_path):
+    exp = _fake_experiment("threshold-sweep", fake_run, tmp_path, thresholds=(0.65, 0.15))
+    table = EXPERIMENTS["threshold-sweep"](exp)
+    assert list(table["g"]) == [0.65, 0.15]
+    profiles = plain_profiles(fake_run)
+    for g, depth in zip(table["g"], table["mean_settling_depth"], strict=True):
+        flat = [plain_depth(row, g) for profile in profiles for row in profile]
+        assert depth == pytest.approx(np.mean(flat))
+    assert table["mean_settling_depth"].iloc[0] < table["mean_settling_depth"].iloc[1]
+
+
+def _names(frame):
+    return (frame["problem_id"] + ":" + frame["sample_idx"].astype(str)).tolist()
+
+
+def test_jsd_diagnostic_plots_the_chosen_traces_and_records_them(fake_run, tmp_path):
+    chosen = ("demo-003:2", "demo-000:1", "demo-004:0")
+    exp = _fake_experiment("jsd-diagnostic", fake_run, tmp_path / "chosen", traces=chosen)
+    EXPERIMENTS["jsd-diagnostic"](exp)
+    plotted = pd.read_csv(exp.out / "plotted_traces.csv")
+    assert _names(plotted) == list(chosen)
+    traces = pd.read_parquet(fake_run / "traces.parquet").set_index(["problem_id", "sample_idx"])
+    for row in plotted.itertuples():
+        assert row.correct == traces.loc[(row.problem_id, row.sample_idx), "correct"]
+        assert row.n_tokens == traces.loc[(row.problem_id, row.sample_idx), "n_tokens"]
+
+    default = _fake_experiment("jsd-diagnostic", fake_run, tmp_path / "default")
+    EXPERIMENTS["jsd-diagnostic"](default)
+    first = pd.read_csv(default.out / "plotted_traces.csv")
+    assert _names(first) == [
+        "demo-000:0",
+        "demo-000:1",
+        "demo-000:2",
+        "demo-000:3",
+    ]
+
+    missing = _fake_experiment("jsd-diagnostic", fake_run, tmp_path / "x", traces=("demo-009:0",))
+    with pytest.raises(UserError, match="^--traces: the run has no trace demo-009:0"):
+        EXPERIMENTS["jsd-diagnostic"](missing)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"thresholds": ()}, "^--g needs at least one value"),
+        ({"thresholds": (0.0, 0.5)}, "^--g values must be > 0"),
+        ({"thresholds": (0.5, 0.5)}, "^--g lists a value twice"),
+        ({"temperatures": (-0.1,)}, "^--temperatures values must be >= 0"),
+        ({"traces": ("demo-000",)}, "^--traces takes PROBLEM_ID:SAMPLE"),
+    ],
+)
+def test_bad_grids_are_one_line_errors(overrides, message, tmp_path):
+    with pytest.raises(UserError, match=message):
+        ExperimentConfig(out=tmp_path, **overrides)
+
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from thinkscope.cli.app import COMMANDS, load
+
+    return CliRunner().invoke(load("experiment", COMMANDS["experiment"]), list(map(str, args)))
+
+
+def test_cli_grids_reach_the_experiment(fake_run, tmp_path):
+    out = tmp_path / "grid"
+    result = _cli("threshold-sweep", "--run", fake_run, "--out", out, "--g", "0.25,0.6")
+    assert result.exit_code == 0, result.output
+    assert list(pd.read_csv(out / "results.csv")["g"]) == [0.25, 0.6]
+    out = tmp_path / "traces"
+    result = _cli("jsd-diagnostic", "--run", fake_run, "--out", out, "--traces", "demo-001:3")
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(out / "plotted_traces.csv")["problem_id"].tolist() == ["demo-001"]
+    result = _cli("threshold-sweep", "--run", fake_run, "--out", tmp_path / "bad", "--g", "0.2,x")
+    assert isinstance(result.exception, UserError)
+    assert str(result.exception) == "--g takes comma-separated numbers, got '0.2,x'"
+    assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize(
+    ("experiment", "option"),
+    [
+        ("temperature-sweep", "--temperature"),  # its grid is --temperatures
+        ("temperature-sweep", "--run"),
+        ("cot-vs-direct", "--prompt-style"),
+        ("cot-vs-direct", "--run"),
+        ("jsd-diagnostic", "--g"),
+        ("jsd-diagnostic", "--rho"),
+        ("threshold-sweep", "--traces"),
+        ("dtr-accuracy", "--temperatures"),
+    ],
+)
+def test_an_experiment_offers_only_the_options_it_uses(experiment, option, tmp_path):
+    result = _cli(experiment, "--out", tmp_path, option, "1")
+    assert result.exit_code == 2 and f"No such option: {option}" in result.output
+
+
+def test_cli_defaults_are_the_config_defaults():
+    """The CLI repeats ExperimentConfig's defaults (so --help imports no torch): they agree."""
+    from thinkscope.cli.experiment import EXPERIMENT_OPTIONS, GRIDS
+
+    defaults = {
+        name: info.get_default(call_default_factory=True)
+        for name, info in ExperimentConfig.model_fields.items()
+    }
+    for name, (_, options) in EXPERIMENT_OPTIONS.items():
+        for option, (_, default, _) in options.items():
+            field = GRIDS.get((name, option))
+            if field is not None:
+                assert tuple(map(float, default.split(","))) == defaults[field], (name, option)
+            elif option != "traces":
+                assert default == defaults[option], (name, option)
+
+
+@pytest.mark.parametrize("option", [["--questions", "3"], ["--model", "other"]])
+def test_a_reused_run_refuses_the_options_of_generated_ones(option, fake_run, tmp_path):
+    out = tmp_path / "x"
+    result = _cli("token-types", "--run", fake_run, "--out", out, *option)
+    assert isinstance(result.exception, UserError)
+    assert str(result.exception) == (
+        f"{option[0]} sets up generated runs; --run reuses one: drop {option[0]}"
     )
+    assert not out.exists()

@@ -5,7 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
+from typer.testing import CliRunner
 
+from thinkscope.cli.app import app
 from thinkscope.core.errors import UserError
 from thinkscope.interp import steer
 from thinkscope.interp.activations import batch_rows, collect, sequences_from_texts
@@ -13,7 +16,7 @@ from thinkscope.interp.cka import cka_matrix, cka_table, linear_cka, unbiased_hs
 from thinkscope.interp.directions import diff_in_means
 from thinkscope.interp.probes import probe_layers
 from thinkscope.interp.transplant import fit_map, transplant
-from tiny import tiny_lm
+from tiny import tiny_lm, tiny_model, tiny_tokenizer
 
 RNG = np.random.default_rng(0)
 
@@ -119,3 +122,75 @@ def test_transplanted_direction_steers_a_second_tiny_model():
     with steer(b, {2: moved.at(2, unit=False)}, alpha=1.0):
         steered = b.model(input_ids=ids).logits
     assert not torch.allclose(steered, b.model(input_ids=ids).logits, atol=1e-3)
+
+
+@torch.no_grad()
+def block_outputs_last_token(path, texts) -> np.ndarray:
+    """``[N, L, d]``: each block's output at each text's last token, from a float64 copy of the
+    model saved at ``path``, one unpadded text at a time, read with plain forward hooks."""
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float64).eval()
+    outs, rows = [], []
+
+    def keep(_module, _args, output):
+        outs.append(output[0] if isinstance(output, tuple) else output)
+
+    hooks = [block.register_forward_hook(keep) for block in model.model.layers]
+    try:
+        for text in texts:
+            outs.clear()
+            model(input_ids=torch.tensor([tiny_tokenizer()(text)["input_ids"]]))
+            rows.append(torch.stack([o[0, -1] for o in outs]).numpy())
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return np.array(rows)
+
+
+def test_cli_cka_of_two_models_matches_numpy_on_float64_activations(tiny_model_dir, tmp_path):
+    """``interp cka`` between two different tiny llamas (seeds 0 and 1) against numpy_cka of
+    float64 block outputs. Fails if the table is transposed (it is not symmetric here), a layer
+    is off by one, another token than the last is read, or padding leaks into a short text."""
+    other = tmp_path / "seed1"
+    tiny_model("llama", seed=1).save_pretrained(other)
+    tiny_tokenizer().save_pretrained(other)
+    texts = [
+        "What is 3 + 5?",
+        "Janet has 16 eggs and eats 3.",
+        "The answer is 8.",
+        "Question: A: B:",
+        "Calculate 12 - 7.",
+        "Think step by step",
+        "#### 42",
+        "<think> reasoning </think> <answer> 7 </answer>",
+    ]
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
+    out = tmp_path / "cka"
+    models = ["--model", str(tiny_model_dir), "--model-b", str(other)]
+    args = ["interp", "cka", *models, "--texts", str(tmp_path / "texts.txt"), "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    got = pd.read_csv(out / "cka.csv", index_col="layer_a").to_numpy()
+    ref = {
+        tag: block_outputs_last_token(p, texts) for tag, p in (("a", tiny_model_dir), ("b", other))
+    }
+    n, n_layers, d = ref["a"].shape
+    rho = {}  # relative error of the centred fp32 rows the command wrote
+    for tag, want in ref.items():
+        rows = np.load(out / f"rows_{tag}.npy").astype(np.float64)
+        x, y = rows - rows.mean(0), want - want.mean(0)  # [N, L, d], centred over the inputs
+        rho[tag] = max(
+            np.linalg.norm(x[:, i] - y[:, i]) / np.linalg.norm(y[:, i]) for i in range(n_layers)
+        )
+        # fp32 forward bound: per block a few (<= 4) chained length-d reductions, gamma_d ~ d*u
+        assert rho[tag] <= n_layers * 4 * d * 2**-24, (tag, rho[tag])
+    want = np.array(
+        [
+            [numpy_cka(ref["a"][:, i], ref["b"][:, j]) for j in range(n_layers)]
+            for i in range(n_layers)
+        ]
+    )
+    # CKA is the cosine of the centred Grams K = XX^T: |dCKA| <= |dK|/|K| + |dL|/|L|, and
+    # |dK|/|K| <= 2 sqrt(n) rho (|XX^T|_F >= |X|_F^2 / sqrt(n)); the csv keeps 6 decimals
+    tol = 2 * np.sqrt(n) * (rho["a"] + rho["b"]) + 5e-7
+    assert np.abs(got - want).max() <= tol, (got, want)
+    assert np.abs(want - want.T).max() > 100 * tol  # a transposed table would fail

@@ -14,6 +14,7 @@ from thinkscope.core.errors import UserError
 from thinkscope.experiments.interp.pipeline import InterpConfig, correctness_probes, run_interp
 from thinkscope.experiments.interp.presets import PRESETS, parse_preset
 from thinkscope.interp.directions import Directions
+from thinkscope.models.spec import ModelSpec
 from tiny import tiny_lm
 
 runner = CliRunner()
@@ -45,7 +46,7 @@ def test_run_pipeline_with_two_tiny_models(tiny_model_dir, tmp_path):
     config = InterpConfig(
         out=tmp_path / "out",
         preset=preset,
-        model=str(tiny_model_dir),
+        model_spec=ModelSpec(model=str(tiny_model_dir)),
         model_b=str(tiny_model_dir),
         batch_size=4,
     )
@@ -67,6 +68,9 @@ def test_run_pipeline_with_two_tiny_models(tiny_model_dir, tmp_path):
     assert [row["alpha"] for row in sweep[:3]] == [-2.0, 0.0, 2.0]
     assert sweep[-1]["intervention"] == "ablate"
     assert all(row["n"] == 3 and 0 <= row["dtr"] <= 1 for row in sweep)
+    saved = pd.read_csv(out / "sweep.csv")  # the file holds the summary's sweep, row for row
+    assert saved[["alpha", "dtr"]].equals(pd.DataFrame(sweep)[["alpha", "dtr"]])
+    assert len(pd.read_parquet(out / "traces.parquet")) == 4 * 2  # questions x samples
     cross = json.loads((out / "cross_model.json").read_text())
     assert np.allclose(cross["cka_diagonal"], 1.0)  # a model against itself
     assert np.allclose(cross["transplant_cosine"], 1.0, atol=0.02)

@@ -108,7 +108,8 @@ def test_the_probe_command_groups_by_the_runs_problem_ids(tiny_model_dir, tmp_pa
         result = CliRunner().invoke(app, run)
         if name == "four":
             assert result.exit_code == 0, result.output
-            assert (tmp_path / "four-out" / "probes.csv").is_file()
+            probes = pd.read_csv(tmp_path / "four-out" / "probes.csv")
+            assert probes["layer"].tolist() == [1] and probes["n"].tolist() == [8]
         else:
             assert isinstance(result.exception, UserError)
             assert "1 problems are fewer than the 2 CV folds" in str(result.exception)

@@ -93,19 +93,19 @@ def test_last_layer_is_the_models_own_distribution(family):
     assert torch.all(prof.jsd[:, -1] == 0) and torch.all(prof.kl[:, -1] == 0)
     if lm.anatomy.softcap is None:  # soft-capped logits cannot get this confident
         assert prof.final.entropy.min() < 0.69  # confident tokens, where a wrong D_L would show
-    torch.testing.assert_close(
-        prof.final.token_logprob.double(),
-        final.gather(1, targets[:, None]).squeeze(1),
-        atol=1e-5,
-        rtol=0,
-    )
-    torch.testing.assert_close(
-        prof.final.entropy.double(), -(final.exp() * final).sum(-1), atol=1e-5, rtol=0
-    )
-    torch.testing.assert_close(prof.final.mean_logprob.double(), final.mean(-1), atol=1e-5, rtol=0)
-    torch.testing.assert_close(
-        prof.final.top_logprobs.double(), final.topk(20).values, atol=1e-5, rtol=0
-    )
+    # fp32 log p = z - lse: z - max, the log-sum-exp and the difference each round at <= u S
+    # (S: the row's largest |log p|, up to ~80 here), and the head's logits themselves at a few
+    # u S more; entropy and mean are averages of such terms. Measured: <= 4.4 u S.
+    bound = 16 * 2**-24 * final.abs().amax(-1)
+    pairs = [
+        (prof.final.token_logprob, final.gather(1, targets[:, None]).squeeze(1)),
+        (prof.final.entropy, -(final.exp() * final).sum(-1)),
+        (prof.final.mean_logprob, final.mean(-1)),
+        (prof.final.top_logprobs, final.topk(20).values),
+    ]
+    for got, want in pairs:
+        err = (got.double() - want).abs()
+        assert torch.all(err.reshape(len(bound), -1) <= bound[:, None]), (err, bound)
 
 
 def test_batching_is_padding_safe():

@@ -4,9 +4,12 @@ import json
 
 import pytest
 import torch
-from lm_eval import simple_evaluate
-from lm_eval.api.instance import Instance
-from lm_eval.tasks import TaskManager
+
+pytest.importorskip("lm_eval")  # the `eval` extra
+
+from lm_eval import simple_evaluate  # noqa: E402
+from lm_eval.api.instance import Instance  # noqa: E402
+from lm_eval.tasks import TaskManager  # noqa: E402
 
 from thinkscope.core.errors import UserError
 from thinkscope.decoding import DecodingConfig

@@ -1,4 +1,5 @@
-"""load_model's loading options, LM.device under accelerate dispatch, the CLI option block."""
+"""load_model's loading options (ModelSpec), LM.device under accelerate dispatch, the CLI's
+model options."""
 
 import pickle
 
@@ -7,10 +8,10 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from thinkscope.cli.loading import loading_options
+from thinkscope.cli.loading import model_options, model_overrides
 from thinkscope.core.errors import UserError
 from thinkscope.models import load_model
-from thinkscope.models.loading import Loading
+from thinkscope.models.spec import ModelSpec
 from tiny import tiny_lm
 
 
@@ -31,7 +32,7 @@ def test_device_map_loads_through_accelerate(tiny_model_dir):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"dtype": "float8"}, "dtype must be auto or one of"),
+        ({"dtype": "float8"}, "--dtype: dtype must be one of auto, float32"),
         ({"device": "cpu", "device_map": "auto"}, "not both"),
         ({"attn_implementation": "no-such-attention"}, "cannot load model"),
     ],
@@ -53,80 +54,80 @@ def test_device_is_where_inputs_go_when_weights_are_offloaded():
     assert lm.model(input_ids=ids).logits.shape == (1, 3, lm.vocab_size)
 
 
-def test_option_block_reaches_the_command():
+def test_model_options_reach_the_command():
     app, seen = typer.Typer(), {}
 
     @app.command()
-    @loading_options
-    def load(spec: str, loading: Loading | None = None) -> None:
-        seen.update(spec=spec, loading=loading)
+    @model_options
+    def load(model_spec: ModelSpec | None = None) -> None:
+        seen.update(spec=model_spec)
 
     @app.command()
-    @loading_options
-    def other(device: str = typer.Option("cpu"), loading: Loading | None = None) -> None:
-        seen.update(own_device=device, loading=loading)
+    @model_overrides
+    def again(model_overrides: dict | None = None) -> None:
+        seen.update(overrides=model_overrides)
 
-    args = ["load", "m", "--dtype", "bfloat16", "--device-map", "auto", "--revision", "v2"]
-    args += ["--attn-implementation", "sdpa", "--trust-remote-code"]
+    args = ["load", "--model", "m", "--dtype", "bf16", "--device-map", "auto"]
+    args += ["--revision", "v2", "--attn-implementation", "sdpa", "--trust-remote-code"]
     assert CliRunner().invoke(app, args).exit_code == 0
-    assert seen == {
-        "spec": "m",
-        "loading": Loading(
-            dtype="bfloat16",
-            device_map="auto",
-            attn_implementation="sdpa",
-            revision="v2",
-            trust_remote_code=True,
-        ),
-    }
-    # one object that unpacks into load_model's keywords: the options that were set
-    assert dict(**seen["loading"]) == {
-        "dtype": "bfloat16",
-        "device_map": "auto",
-        "attn_implementation": "sdpa",
-        "revision": "v2",
-        "trust_remote_code": True,
-    }
-    assert CliRunner().invoke(app, ["other", "--device", "cuda"]).exit_code == 0
-    assert seen["own_device"] == "cuda" and "device" not in seen["loading"]  # its own wins
-    assert dict(seen["loading"]) == {"dtype": "auto"}
+    assert seen["spec"] == ModelSpec(
+        model="m",
+        dtype="bfloat16",  # an alias, stored by its canonical name
+        device_map="auto",
+        attn_implementation="sdpa",
+        revision="v2",
+        trust_remote_code=True,
+    )
+    assert "--weights" not in CliRunner().invoke(app, ["load", "--help"]).output  # recorded only
+    bad = CliRunner().invoke(app, ["load", "--dtype", "float8"])
+    assert bad.exit_code != 0 and "--dtype: dtype must be one of" in str(bad.exception)
+    assert CliRunner().invoke(app, ["again", "--dtype", "float32"]).exit_code == 0
+    assert seen["overrides"] == {"dtype": "float32"}  # what is not given stays the run's
+    assert CliRunner().invoke(app, ["again"]).exit_code == 0 and seen["overrides"] == {}
 
 
-def test_loading_unpacks_into_load_model_and_survives_pickling(tiny_model_dir):
-    loading = Loading(dtype="bfloat16", attn_implementation="eager")
-    lm = load_model(str(tiny_model_dir), **pickle.loads(pickle.dumps(loading)))
+def test_a_spec_loads_the_model_and_survives_pickling(tiny_model_dir):
+    spec = ModelSpec(model=str(tiny_model_dir), dtype="bfloat16", attn_implementation="eager")
+    lm = load_model(pickle.loads(pickle.dumps(spec)))
     assert lm.dtype == torch.bfloat16 and lm.model.config._attn_implementation == "eager"
-    assert Loading.of({"dtype": "bfloat16", "attn_implementation": "eager"}) == loading
-    assert Loading.of(None) == Loading() and not Loading() and Loading.of(loading) is loading
-    with pytest.raises(TypeError, match="unknown loading options: dytpe"):
-        Loading.of({"dytpe": "bfloat16"})
+    assert lm.spec.dtype == "bfloat16" and lm.spec.weights.startswith("sha256:")
+    again = load_model(str(tiny_model_dir), dtype=torch.bfloat16, attn_implementation="eager")
+    assert again.spec == lm.spec  # keywords (a torch dtype too) make the same spec
+    assert load_model(str(tiny_model_dir)).spec.dtype == "float32"  # auto, resolved on CPU
+    assert ModelSpec.of(str(tiny_model_dir), dtype="bfloat16").loading()["dtype"] == "bfloat16"
+    with pytest.raises(UserError, match="dytpe"):
+        ModelSpec.of(spec, dytpe="bfloat16")
 
 
 def test_vllm_engine_arguments_of_the_loading_options():
-    loading = Loading(
+    spec = ModelSpec(
         dtype="bfloat16",
         revision="abc123",
         trust_remote_code=True,
         attn_implementation="flash_attention_2",
     )
-    assert loading.vllm_args() == {
+    assert spec.vllm_args() == {
         "dtype": "bfloat16",
         "revision": "abc123",
         "tokenizer_revision": "abc123",
         "trust_remote_code": True,
         "attention_backend": "FLASH_ATTN",
     }
-    assert Loading().vllm_args() == {"dtype": "auto", "trust_remote_code": False}
-    assert "attention_backend" not in Loading(attn_implementation="sdpa").vllm_args()
-    assert Loading(device="cuda", device_map="auto").vllm_args()["dtype"] == "auto"
-    for placed in (Loading(device="cpu"), Loading(device="cuda:1"), Loading(device_map="cpu")):
+    assert ModelSpec().vllm_args() == {"dtype": "auto", "trust_remote_code": False}
+    assert "attention_backend" not in ModelSpec(attn_implementation="sdpa").vllm_args()
+    assert ModelSpec(device="cuda", device_map="auto").vllm_args()["dtype"] == "auto"
+    for placed in (
+        ModelSpec(device="cpu"),
+        ModelSpec(device="cuda:1"),
+        ModelSpec(device_map="cpu"),
+    ):
         with pytest.raises(UserError, match="CUDA_VISIBLE_DEVICES"):
             placed.vllm_args()
 
 
 def test_the_tokenizer_follows_revision_and_trust_remote_code(tiny_model_dir, monkeypatch):
-    """``load_tokenizer(spec, **loading)`` loads the tokenizer of the revision the weights come
-    from (and may run its remote code), ignoring the options that only concern the weights."""
+    """``load_tokenizer(spec)`` loads the tokenizer of the revision the weights come from (and
+    may run its remote code), ignoring the options that only concern the weights."""
     import transformers
 
     from thinkscope.models import load_tokenizer
@@ -137,8 +138,14 @@ def test_the_tokenizer_follows_revision_and_trust_remote_code(tiny_model_dir, mo
         "from_pretrained",
         lambda source, **options: calls.append(options) or "tokenizer",
     )
-    loading = Loading(dtype="bfloat16", device="cpu", revision="v2", trust_remote_code=True)
-    assert load_tokenizer(str(tiny_model_dir), **loading) == "tokenizer"
+    spec = ModelSpec(
+        model=str(tiny_model_dir),
+        dtype="bfloat16",
+        device="cpu",
+        revision="v2",
+        trust_remote_code=True,
+    )
+    assert load_tokenizer(spec) == "tokenizer"
     assert calls[0]["revision"] == "v2" and calls[0]["trust_remote_code"] is True
     assert "dtype" not in calls[0] and "device" not in calls[0]
     load_tokenizer(str(tiny_model_dir))

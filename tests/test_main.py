@@ -1,5 +1,4 @@
-"""``python -m thinkscope`` and ``python -m thinkscope.cli`` run the command like the script.
-"""
+"""``python -m thinkscope`` and ``python -m thinkscope.cli`` run the command like the script."""
 
 import subprocess
 import sys
@@ -21,6 +20,6 @@ def test_python_dash_m_thinkscope_cli_turns_a_user_error_into_one_line_and_exit_
     done = _run("thinkscope.cli", "generate", "--out", str(tmp_path / "x"), "--field", "nope")
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [
-        "error: --field takes question=KEY, answer=KEY or id=KEY, got 'nope'"
+        "error: --field: takes question=KEY, answer=KEY or id=KEY, got 'nope'"
     ]
     assert not (tmp_path / "x").exists()

@@ -16,8 +16,11 @@ def test_runs_list_show_and_diff(tiny_model_dir, tmp_path):
     runs = list_runs()
     assert [r["config"]["seed"] for r in runs] == [1, 2]
     assert find_run("2") == find_run(str(tmp_path / "run2"))
-    changed = {key for key, _, _ in diff(runs[0], runs[1])}
-    assert "config.seed" in changed and "config.task" not in changed
+    rows = diff(runs[0], runs[1])
+    assert [key for key, _, _ in rows[:3]] == ["config.model", "config.dtype", "config.weights"]
+    assert rows[1][1:] == ("float32", "float32") and rows[2][1].startswith("sha256:")
+    changed = {key for key, a, b in rows if a != b}
+    assert changed == {"config.seed"} | {k for k, _, _ in rows if k.startswith("summary.")}
     runner = CliRunner()
     listed = runner.invoke(app, ["runs", "list"], terminal_width=200)
     assert listed.exit_code == 0 and listed.output.count("generate") == 2
@@ -25,3 +28,4 @@ def test_runs_list_show_and_diff(tiny_model_dir, tmp_path):
     assert shown.exit_code == 0 and "config.seed" in shown.output
     diffed = runner.invoke(app, ["runs", "diff", "1", "2"], terminal_width=200)
     assert diffed.exit_code == 0 and "config.seed" in diffed.output
+    assert "config.dtype" in diffed.output and "config.weights" in diffed.output

@@ -14,7 +14,7 @@ from thinkscope.lens.head import Head
 from thinkscope.metrics import spec
 from thinkscope.metrics.confidence import group_confidences
 from thinkscope.metrics.dtr import deep_layer, deep_thinking_ratio
-from thinkscope.metrics.measure import measure
+from thinkscope.metrics.forward_pass import measure
 from thinkscope.select import (
     Pool,
     PrefixDTR,

@@ -7,7 +7,7 @@ import pytest
 import select_fixture
 from select_fixture import arithmetic_task
 from thinkscope.cluster import Cluster
-from thinkscope.models.loading import Loading
+from thinkscope.models.spec import ModelSpec
 from thinkscope.select import experiment
 from thinkscope.select.experiment import SelectConfig, run_selection, unit_worker
 
@@ -29,20 +29,18 @@ def test_a_unit_worker_loads_the_model_with_the_loading_options(
     monkeypatch.setattr(
         experiment,
         "load_model",
-        lambda spec, **options: seen.append(options) or real(spec, **options),
+        lambda spec, **options: seen.append(ModelSpec.of(spec, **options)) or real(spec, **options),
     )
     config = small_config(tiny_model_dir, tmp_path)
-    unit_worker(config, tmp_path, None, Loading(dtype="bfloat16", attn_implementation="eager"))
-    assert seen == [{"dtype": "bfloat16", "attn_implementation": "eager"}]
+    loading = {"dtype": "bfloat16", "attn_implementation": "eager"}
+    unit_worker(config.model_copy(update=loading), tmp_path, None)
+    assert [(s.dtype, s.attn_implementation) for s in seen] == [("bfloat16", "eager")]
 
 
 def test_two_ray_workers_select_what_one_process_selects(tiny_model_dir, tmp_path):
-    config = small_config(tiny_model_dir, tmp_path)
-    loading = Loading(dtype="bfloat16")
-    one = run_selection(config, tmp_path / "one", show_progress=False, loading=loading)
-    two = run_selection(
-        config, tmp_path / "two", show_progress=False, loading=loading, cluster=Cluster(2)
-    )
+    config = small_config(tiny_model_dir, tmp_path).model_copy(update={"dtype": "bfloat16"})
+    one = run_selection(config, tmp_path / "one", show_progress=False)
+    two = run_selection(config, tmp_path / "two", show_progress=False, cluster=Cluster(2))
     outcomes = [pd.read_parquet(tmp_path / run / "outcomes.parquet") for run in ("one", "two")]
     assert len(outcomes[0]) == 3 * len(experiment.METHODS)
     pd.testing.assert_frame_equal(*(o.drop(columns=TIMED) for o in outcomes))
@@ -60,8 +58,8 @@ def test_the_command_passes_backend_cluster_and_loading_on(monkeypatch, tmp_path
 
     seen = {}
 
-    def capture(config, out, resume=False, loading=None, cluster=None):
-        seen.update(backend=config.backend, loading=loading, cluster=cluster)
+    def capture(config, out, resume=False, cluster=None):
+        seen.update(backend=config.backend, loading=ModelSpec.of(config).loading(), cluster=cluster)
         raise SystemExit(3)
 
     monkeypatch.setattr(experiment, "run_selection", capture)
@@ -84,10 +82,10 @@ def test_the_command_passes_backend_cluster_and_loading_on(monkeypatch, tmp_path
     assert CliRunner().invoke(app, args).exit_code == 3
     assert seen == {
         "backend": "vllm",
-        "loading": Loading(dtype="bfloat16", revision="r2"),
+        "loading": ModelSpec(dtype="bfloat16", revision="r2").loading(),
         "cluster": Cluster(workers=3),
     }
-    args = ["think-at-n", "--out", str(tmp_path / "o"), "--ray", "ray://head:10001"]
+    args = ["think-at-n", "--out", str(tmp_path / "o"), "--ray-address", "ray://head:10001"]
     assert CliRunner().invoke(app, args).exit_code == 3
     assert seen["cluster"] == Cluster(workers=1, address="ray://head:10001")
     assert seen["backend"] == "auto"

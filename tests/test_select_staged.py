@@ -15,7 +15,7 @@ from thinkscope.generation.backends.vllm import VLLMBackend, continuation_seed
 from thinkscope.generation.pipeline import sample_seed
 from thinkscope.generation.sampler import SamplingParams
 from thinkscope.models import load_model
-from thinkscope.models.loading import Loading
+from thinkscope.models.spec import ModelSpec
 from thinkscope.select import (
     Pool,
     PrefixDTR,
@@ -205,15 +205,14 @@ def test_deepconf_online_on_the_engine_stops_at_the_first_window_drop(pool, engi
 
 def test_the_engine_receives_the_loading_options(model_dir, monkeypatch, lm):
     fake_vllm.install(monkeypatch, lm)
-    loading = Loading(
+    spec = ModelSpec(
+        model=str(model_dir),
         dtype="bfloat16",
         revision="r1",
         trust_remote_code=True,
         attn_implementation="flash_attention_2",
     )
-    backend = make_backend(
-        "vllm", str(model_dir), seed=7, loading=loading, gpu_memory_utilization=0.5
-    )
+    backend = make_backend("vllm", spec, seed=7, gpu_memory_utilization=0.5)
     (made,) = fake_vllm.FakeLLM.made
     assert {
         k: made[k]
@@ -243,18 +242,17 @@ def test_think_at_n_command_runs_on_vllm_with_the_hf_columns(model_dir, lm, tmp_
     )
     fake_vllm.install(monkeypatch, lm)
     mine = run_selection(
-        config.model_copy(update={"backend": "vllm"}),
+        config.model_copy(update={"backend": "vllm", "dtype": "float32"}),
         tmp_path / "vllm",
         lm=lm,
         show_progress=False,
-        loading=Loading(dtype="float32"),
     )
     assert list(mine.columns) == list(hf.columns) and list(mine["method"]) == list(METHODS)
     (made,) = fake_vllm.FakeLLM.made
     assert made["dtype"] == "float32" and made["gpu_memory_utilization"] < 0.85
     assert "backend: vllm" in (tmp_path / "vllm" / "log.txt").read_text()
     same = ["accuracy", "tokens", "voters"]  # Cons@n and what reuses it: the same samples
-    for method in ("pass@1", "cons@n", "deepconf-offline"):
+    for method in ("one-sample", "cons@n", "deepconf-offline"):
         pd.testing.assert_series_equal(
             mine.set_index("method").loc[method, same], hf.set_index("method").loc[method, same]
         )

@@ -189,7 +189,11 @@ def test_cli_train_and_merge(tiny_model_dir, data_dir, tmp_path, monkeypatch, ca
     assert code in (0, None)
     adapter = json.loads((out / "adapter" / "adapter_config.json").read_text())
     assert sorted(adapter["target_modules"]) == ["q_proj", "v_proj"]
-    assert (out / "merged" / "config.json").is_file()
+    base = load_model(str(tiny_model_dir), device="cpu").model.state_dict()
+    merged = load_model(str(out / "merged"), device="cpu").model.state_dict()
+    assert merged.keys() == base.keys()
+    changed = {k.split(".")[-2] for k in base if not torch.equal(base[k], merged[k])}
+    assert changed == {"q_proj", "v_proj"}  # merged into the target modules, nothing else
 
 
 @pytest.mark.parametrize(

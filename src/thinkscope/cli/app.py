@@ -97,7 +97,7 @@ def load(name: str, entry: Entry) -> TyperCommand | TyperGroup:
     if isinstance(target, typer.Typer):
         command = typer.main.get_command(target)
     else:
-        single = typer.Typer()
+        single = typer.Typer(add_completion=False)
         single.command(name, context_settings=entry.context or None)(target)
         command = typer.main.get_command(single)
     command.name = name

@@ -8,38 +8,43 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from thinkscope.cli.options import sampling_options
+from thinkscope.cli.loading import PANEL, model_options
+from thinkscope.cli.options import spec_options
+from thinkscope.generation.spec import SamplingSpec
+from thinkscope.models.spec import LoadingSpec, ModelSpec
+from thinkscope.tasks.spec import TaskSpec
+
+#: compare's own defaults: the prompt the training data was made with (``traces``: r1, plain).
+OWN_DEFAULTS = {"prompt_style": "r1", "template": "plain"}
 
 
-@sampling_options
+@spec_options(LoadingSpec, "loading", PANEL)
+@spec_options(SamplingSpec, "sampling", "Sampling")
+@spec_options(TaskSpec, "task_spec", "Task", defaults=OWN_DEFAULTS)
 def compare_command(
     base: str = typer.Argument(..., help="Base model (bundled name, directory or hub id)."),
     tuned: str = typer.Argument(..., help="Tuned model: a directory or a `train` folder."),
     out: Path = typer.Option(..., help="Result folder (rerun to resume)."),
-    task: str = typer.Option("gsm8k"),
-    questions: int = typer.Option(20),
-    n: int = typer.Option(4, help="Samples per question (pass@k up to k = n)."),
-    prompt_style: str = typer.Option("r1", help="As the training data was made (r1, cot...)."),
-    template: str = typer.Option("plain", help="plain, chat or auto."),
-    batch_size: int = typer.Option(64),
+    batch_size: int = typer.Option(64, help="Sequences decoded at once."),
     metrics: str = typer.Option("dtr,confidence", help="Metrics scored on both runs."),
-    sampling: dict | None = None,
+    sampling: SamplingSpec | None = None,
+    task_spec: TaskSpec | None = None,
+    loading: LoadingSpec | None = None,
 ) -> None:
-    """Both models on the same problems and seeds: accuracy, pass@k, length, DTR, confidence,
-    per-question wins and McNemar's test on paired greedy correctness."""
+    """Both models on the same problems and seeds: mean sample accuracy, pass@k (k up to --n),
+    length, DTR, confidence, per-question wins and McNemar's test on paired greedy correctness.
+    The model options load both. The prompt defaults to the one `traces` makes training data
+    with (r1, plain)."""
     from thinkscope.experiments.compare.core import CompareConfig, compare_models
 
     config = CompareConfig.parse(
         base=base,
         tuned=tuned,
-        task=task,
-        questions=questions,
-        n=n,
-        prompt_style=prompt_style,
-        template=template,
         batch_size=batch_size,
         metrics=metrics,
-        **(sampling or {}),
+        **loading.model_dump(),
+        **task_spec.model_dump(),
+        **sampling.model_dump(),
     )
     result = compare_models(config, out)
     console = Console()
@@ -54,14 +59,13 @@ def compare_command(
     console.print(f"also a section of the tuned run's report: thinkscope report {tuned}")
 
 
-@sampling_options
+@model_options
+@spec_options(SamplingSpec, "sampling", "Sampling")
 def sft_filtering_command(
     out: Path = typer.Option(..., help="Result folder (rerun to resume)."),
-    model: str = typer.Option("smollm2-135m"),
     task: str = typer.Option("gsm8k", help="Held-out evaluation problems."),
     train_task: str = typer.Option("gsm8k:train", help="Problems the training data comes from."),
     questions: int = typer.Option(32, help="Training problems (traces and references)."),
-    n: int = typer.Option(4, help="Traces per training problem."),
     min_dtr: float = typer.Option(0.3, help="DTR threshold of the filtered arm."),
     keep_per_question: int = typer.Option(2, help="Traces kept per question (filtered arm)."),
     max_steps: int = typer.Option(20, help="Optimizer steps per adapter (the shared budget)."),
@@ -71,17 +75,17 @@ def sft_filtering_command(
     max_length: int = typer.Option(512),
     eval_questions: int = typer.Option(20),
     eval_n: int = typer.Option(4),
-    sampling: dict | None = None,
+    sampling: SamplingSpec | None = None,
+    model_spec: ModelSpec | None = None,
 ) -> None:
     """Seed 004: reference vs correct vs all traces vs DTR-filtered, one adapter each, one table."""
     from thinkscope.experiments.sft_filtering import SftFilteringConfig, run_sft_filtering
 
     config = SftFilteringConfig.parse(
-        model=model,
+        **model_spec.model_dump(),
         task=task,
         train_task=train_task,
         questions=questions,
-        n=n,
         min_dtr=min_dtr,
         keep_per_question=keep_per_question,
         max_steps=max_steps,
@@ -91,7 +95,7 @@ def sft_filtering_command(
         max_length=max_length,
         eval_questions=eval_questions,
         eval_n=eval_n,
-        **(sampling or {}),
+        **sampling.model_dump(),
     )
     table = run_sft_filtering(config, out)
     console = Console()

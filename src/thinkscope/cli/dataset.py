@@ -17,7 +17,9 @@ TRACE_DEFAULTS = {"prompt_style": "r1", "template": "plain"}
 export_options = option_block(
     {"format": (str, "prompt-response", "prompt-response or messages (TRL chat).")}, "export"
 )
-dataset_app = typer.Typer(no_args_is_help=True, help="SFT datasets from traces.")
+dataset_app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="SFT datasets from traces."
+)
 
 
 def traces_command(generate: Callable) -> Callable:

@@ -7,35 +7,36 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from thinkscope.cli.loading import model_options
+from thinkscope.cli.options import spec_options
+from thinkscope.generation.spec import SamplingSpec
+from thinkscope.models.spec import ModelSpec
+from thinkscope.tasks.spec import TaskSpec
+
 console = Console()
 
 
+@model_options
+@spec_options(TaskSpec, "task_spec", "Task", defaults={"task": "gsm8k:train", "questions": 200})
 def calibrate_command(
     out: Path = typer.Option(..., help="Folder for calibration.json, the grid and figures."),
-    model: str = typer.Option("smollm2-135m", help="smollm2-135m, a directory or a hub id."),
-    task: str = typer.Option("gsm8k:train", help="A task with reference solutions."),
-    questions: int = typer.Option(200, help="How many reference solutions to teacher-force."),
     top_k: int = typer.Option(20, help="Ranks recorded per position."),
-    prompt_style: str = typer.Option("cot"),
-    template: str = typer.Option("auto"),
-    fewshot: int = typer.Option(0),
     reference_field: str = typer.Option(None, help="JSONL field with the reference response."),
     batch_size: int = typer.Option(4, help="Solutions per forward pass."),
     resume: bool = typer.Option(False, help="Continue a killed calibration in --out."),
+    task_spec: TaskSpec | None = None,
+    model_spec: ModelSpec | None = None,
 ) -> None:
-    """Teacher-force reference solutions: rank calibration grid and power-law fit."""
+    """Teacher-force reference solutions: rank calibration grid and power-law fit. The task
+    defaults to gsm8k:train, whose problems carry reference solutions (200 of them)."""
     from thinkscope.experiments.decoding.calibrate import CalibrationConfig, run_calibration
 
     config = CalibrationConfig(
-        model=model,
-        task=task,
-        questions=questions,
+        model_spec=model_spec,
         top_k=top_k,
-        prompt_style=prompt_style,
-        template=template,
-        fewshot=fewshot,
         reference_field=reference_field,
         batch_size=batch_size,
+        **task_spec.model_dump(),
     )
     summary = run_calibration(config, out, resume=resume)
     console.print(
@@ -67,32 +68,38 @@ def decoding_report_command(
     console.print(f"tables and figures: {report.path}")
 
 
+#: decode-sweep's own defaults: short arithmetic, so that many decoding configs run quickly,
+#: and 8 samples per problem (the k of maj@k and pass@k).
+SWEEP_DEFAULTS = {
+    "task": "demo-arith",
+    "questions": 24,
+    "prompt_style": "fewshot",
+    "n": 8,
+    "max_new_tokens": 64,
+}
+
+
+@model_options
+@spec_options(SamplingSpec, "sampling", "Sampling", defaults=SWEEP_DEFAULTS)
+@spec_options(TaskSpec, "task_spec", "Task", defaults=SWEEP_DEFAULTS)
 def decode_sweep_command(
     out: Path = typer.Option(..., help="Folder for the runs, results.csv and the figure."),
     configs: Path = typer.Option(..., help="YAML: config name -> generate options."),
-    model: str = typer.Option("smollm2-135m"),
-    task: str = typer.Option("demo-arith"),
-    questions: int = typer.Option(24),
-    n: int = typer.Option(8, help="Samples per problem (k of maj@k and pass@k)."),
-    seed: int = typer.Option(0),
-    max_new_tokens: int = typer.Option(64),
-    prompt_style: str = typer.Option("fewshot"),
-    template: str = typer.Option("auto"),
-    batch_size: int = typer.Option(64),
+    batch_size: int = typer.Option(64, help="Sequences decoded at once."),
+    sampling: SamplingSpec | None = None,
+    task_spec: TaskSpec | None = None,
+    model_spec: ModelSpec | None = None,
 ) -> None:
-    """Run several decoding configs over the same problems and seeds; one table."""
+    """Run several decoding configs over the same problems and seeds; one table. The options
+    are every config's base (a config's own options win); the defaults are short arithmetic
+    (demo-arith, 24 problems, 64 tokens) with 8 samples each, the k of maj@k and pass@k."""
     from thinkscope.experiments.decoding.sweep import decode_sweep
 
     base = {
-        "model": model,
-        "task": task,
-        "questions": questions,
-        "n": n,
-        "seed": seed,
-        "max_new_tokens": max_new_tokens,
-        "prompt_style": prompt_style,
-        "template": template,
+        **model_spec.model_dump(),
         "batch_size": batch_size,
+        **task_spec.model_dump(),
+        **sampling.model_dump(),
     }
     table = decode_sweep(configs, out, base)
     console.print(table.to_string(index=False, float_format="{:.3f}".format))

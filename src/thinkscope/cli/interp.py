@@ -8,13 +8,24 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from thinkscope.cli.loading import model_options
 from thinkscope.core.errors import UserError
+from thinkscope.core.spec import Spec
+from thinkscope.generation.spec import SamplingSpec
+from thinkscope.models.spec import ModelSpec
+from thinkscope.tasks.spec import TaskSpec
 
 interp_app = typer.Typer(
-    no_args_is_help=True, help="Directions, probes, CKA, steering, ablation and patching."
+    add_completion=False,
+    no_args_is_help=True,
+    help="Directions, probes, CKA, steering, ablation and patching.",
 )
 console = Console()
 LAYERS_HELP = "Layers (1..L, l = output of block l): all, A-B, or a comma list."
+
+
+def _help(spec: type[Spec], name: str) -> str | None:
+    return spec.model_fields[name].description
 
 
 def parse_layers(text: str, n_layers: int) -> list[int]:
@@ -44,9 +55,10 @@ def _lines(path: Path) -> list[str]:
 
 
 @interp_app.command("directions")
+@model_options
 def directions_command(
     out: Path = typer.Option(..., help="Where to write NAME.safetensors + NAME.json."),
-    model: str = typer.Option("smollm2-135m"),
+    model_spec: ModelSpec | None = None,
     run: Path = typer.Option(None, help="A run folder: correct minus wrong traces."),
     reasoning: Path = typer.Option(None, help="Prompts, one per line (default: bundled)."),
     control: Path = typer.Option(None, help="Control prompts, one per line (default: bundled)."),
@@ -60,7 +72,7 @@ def directions_command(
     from thinkscope.interp.directions import cosine_matrix, decode, diff_in_means
     from thinkscope.models import load_model
 
-    lm = load_model(model)
+    lm = load_model(model_spec)
     chosen = parse_layers(layers, lm.n_layers)
     if run is not None:
         seqs, correct = sequences_from_run(run)
@@ -90,10 +102,11 @@ def directions_command(
 
 
 @interp_app.command("probe")
+@model_options
 def probe_command(
     run: Path = typer.Option(..., help="A run folder: probes predict its traces' correctness."),
     out: Path = typer.Option(..., help="Folder for probes.csv and probes.png."),
-    model: str = typer.Option("smollm2-135m"),
+    model_spec: ModelSpec | None = None,
     layers: str = typer.Option("all", help=LAYERS_HELP),
     positions: str = typer.Option("completion", help="last | mean | completion."),
     folds: int = typer.Option(5),
@@ -106,7 +119,7 @@ def probe_command(
     from thinkscope.models import load_model
     from thinkscope.runs.folder import Run
 
-    lm = load_model(model)
+    lm = load_model(model_spec)
     chosen = parse_layers(layers, lm.n_layers)
     seqs, correct = sequences_from_run(run)
     out.mkdir(parents=True, exist_ok=True)
@@ -120,10 +133,13 @@ def probe_command(
 
 
 @interp_app.command("cka")
+@model_options
 def cka_command(
     out: Path = typer.Option(..., help="Folder for cka.csv and cka.png."),
-    model: str = typer.Option("smollm2-135m"),
-    model_b: str = typer.Option(..., help="The second model (e.g. a merged LoRA fine-tune)."),
+    model_spec: ModelSpec | None = None,
+    model_b: str = typer.Option(
+        ..., help="The second model (e.g. a merged LoRA fine-tune), loaded with the same options."
+    ),
     texts: Path = typer.Option(None, help="Inputs, one per line (default: bundled prompts)."),
     batch_size: int = typer.Option(None, help="Minibatch CKA (unbiased HSIC) with this size."),
 ) -> None:
@@ -139,7 +155,7 @@ def cka_command(
     inputs = _lines(texts) if texts else sum(contrast_prompts()[:2], [])
     out.mkdir(parents=True, exist_ok=True)
     names = []
-    for tag, spec in (("a", model), ("b", model_b)):
+    for tag, spec in (("a", model_spec), ("b", ModelSpec.of(model_spec, model=model_b))):
         lm = load_model(spec)
         collect(lm, inputs, None, "last", rows=out / f"rows_{tag}.npy", show_progress=True)
         names.append(lm.name)
@@ -156,13 +172,14 @@ def cka_command(
 
 
 @interp_app.command("steer")
+@model_options
 def steer_command(
     directions: Path = typer.Option(..., help="A directions .json written by `directions`."),
     layer: int = typer.Option(..., help="Steer the output of this block."),
     prompt: str = typer.Option(..., help="Prompt text (the chat template is not applied)."),
     alpha: list[float] = typer.Option([-4.0, 0.0, 4.0], help="Repeatable; x the raw direction."),
-    model: str = typer.Option("smollm2-135m"),
-    max_new_tokens: int = typer.Option(48),
+    model_spec: ModelSpec | None = None,
+    max_new_tokens: int = typer.Option(48, help=_help(SamplingSpec, "max_new_tokens")),
 ) -> None:
     """Greedy completions of a prompt with the direction added at several strengths."""
     from thinkscope.generation.sampler import BatchSampler, SamplingParams
@@ -170,7 +187,7 @@ def steer_command(
     from thinkscope.models import load_model
     from thinkscope.models.hooks.interventions import steer
 
-    lm = load_model(model)
+    lm = load_model(model_spec)
     vector = Directions.load(directions).at(layer, unit=False)
     ids = lm.tokenizer(prompt)["input_ids"]
     params = SamplingParams(temperature=0, max_new_tokens=max_new_tokens)
@@ -183,10 +200,11 @@ def steer_command(
 
 
 @interp_app.command("patch")
+@model_options
 def patch_command(
     source: str = typer.Option(..., help="The prompt whose activations are patched in."),
     target: str = typer.Option(..., help="The prompt that receives them."),
-    model: str = typer.Option("smollm2-135m"),
+    model_spec: ModelSpec | None = None,
     layers: str = typer.Option("all", help=LAYERS_HELP),
     k: int = typer.Option(5, help="Top next tokens to show."),
 ) -> None:
@@ -198,7 +216,7 @@ def patch_command(
     from thinkscope.models import load_model
     from thinkscope.models.hooks.interventions import patch
 
-    lm = load_model(model)
+    lm = load_model(model_spec)
     chosen = parse_layers(layers, lm.n_layers)
     src = record(lm, [source], chosen)
     ids = torch.tensor([lm.tokenizer(target)["input_ids"]], device=lm.device)
@@ -225,24 +243,29 @@ def patch_command(
 
 
 @interp_app.command("run")
+@model_options
 def run_command(
     out: Path = typer.Option(..., help="Result folder (interp.html, summary.json, ...)."),
     preset: str = typer.Option("quick", help="quick | full | layers:A-B (e.g. layers:15-25)."),
-    model: str = typer.Option("smollm2-135m", "--model"),
-    model_b: str = typer.Option(None, "--model-b", help="Second model: CKA, transplantation."),
-    task: str = typer.Option("demo-arith"),
+    model_spec: ModelSpec | None = None,
+    model_b: str = typer.Option(
+        None, "--model-b", help="Second model (same loading options): CKA, transplantation."
+    ),
+    task: str = typer.Option("demo-arith", help=_help(TaskSpec, "task")),
     steer_layer: int = typer.Option(None, help="Default: the middle of the preset's layers."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help=_help(SamplingSpec, "seed")),
     batch_size: int = typer.Option(16),
 ) -> None:
-    """Seed 002's pipeline: directions, probes, logit lens, cross-model CKA, steering sweep."""
+    """Seed 002's pipeline: directions, probes, logit lens, cross-model CKA, steering sweep.
+    The task defaults to demo-arith, where a small model's answers mix right and wrong (the
+    probes need both)."""
     from thinkscope.experiments.interp.pipeline import InterpConfig, run_interp
     from thinkscope.experiments.interp.presets import parse_preset
 
     config = InterpConfig(
         out=out,
         preset=parse_preset(preset),
-        model=model,
+        model_spec=model_spec,
         model_b=model_b,
         task=task,
         steer_layer=steer_layer,

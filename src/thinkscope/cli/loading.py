@@ -1,26 +1,58 @@
-"""The model-loading options as one reusable block for any Typer command that loads a model.
+"""The model options of every command that loads a model, generated from
+:class:`~thinkscope.models.ModelSpec`: ``--model``, ``--revision``, ``--dtype``, ``--device``,
+``--device-map``, ``--attn-implementation`` and ``--trust-remote-code``, with one help text.
 
-``@loading_options`` under ``@app.command()`` adds ``--dtype``, ``--device``, ``--device-map``,
-``--attn-implementation``, ``--revision`` and ``--trust-remote-code`` to a command; the command
-receives them as one keyword, ``loading``: a :class:`~thinkscope.models.loading.Loading`, which
-unpacks into :func:`thinkscope.models.load_model` (``load_model(spec, **loading)``) and travels
-as one object to Ray workers and the vLLM engine. A command that already has its own
-``--device`` keeps it (and passes it on itself).
+``@model_options`` gives the command ``model_spec=ModelSpec(...)``; ``own_model_options`` (for
+``score``, ``merge``, ``experiment rev``) lets ``--model`` default to the recorded one;
+``@model_overrides`` (``runs reproduce``) gives ``model_overrides``, a dict of the options
+given, each defaulting to the run's own.
 """
 
 from __future__ import annotations
 
-from thinkscope.cli.options import option_block
-from thinkscope.models.loading import Loading
+from pydantic import Field, create_model
 
-_OPTIONS = {  # name: (annotation, default, help)
-    "dtype": (str, "auto", "auto (fp32 on CPU, bf16 on CUDA), float32, bfloat16 or float16."),
-    "device": (str, None, "cpu, cuda or cuda:N for the whole model (default: cuda if present)."),
-    "device_map": (str, None, "Spread the model over devices with accelerate, e.g. auto."),
-    "attn_implementation": (str, None, "eager, sdpa or flash_attention_2 (default: the model's)."),
-    "revision": (str, None, "Hub branch, tag or commit of the model."),
-    "trust_remote_code": (bool, False, "Run the model repository's own code (hub models)."),
-}
+from thinkscope.cli.options import option_block, spec_options
+from thinkscope.models.spec import BUNDLED, ModelSpec
 
-#: ``command`` with the loading options added; it gets them as ``loading=Loading(...)``.
-loading_options = option_block(_OPTIONS, "loading", "Model loading", build=Loading)
+PANEL = "Model"
+
+#: ``command`` with the model options added; it gets them as ``model_spec=ModelSpec(...)``.
+model_options = spec_options(ModelSpec, "model_spec", PANEL)
+
+
+def own_model_options(description: str):
+    """The model options with ``--model`` defaulting to a recorded one (``description`` says
+    which); the command gets ``model_spec`` (its ``model`` ``None`` when not given) and turns
+    it into the spec to load with :func:`with_own_model`."""
+    field = (str | None, Field(None, description=description))
+    spec = create_model("OwnModelSpec", __base__=ModelSpec, model=field)
+    return spec_options(spec, "model_spec", PANEL)
+
+
+def with_own_model(spec: ModelSpec, recorded: dict, keep: tuple[str, ...]) -> ModelSpec:
+    """``spec``, or without ``--model`` the ``recorded`` model with its ``keep`` fields
+    (``revision``, ``weights``, ...) and ``spec``'s other options."""
+    if spec.model is not None:
+        return ModelSpec.of(spec)
+    own = {k: recorded[k] for k in ("model", *keep) if recorded.get(k) is not None}
+    return ModelSpec.of(spec, **{"model": BUNDLED, **own})
+
+
+def model_overrides(command):
+    """``command`` with the model options added, each defaulting to the run's own; it gets the
+    given ones as ``model_overrides`` (a dict, validated by :class:`ModelSpec` when applied)."""
+    table = {
+        name: (
+            bool if name == "trust_remote_code" else str,
+            None,
+            f"{info.description} Default: the run's.",
+        )
+        for name, info in ModelSpec.model_fields.items()
+        if (info.json_schema_extra or {}).get("cli", True)
+    }
+    build = lambda **values: {k: v for k, v in values.items() if v is not None}  # noqa: E731
+    return option_block(table, "model_overrides", PANEL, build=build)(command)
+
+
+__all__ = ["PANEL", "model_options", "model_overrides", "own_model_options", "with_own_model"]

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import typer
 
+from thinkscope.cli.loading import PANEL
+from thinkscope.cli.options import spec_options
+from thinkscope.models.spec import LoadingSpec
 
+
+@spec_options(LoadingSpec, "loading", PANEL)
 def rev_command(
     runs: list[Path] = typer.Argument(..., help="Run folders (scored with rev,dtr,length or not)."),
     out: Path = typer.Option(..., help="Result folder."),
@@ -14,9 +19,10 @@ def rev_command(
     folds: int = typer.Option(5, help="Cross-validation folds of the logistic models."),
     seed: int = typer.Option(0),
     ablation_questions: int = typer.Option(16, help="Problems of the head-ablation curve."),
+    loading: LoadingSpec | None = None,
 ) -> None:
     """REV (seed 001) beside DTR: AUROCs, logistic models, DeLong, partial r, Cohen's d,
-    figures and the success criteria."""
+    figures and the success criteria. Each run's own model is loaded with the model options."""
     from rich.console import Console
 
     from thinkscope.core.errors import UserError
@@ -31,6 +37,7 @@ def rev_command(
         folds=folds,
         seed=seed,
         ablation_questions=ablation_questions,
+        loading=loading,
     )
     console = Console()
     fmt = lambda x: f"{x:.4g}"  # noqa: E731

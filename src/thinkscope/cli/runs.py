@@ -8,8 +8,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from thinkscope.cli.loading import model_overrides
+
 runs_app = typer.Typer(
-    no_args_is_help=True, help="List, show, compare and reproduce registered runs."
+    add_completion=False,
+    no_args_is_help=True,
+    help="List, show, compare and reproduce registered runs.",
 )
 console = Console()
 
@@ -52,7 +56,7 @@ def runs_show(ref: str = typer.Argument(..., help="Run id (from `runs list`) or 
 
 @runs_app.command("diff")
 def runs_diff(a: str, b: str) -> None:
-    """Where two runs' configs and summaries differ."""
+    """Where two runs' configs and summaries differ; the model, its dtype and weights always."""
     from thinkscope.runs.registry import diff, find_run
 
     run_a, run_b = find_run(a), find_run(b)
@@ -63,11 +67,15 @@ def runs_diff(a: str, b: str) -> None:
 
 
 @runs_app.command("reproduce")
+@model_overrides
 def reproduce_command(
     run: str = typer.Argument(..., help="Run folder, or its id from `thinkscope runs list`."),
     out: Path = typer.Option(..., help="New folder for the reproduction."),
+    model_overrides: dict | None = None,
 ) -> None:
-    """Re-run a run from its recorded config (and scoring) and diff samples and metrics."""
+    """Re-run a run from its recorded config (and scoring) and diff samples and metrics: the
+    same model, dtype and weights (refused if the weights changed) unless an option says
+    otherwise."""
     from rich.console import Console
     from rich.table import Table
 
@@ -75,7 +83,7 @@ def reproduce_command(
     from thinkscope.runs.registry import find_run
 
     path = Path(run) if Path(run).is_dir() else Path(find_run(run)["path"])
-    result = reproduce(path, out)
+    result = reproduce(path, out, **(model_overrides or {}))
     samples, console = result.report["samples"], Console()
     table = Table("what", "compared", "differing")
     for column, count in samples["differing"].items():

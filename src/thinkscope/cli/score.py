@@ -6,13 +6,15 @@ from pathlib import Path
 
 import typer
 
-from thinkscope.cli.loading import loading_options
-from thinkscope.cluster import RAY_OPTION
-from thinkscope.models.loading import Loading
+from thinkscope.cli.loading import own_model_options, with_own_model
+from thinkscope.cli.options import spec_options
+from thinkscope.cluster import ClusterSpec
+from thinkscope.models.spec import ModelSpec
 from thinkscope.scoring import DEFAULT_METRICS
 
 
-@loading_options
+@spec_options(ClusterSpec, "cluster", "Cluster")
+@own_model_options("Scoring model (default: the run's own model).")
 def score_command(
     run_dir: Path = typer.Argument(..., help="Run folder made by `thinkscope generate`."),
     metrics: str = typer.Option(
@@ -20,19 +22,15 @@ def score_command(
         help="Comma-separated metric names or groups "
         "(confidence, all); parameters as name[k=v,...], e.g. dtr[g=0.6].",
     ),
-    model: str = typer.Option(None, help="Scoring model (default: the run's own model)."),
     batch_tokens: int = typer.Option(4096, help="Padded tokens per forward pass."),
-    device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
-    ray: str = typer.Option(None, **RAY_OPTION),
-    workers: int = typer.Option(1, help="Ray workers (> 1 starts a local cluster)."),
-    loading: Loading | None = None,
+    model_spec: ModelSpec | None = None,
+    cluster: ClusterSpec = ClusterSpec(),
 ) -> None:
     """Add DTR, confidence and other metric columns to a run's traces."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    from thinkscope.cluster import from_options
     from thinkscope.metrics import parse_metrics
     from thinkscope.models import load_model
     from thinkscope.runs.folder import Run
@@ -40,13 +38,10 @@ def score_command(
 
     run = Run.open(run_dir)
     specs = parse_metrics(metrics)
-    loading = Loading.of(loading).replace(device=device)  # Ray workers load it the same way
-    lm = load_model(model or run.config.get("model", "smollm2-135m"), **loading)
+    lm = load_model(with_own_model(model_spec, run.config, ("revision", "trust_remote_code")))
     record = run.path / "scores.json"
     before = record.stat().st_mtime_ns if record.is_file() else None
-    frame = score_run(
-        lm, run.path, specs, batch_tokens, cluster=from_options(ray, workers), loading=loading
-    )
+    frame = score_run(lm, run.path, specs, batch_tokens, cluster=cluster.cluster())
     if before is not None and record.stat().st_mtime_ns == before:
         Console().print(
             f"{escape(str(run.path))} is already scored with these metrics: nothing to do"

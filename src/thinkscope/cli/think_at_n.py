@@ -10,39 +10,41 @@ from rich.console import Console
 from rich.table import Table
 
 from thinkscope.cli.decoding import decoding_options
-from thinkscope.cli.loading import loading_options
-from thinkscope.cluster import RAY_OPTION
-from thinkscope.models.loading import Loading
+from thinkscope.cli.loading import model_options
+from thinkscope.cli.options import spec_options
+from thinkscope.cluster import ClusterSpec
+from thinkscope.decoding.config import DecodingKnobs
+from thinkscope.generation.spec import SamplingSpec
+from thinkscope.metrics.dtr_spec import DTRSpec
+from thinkscope.models.spec import ModelSpec
+from thinkscope.tasks.spec import TaskSpec
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
+#: think-at-n's own defaults: short arithmetic that a small model answers in 48 tokens, 8
+#: samples to select from, and DeepConf's k of recorded log-probs (SelectConfig has the same).
+OWN_DEFAULTS = {
+    "task": "demo-arith",
+    "prompt_style": "fewshot",
+    "n": 8,
+    "max_new_tokens": 48,
+    "top_logprobs": 20,
+}
+
+
+@spec_options(ClusterSpec, "cluster", "Cluster")
 @decoding_options
-@loading_options
+@model_options
+@spec_options(DTRSpec, "dtr", "DTR")
+@spec_options(SamplingSpec, "sampling", "Sampling", defaults=OWN_DEFAULTS)
+@spec_options(TaskSpec, "task_spec", "Task", defaults=OWN_DEFAULTS)
 def think_at_n_command(
     out: Path = typer.Option(..., help="Run folder to create (or to resume)."),
-    model: str = typer.Option(
-        "smollm2-135m", help="smollm2-135m, a model directory, a .gguf file or a hub id."
-    ),
-    task: str = typer.Option(
-        "demo-arith", help="gsm8k, gym:<name>[?k=v&...], jsonl:<path>, or a preset."
-    ),
-    questions: int = typer.Option(20, help="How many problems."),
-    n: int = typer.Option(8, help="Samples per problem."),
     prefix_tokens: int = typer.Option(8, help="Think@n scores the first P tokens of each sample."),
     keep_ratio: float = typer.Option(0.5, help="Share of samples Think@n keeps, in (0, 1]."),
-    repeats: int = typer.Option(3, help="Repeats; repeat r samples with seed + r."),
-    max_new_tokens: int = typer.Option(48),
-    seed: int = typer.Option(0),
-    temperature: float = typer.Option(0.7),
-    top_p: float = typer.Option(1.0),
-    prompt_style: str = typer.Option("fewshot", help="cot, direct, r1 or fewshot."),
-    template: str = typer.Option("auto", help="auto, chat or plain."),
-    fewshot: int = typer.Option(0, help="Worked examples (fewshot style: 2 when 0)."),
-    g: float = typer.Option(0.5, help="DTR settling threshold (JSD, in --base units)."),
-    base: str = typer.Option("e", help="Log base of --g: e (nats), 2 (bits) or 10."),
-    rho: float = typer.Option(0.85, help="DTR: deep if settled at layer >= ceil(rho L)."),
+    repeats: int = typer.Option(3, help="Repeats, each with its own sample seeds."),
     eta: float = typer.Option(0.5, help="DeepConf: share of samples kept."),
     window: int = typer.Option(16, help="DeepConf group (window) size in tokens."),
     warmup: int = typer.Option(None, help="DeepConf online warm-up samples (default n // 4)."),
@@ -58,45 +60,36 @@ def think_at_n_command(
         help="auto (vLLM when installed with CUDA), hf or vllm: what generates; the "
         "prefix scores always come from the HF model.",
     ),
-    ray: str = typer.Option(None, **RAY_OPTION),
-    workers: int = typer.Option(1, help="Ray workers (> 1 starts a local cluster)."),
-    decoding: dict | None = None,
-    loading: Loading | None = None,
+    decoding: DecodingKnobs | None = None,
+    model_spec: ModelSpec | None = None,
+    dtr: DTRSpec | None = None,
+    sampling: SamplingSpec | None = None,
+    task_spec: TaskSpec | None = None,
+    cluster: ClusterSpec = ClusterSpec(),
 ) -> None:
-    """Think@n, Self-Certainty@n, DeepConf and Cons@n on one sample pool: accuracy versus tokens."""
-    from thinkscope.cluster import from_options
+    """Think@n, Self-Certainty@n, DeepConf and Cons@n on one sample pool: accuracy versus
+    tokens. Defaults differ from generate's where selection needs it: short arithmetic
+    (demo-arith, fewshot, 48 tokens), 8 samples, and 20 recorded log-probs (DeepConf's k)."""
     from thinkscope.select.experiment import SelectConfig, run_selection
 
     config = SelectConfig.parse(
-        model=model,
-        task=task,
-        questions=questions,
-        n=n,
+        **model_spec.model_dump(),
         prefix_tokens=prefix_tokens,
         keep_ratio=keep_ratio,
         repeats=repeats,
-        max_new_tokens=max_new_tokens,
-        seed=seed,
-        temperature=temperature,
-        top_p=top_p,
-        prompt_style=prompt_style,
-        template=template,
-        fewshot=fewshot,
-        g=g,
-        base=base,
-        rho=rho,
         eta=eta,
         window=window,
         warmup=warmup,
         continuous=continuous,
         batch_size=batch_size,
         backend=backend,
-        **(decoding or {}),
+        **task_spec.model_dump(),
+        **sampling.model_dump(),
+        **dtr.model_dump(),
+        **decoding.model_dump(),
     )
     complete = (out / "selection.csv").is_file()
-    table = run_selection(
-        config, out, resume=resume, loading=loading, cluster=from_options(ray, workers)
-    )
+    table = run_selection(config, out, resume=resume, cluster=cluster.cluster())
     console = Console()
     if complete:
         console.print(f"{out} is complete (same config): nothing to do")

@@ -9,13 +9,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from thinkscope.cli.loading import model_options, own_model_options, with_own_model
+from thinkscope.models.spec import ModelSpec
 
+
+@model_options
 def train_command(
     dataset: Path = typer.Option(
         ..., help="A `dataset build` folder (its sft_correct.jsonl) or a JSONL file."
     ),
     out: Path = typer.Option(..., help="Training folder to create (or to resume)."),
-    model: str = typer.Option("smollm2-135m", help="Base model: bundled name, directory or id."),
     file: str = typer.Option(None, help="Which file of the dataset folder (e.g. sft_all.jsonl)."),
     eval_file: Path = typer.Option(None, help="Held-out JSONL: its loss before and after."),
     lora_rank: int = typer.Option(16),
@@ -34,13 +37,14 @@ def train_command(
     save_steps: int = typer.Option(50, help="Checkpoint every N steps (for --resume)."),
     resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint."),
     merge: bool = typer.Option(False, help="Also write OUT/merged, a standalone model."),
+    model_spec: ModelSpec | None = None,
 ) -> None:
     """LoRA SFT (TRL + PEFT) on prompt/response rows, loss on the response only."""
     from thinkscope.sft.merge import merge_adapter
     from thinkscope.sft.trainer import TrainConfig, train
 
     config = TrainConfig.parse(
-        model=model,
+        **model_spec.model_dump(),
         dataset=str(dataset),
         file=file,
         eval_file=str(eval_file) if eval_file else None,
@@ -70,12 +74,17 @@ def train_command(
     Console().print(table)
 
 
+@own_model_options("Base model (default: the one it was trained from, same weights).")
 def merge_command(
     path: Path = typer.Argument(..., help="A `thinkscope train` folder or an adapter folder."),
-    model: str = typer.Option(None, help="Base model (default: the one it was trained from)."),
     out: Path = typer.Option(None, help="Merged model directory (default: PATH/merged)."),
+    model_spec: ModelSpec | None = None,
 ) -> None:
     """Merge a LoRA adapter into its base model: a directory `thinkscope.load_model` reads."""
-    from thinkscope.sft.merge import merge_adapter
+    from thinkscope.sft.merge import base_model_of, find_adapter, merge_adapter
 
-    Console().print(f"merged model: {escape(str(merge_adapter(path, model, out)))}")
+    find_adapter(path)  # no adapter: say so first
+    keep = ("revision", "trust_remote_code", "weights")
+    recorded = base_model_of(path) if model_spec.model is None else {}
+    base = with_own_model(model_spec, recorded, keep)
+    Console().print(f"merged model: {escape(str(merge_adapter(path, base, out)))}")

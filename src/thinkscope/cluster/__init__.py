@@ -17,18 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+from pydantic import Field
+
 from thinkscope.core.errors import UserError
+from thinkscope.core.spec import Spec
 
 Work = Callable[[str], dict]
-
-#: Keyword arguments of the ``--ray`` Typer option: ``--ray`` alone starts a local cluster
-#: (the value ``local``), ``--ray ADDRESS`` joins that cluster.
-RAY_OPTION = dict(
-    is_flag=False,
-    flag_value="local",
-    metavar="[ADDRESS]",
-    help="Shard problems over Ray workers (a local cluster, or the one at ADDRESS).",
-)
 
 
 class _Worker:
@@ -89,13 +83,25 @@ class Cluster:
                 ray.shutdown()
 
 
-def from_options(ray: str | None, workers: int) -> Cluster | None:
-    """The cluster of ``--ray [ADDRESS]`` and ``--workers N`` (``None``: one process)."""
-    if workers < 1:
-        raise UserError(f"--workers must be at least 1, got {workers}")
-    if ray is None and workers == 1:
-        return None
-    return Cluster(workers=workers, address=None if ray in (None, "local") else ray)
+class ClusterSpec(Spec):
+    """Where a stage runs: the ``--ray``, ``--ray-address`` and ``--workers`` options (plain
+    options, none takes an optional value) and the one mapping from them to a :class:`Cluster`."""
+
+    ray: bool = Field(
+        False,
+        description="Shard the work over Ray workers on a local cluster.",
+        json_schema_extra={"flag": "--ray"},  # a plain flag, no --no-ray
+    )
+    ray_address: str | None = Field(
+        None, description="Shard the work over the Ray cluster at this address instead."
+    )
+    workers: int = Field(1, ge=1, description="Ray workers (> 1 starts a local cluster).")
+
+    def cluster(self) -> Cluster | None:
+        """The cluster these options ask for (``None``: one process, no Ray)."""
+        if not (self.ray or self.ray_address or self.workers > 1):
+            return None
+        return Cluster(workers=self.workers, address=self.ray_address)
 
 
-__all__ = ["RAY_OPTION", "Cluster", "from_options"]
+__all__ = ["Cluster", "ClusterSpec"]

@@ -1,7 +1,11 @@
-"""The one rich progress bar every long loop shows: label, bar, done/total, rate, elapsed, ETA."""
+"""The one rich progress bar every long loop shows: label, bar, done/total, rate, elapsed, ETA,
+and the one switch that decides whether it is drawn (:func:`progress_enabled`)."""
 
 from __future__ import annotations
 
+import os
+
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -13,6 +17,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.text import Text
+
+ENV = "THINKSCOPE_PROGRESS"
+"""``auto`` (default; any other value too): bars on a terminal; ``1``: always; ``0``: never."""
 
 
 class RateColumn(ProgressColumn):
@@ -30,9 +37,24 @@ class RateColumn(ProgressColumn):
         return Text(f"{self.unit} {rate}")
 
 
+def progress_enabled(show: bool = True, console: Console | None = None) -> bool:
+    """Whether to draw progress: never when the caller is quiet (``show=False``: tests, library
+    calls, a stage inside another); else as ``THINKSCOPE_PROGRESS`` says (``1``/``0``); else
+    (``auto``) only on a terminal or in Jupyter (``console``, default stderr), never into a
+    log file or a pipe."""
+    if not show:
+        return False
+    value = os.environ.get(ENV, "auto").strip()
+    if value in ("0", "1"):
+        return value == "1"
+    console = console or Console(stderr=True)
+    return console.is_terminal or console.is_jupyter
+
+
 def progress_bar(label: str, unit: str, show: bool = True) -> Progress:
-    """A rich ``Progress`` for ``with progress_bar("score", "traces") as progress:``; ``unit``
-    names what the bar counts. ``show=False`` disables it (tests, library calls)."""
+    """A rich ``Progress`` on stderr for ``with progress_bar("score", "traces") as progress:``;
+    ``unit`` names what the bar counts; drawn when :func:`progress_enabled` says so."""
+    console = Console(stderr=True)
     return Progress(
         TextColumn(f"[bold]{label}"),
         BarColumn(),
@@ -41,5 +63,6 @@ def progress_bar(label: str, unit: str, show: bool = True) -> Progress:
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
-        disable=not show,
+        console=console,
+        disable=not progress_enabled(show, console),
     )

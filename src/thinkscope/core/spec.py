@@ -4,7 +4,11 @@ options (:func:`thinkscope.cli.options.spec_options`) and ``config.yaml`` come f
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.fields import FieldInfo
 from typing_extensions import Self
 
 from thinkscope.core.errors import UserError
@@ -23,5 +27,16 @@ class Spec(BaseModel):
         except ValidationError as err:
             first = err.errors()[0]
             where = "-".join(map(str, first["loc"])).replace("_", "-")
+            info = cls.model_fields.get(str(first["loc"][0])) if first["loc"] else None
+            flag = ((info and info.json_schema_extra) or {}).get("flag", f"--{where}")
             message = first["msg"].removeprefix("Value error, ")
-            raise UserError(f"--{where}: {message}" if where else message) from err
+            raise UserError(f"{flag}: {message}" if where else message) from err
+
+
+def with_default(spec: type[Spec], name: str, default: Any) -> FieldInfo:
+    """The field ``name`` of ``spec`` with another default, its bounds and help kept: how a
+    config that composes ``spec`` gives one setting its own default (``n: int =
+    with_default(SamplingSpec, "n", 8)``) without declaring it again."""
+    field = copy.copy(spec.model_fields[name])
+    field.default = default
+    return field

@@ -12,58 +12,71 @@ An experiment is a function from an :class:`ExperimentConfig` to a result folder
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import ConfigDict, Field, model_validator
 
 from thinkscope.core.atomic import write_yaml
 from thinkscope.core.errors import UserError
+from thinkscope.core.spec import with_default
 from thinkscope.generation.pipeline import GenerateConfig, generate_run
+from thinkscope.generation.spec import SamplingSpec
 from thinkscope.metrics.dtr import deep_thinking_ratio, settling_depth
+from thinkscope.metrics.dtr_spec import BASE_DEFAULT, DTRSpec
 from thinkscope.models import LM, load_model, load_tokenizer
+from thinkscope.models.spec import ModelSpec
 from thinkscope.runs.folder import Run
 from thinkscope.scoring import score
+from thinkscope.tasks.spec import TaskSpec
 
 matplotlib.use("Agg")
 SCORED_METRICS = "dtr,length,jsd-profile"
+THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # threshold-sweep's default grid of g
+TEMPERATURES = (0.0, 0.4, 0.8)  # temperature-sweep's default grid
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-@dataclass(frozen=True)
-class ExperimentConfig:
-    """The knobs the experiments share (each uses the ones that make sense for it)."""
+class ExperimentConfig(TaskSpec, SamplingSpec, DTRSpec):
+    """The knobs the experiments share (each uses the ones that make sense for it): the task
+    and sampling of the runs they generate, the DTR parameters, and their own grids. The
+    defaults are short arithmetic a small model answers in 64 tokens, 12 problems per run."""
+
+    model_config = ConfigDict(frozen=True)
 
     out: Path
-    model: str = "smollm2-135m"
-    task: str = "demo-arith"
-    questions: int = 12
-    samples_per_question: int = 4
-    max_new_tokens: int = 64
-    temperature: float = 0.7
-    prompt_style: str = "fewshot"
-    seed: int = 0
-    g: float = 0.5
-    rho: float = 0.85
+    model_spec: ModelSpec = Field(default_factory=ModelSpec)  # the model and how to load it
+    task: str = with_default(TaskSpec, "task", "demo-arith")
+    questions: int = with_default(TaskSpec, "questions", 12)
+    max_new_tokens: int = with_default(SamplingSpec, "max_new_tokens", 64)
+    prompt_style: str = with_default(TaskSpec, "prompt_style", "fewshot")
     plot_out: Path | None = None
     run: Path | None = None  # a finished run to reuse instead of generating ("main" only)
-    loading: dict = field(default_factory=dict)  # load_model options (dtype, device, ...)
+    thresholds: tuple[float, ...] = THRESHOLDS  # threshold-sweep: the g grid (``--g``)
+    temperatures: tuple[float, ...] = TEMPERATURES  # temperature-sweep: ``--temperatures``
+    traces: tuple[str, ...] = ()  # jsd-diagnostic: PROBLEM_ID:SAMPLE (empty: the first four)
+
+    @model_validator(mode="after")
+    def _check(self) -> ExperimentConfig:
+        _check_grid("--g", self.thresholds, positive=True)
+        _check_grid("--temperatures", self.temperatures, positive=False)
+        for trace in self.traces:
+            problem, sep, sample = trace.rpartition(":")
+            if not (sep and problem and sample.isdigit()):
+                raise UserError(f"--traces takes PROBLEM_ID:SAMPLE,..., got {trace!r}")
+        return self
+
+    @property
+    def model(self) -> str:
+        return self.model_spec.model
 
     def generation(self, **overrides) -> GenerateConfig:
-        values = dict(
-            model=self.model,
-            task=self.task,
-            questions=self.questions,
-            n=self.samples_per_question,
-            max_new_tokens=self.max_new_tokens,
-            temperature=self.temperature,
-            prompt_style=self.prompt_style,
-            seed=self.seed,
-        )
-        return GenerateConfig.parse(**{**values, **overrides})
+        names = (*TaskSpec.model_fields, *SamplingSpec.model_fields)
+        values = {name: getattr(self, name) for name in names}
+        return GenerateConfig.parse(**{**self.model_spec.model_dump(), **values, **overrides})
 
 
 class Experiment:
@@ -75,7 +88,8 @@ class Experiment:
         if (self.out / "results.csv").is_file():
             raise UserError(f"{self.out} holds a finished experiment; choose another --out")
         self.out.mkdir(parents=True, exist_ok=True)
-        write_yaml(self.out / "experiment.yaml", {"experiment": name, **_plain(asdict(config))})
+        values = _plain(config.model_dump())
+        write_yaml(self.out / "experiment.yaml", {"experiment": name, **values})
         self._lm = lm
 
     @property
@@ -88,11 +102,13 @@ class Experiment:
     @property
     def lm(self) -> LM:
         if self._lm is None:
-            self._lm = load_model(self.model, **self.config.loading)
+            self._lm = load_model(ModelSpec.of(self.config.model_spec, model=self.model))
         return self._lm
 
     def tokenizer(self):
-        return self._lm.tokenizer if self._lm is not None else load_tokenizer(self.model)
+        if self._lm is not None:
+            return self._lm.tokenizer
+        return load_tokenizer(ModelSpec.of(self.config.model_spec, model=self.model))
 
     def scored_run(self, variant: str, **overrides) -> tuple[Run, pd.DataFrame, pd.DataFrame]:
         """Generate (or reuse) and score the run ``variant``; its traces and token metrics.
@@ -140,9 +156,10 @@ def jsd_matrix(token_metrics: pd.DataFrame) -> list[np.ndarray]:
     ]
 
 
-def settling_depths(jsd: np.ndarray, g: float) -> np.ndarray:
-    """``[T]`` settling depths (1-indexed) of a JSD profile ``[T, L]`` in nats."""
-    return settling_depth(torch.from_numpy(jsd), g).numpy()
+def settling_depths(jsd: np.ndarray, g: float, base: str = BASE_DEFAULT) -> np.ndarray:
+    """``[T]`` settling depths (1-indexed) of a JSD profile ``[T, L]`` in nats, g in ``base``
+    units."""
+    return settling_depth(torch.from_numpy(jsd), g, base).numpy()
 
 
 def dtr(depths: np.ndarray, n_layers: int, rho: float) -> float:
@@ -154,5 +171,19 @@ def dtr(depths: np.ndarray, n_layers: int, rho: float) -> float:
     )
 
 
+def _check_grid(option: str, grid: tuple[float, ...], positive: bool) -> None:
+    """A grid must be non-empty, without repeats, and > 0 (``positive``) or >= 0."""
+    values = ", ".join(map(str, grid))
+    if not grid:
+        raise UserError(f"{option} needs at least one value")
+    if len(set(grid)) < len(grid):
+        raise UserError(f"{option} lists a value twice: {values}")
+    if any(v < 0 or (positive and v == 0) for v in grid):
+        raise UserError(f"{option} values must be {'>' if positive else '>='} 0, got {values}")
+
+
 def _plain(values: dict) -> dict:
-    return {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
+    return {
+        k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+        for k, v in values.items()
+    }

@@ -15,7 +15,9 @@ def _dtr_column(exp: Experiment, traces: pd.DataFrame, tokens: pd.DataFrame) -> 
         tokens[["problem_id", "sample_idx", "jsd_profile"]], on=["problem_id", "sample_idx"]
     )
     merged["dtr"] = [
-        dtr(settling_depths(p, exp.config.g), p.shape[1], exp.config.rho) if len(p) else np.nan
+        dtr(settling_depths(p, exp.config.g, exp.config.base), p.shape[1], exp.config.rho)
+        if len(p)
+        else np.nan
         for p in jsd_matrix(merged)
     ]
     return merged

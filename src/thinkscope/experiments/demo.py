@@ -17,6 +17,7 @@ from thinkscope.analysis import analyze_run, build_report
 from thinkscope.analysis.console import metric_rich_table
 from thinkscope.generation.pipeline import GenerateConfig, generate_run, summarize
 from thinkscope.models import load_model
+from thinkscope.models.spec import ModelSpec
 from thinkscope.scoring import score
 
 DEMO_CONFIG = GenerateConfig(
@@ -36,7 +37,7 @@ DEMO_METRICS = "all"  # every metric, and the per-token JSD profiles the report 
 def run_demo(out: Path | None, console: Console) -> Path:
     """Generate, score, analyse and report into ``out`` (a killed demo resumes there)."""
     out = out or Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
-    lm = load_model(DEMO_CONFIG.model)
+    lm = load_model(ModelSpec.of(DEMO_CONFIG))
     run = generate_run(DEMO_CONFIG, out, resume=True, lm=lm)
     summary = summarize(run.traces(), run.timing)
     console.print(

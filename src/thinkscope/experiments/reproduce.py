@@ -1,7 +1,8 @@
 """``thinkscope runs reproduce RUN --out DIR``: re-run a run from its recorded config and diff.
 
-The new run is generated from the original's ``config.yaml`` and, when the original was
-scored, scored with the same metrics, parameters and model (``scores.json``). The diff compares
+The new run is generated from the original's ``config.yaml`` (the same model spec: loading
+options, the dtype used, and the weights, checked by their identity) and, when the original
+was scored, scored with the same metrics, parameters and model (``scores.json``). The diff compares
 every sample (token ids, completion, prediction, correctness, keyed by problem and sample) and
 every scored scalar column. Written to ``DIR/reproduce.json`` (atomically)::
 
@@ -26,6 +27,7 @@ from thinkscope.core.errors import UserError
 from thinkscope.generation.pipeline import GenerateConfig, generate_run
 from thinkscope.metrics import spec
 from thinkscope.models import load_model
+from thinkscope.models.spec import ModelSpec
 from thinkscope.runs.folder import Run
 
 KEYS = ["problem_id", "sample_idx"]
@@ -84,24 +86,43 @@ def diff_runs(original: pd.DataFrame, new: pd.DataFrame, columns: list[str]) -> 
     return {"identical": identical, "samples": samples, "metrics": metrics}
 
 
-def reproduce(run: Path | str, out: Path | str, show_progress: bool = True) -> Reproduction:
-    """Generate (and score) ``out`` from ``run``'s recorded config; diff and write the report."""
+def _scorer(record: dict, config: GenerateConfig, lm):
+    """The model ``scores.json`` records (name, weights, dtype): ``lm`` when it is that one."""
+    from thinkscope.scoring.stage import model_key
+
+    recorded = {k: record[k] for k in ("model", "weights", "dtype") if k in record}
+    if all(model_key(lm).get(k) == v for k, v in recorded.items()):
+        return lm
+    own = ModelSpec.of(config).loading() if recorded.get("model") == config.model else {}
+    return load_model(ModelSpec.of({**own, **recorded}))
+
+
+def reproduce(
+    run: Path | str, out: Path | str, show_progress: bool = True, **overrides
+) -> Reproduction:
+    """Generate (and score) ``out`` from ``run``'s recorded config; diff and write the report.
+
+    The model is the recorded one: the same loading options and dtype, and the same weights
+    (a :class:`UserError` if the weights' identity differs now). ``overrides`` change model
+    options on purpose (``dtype="float32"``); another model or revision drops the recorded
+    identity."""
     from thinkscope.scoring import score_run
 
     source = Run.open(run)
-    config = GenerateConfig.parse(**source.config)
+    stored = source.config
+    if {"model", "revision"} & overrides.keys():
+        stored.pop("weights", None)
+    config = GenerateConfig.parse(**{**stored, **overrides})
     scores_path = source.path / "scores.json"
     record = json.loads(scores_path.read_text()) if scores_path.is_file() else {}
     entries = record.get("columns", {})
     specs = [spec(e["metric"], **e.get("params", {})) for e in entries.values()]
-    model = record.get("model", config.model)
     if Path(out).resolve() == source.path.resolve():
         raise UserError("--out must be a new folder, not the run being reproduced")
-    lm = load_model(config.model)
+    lm = load_model(ModelSpec.of(config))
     new = generate_run(config, out, lm=lm, show_progress=show_progress)
     if specs:
-        scorer = lm if model == config.model else load_model(model)
-        score_run(scorer, new.path, specs, show_progress=show_progress)
+        score_run(_scorer(record, config, lm), new.path, specs, show_progress=show_progress)
     report = diff_runs(source.traces(), new.traces(), [s.column for s in specs])
     report = {"original": str(source.path), "reproduction": str(new.path), **report}
     write_json(new.path / "reproduce.json", report)

@@ -21,26 +21,25 @@ from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from thinkscope.core.atomic import atomic_write, write_text
 from thinkscope.core.errors import UserError
-from thinkscope.core.spec import Spec
+from thinkscope.core.spec import with_default
+from thinkscope.generation.spec import SamplingSpec
+from thinkscope.models.spec import ModelSpec
+from thinkscope.tasks.spec import TaskSpec
 
 ARMS = ("reference", "correct", "all", "dtr-filtered")
 
 
-class SftFilteringConfig(Spec):
-    """The traces, the datasets' filters, the shared training budget and the evaluation."""
+class SftFilteringConfig(ModelSpec, SamplingSpec):
+    """The model, the traces, the datasets' filters, the shared training budget and the
+    evaluation."""
 
-    model: str = "smollm2-135m"
-    task: str = "gsm8k"  # held-out evaluation problems
+    task: str = with_default(TaskSpec, "task", "gsm8k")  # held-out evaluation problems
     train_task: str = "gsm8k:train"  # problems the traces and reference solutions come from
-    questions: int = Field(32, ge=1)
-    n: int = Field(4, ge=1)
-    temperature: float = Field(0.7, gt=0)
-    max_new_tokens: int = Field(256, ge=1)
-    seed: int = 0
+    questions: int = with_default(TaskSpec, "questions", 32)  # training problems
     min_dtr: float = Field(0.3, ge=0, le=1)
     keep_per_question: int = Field(2, ge=1)
     max_steps: int = Field(20, ge=1)
@@ -52,6 +51,18 @@ class SftFilteringConfig(Spec):
     eval_n: int = Field(4, ge=1)
     batch_tokens: int = Field(4096, ge=1)
 
+    @field_validator("temperature")
+    @classmethod
+    def _sampled(cls, temperature: float) -> float:
+        if temperature <= 0:
+            raise ValueError("must be > 0 (the traces are sampled)")
+        return temperature
+
+    def sampling(self) -> dict:
+        """The sampling settings of the traces and of the evaluation (whose ``n`` is
+        ``eval_n``)."""
+        return {name: getattr(self, name) for name in SamplingSpec.model_fields}
+
 
 def _traces(config: SftFilteringConfig, out: Path) -> Path:
     from thinkscope.experiments.compare.core import ensure_run
@@ -61,17 +72,14 @@ def _traces(config: SftFilteringConfig, out: Path) -> Path:
     from thinkscope.scoring import score_run
 
     generation = GenerateConfig.parse(
-        model=config.model,
+        **ModelSpec.of(config).model_dump(),
         task=config.train_task,
         questions=config.questions,
-        n=config.n,
-        seed=config.seed,
-        max_new_tokens=config.max_new_tokens,
-        temperature=config.temperature,
+        **config.sampling(),
         prompt_style="r1",
         template="plain",
     )
-    lm = load_model(config.model)
+    lm = load_model(ModelSpec.of(config))
     run = ensure_run(generation, out / "traces", lm)
     score_run(lm, run.path, parse_metrics("dtr"), config.batch_tokens)
     return run.path
@@ -123,7 +131,7 @@ def train_arm(config: SftFilteringConfig, dataset: Path, out: Path) -> Path:
     from thinkscope.sft import TrainConfig, merge_adapter, train
 
     train_config = TrainConfig(
-        model=config.model,
+        **ModelSpec.of(config).model_dump(),
         dataset=str(dataset),
         max_steps=config.max_steps,
         batch_size=config.batch_size,
@@ -154,14 +162,12 @@ def run_sft_filtering(config: SftFilteringConfig, out: Path | str) -> pd.DataFra
         n_rows = _rows(files[arm])
         trained = train_arm(config, files[arm], out / "train" / arm)
         compare = CompareConfig(
+            **ModelSpec.of(config).loading(),
             base=config.model,
             tuned=str(trained),
             task=config.task,
             questions=config.eval_questions,
-            n=config.eval_n,
-            seed=config.seed,
-            temperature=config.temperature,
-            max_new_tokens=config.max_new_tokens,
+            **{**config.sampling(), "n": config.eval_n},
             batch_size=64,
             metrics="dtr,confidence",
         )
@@ -194,12 +200,18 @@ def _figure(table: pd.DataFrame, path: Path) -> None:
 
     from thinkscope.core.figures import CORRECT, NEUTRAL, STYLE
 
-    trained = table.dropna(subset=["accuracy"])
+    trained = table.dropna(subset=["mean_sample_accuracy"])
     with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(7, 3.6), layout="constrained")
         ax = fig.subplots()
         x = range(len(trained))
-        ax.bar([i - 0.2 for i in x], trained["accuracy"], 0.4, color=NEUTRAL, label="accuracy")
+        ax.bar(
+            [i - 0.2 for i in x],
+            trained["mean_sample_accuracy"],
+            0.4,
+            color=NEUTRAL,
+            label="mean sample accuracy",
+        )
         ax.bar(
             [i + 0.2 for i in x],
             trained["greedy_accuracy"],

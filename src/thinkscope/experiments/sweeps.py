@@ -9,8 +9,6 @@ from thinkscope.experiments.common import Experiment, dtr, jsd_matrix, plt, sett
 from thinkscope.metrics.dtr import deep_layer
 from thinkscope.stats import auroc
 
-THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
-TEMPERATURES = (0.0, 0.4, 0.8)
 STYLES = ("cot", "direct")
 
 
@@ -19,13 +17,14 @@ def _auroc(scores, correct) -> float:
 
 
 def threshold_sweep(exp: Experiment) -> pd.DataFrame:
-    """Settling depths and DTR at each threshold g, from one scored run's JSD profiles."""
+    """Settling depths and DTR at each threshold g of ``config.thresholds`` (``--g``), from one
+    scored run's JSD profiles."""
     _, traces, tokens = exp.scored_run("main")
     profiles = jsd_matrix(tokens)
     n_layers = profiles[0].shape[1]
-    rows, hist = [], {}
-    for g in THRESHOLDS:
-        depths = [settling_depths(p, g) for p in profiles]
+    rows, hist, grid = [], {}, exp.config.thresholds
+    for g in grid:
+        depths = [settling_depths(p, g, exp.config.base) for p in profiles]
         ratios = [dtr(d, n_layers, exp.config.rho) for d in depths]
         flat = np.concatenate(depths)
         hist[g] = flat
@@ -38,13 +37,15 @@ def threshold_sweep(exp: Experiment) -> pd.DataFrame:
                 "auroc_dtr": _auroc(ratios, traces["correct"]),
             }
         )
-    fig, axes = plt.subplots(1, len(THRESHOLDS), figsize=(2.2 * len(THRESHOLDS), 2.6), sharey=True)
-    for ax, g in zip(axes, THRESHOLDS, strict=True):
+    fig, axes = plt.subplots(
+        1, len(grid), figsize=(2.2 * len(grid), 2.6), sharey=True, squeeze=False
+    )
+    for ax, g in zip(axes[0], grid, strict=True):
         ax.hist(hist[g], bins=np.arange(1, n_layers + 2) - 0.5, color="#4c72b0")
         ax.axvline(deep_layer(n_layers, exp.config.rho) - 0.5, color="#c44e52", ls="--", lw=1)
         ax.set_title(f"g = {g}", fontsize=9)
         ax.set_xlabel("settling depth")
-    axes[0].set_ylabel("tokens")
+    axes[0, 0].set_ylabel("tokens")
     fig.suptitle("Settling-depth histograms by threshold (dashed: deep from here)", fontsize=10)
     return exp.finish(pd.DataFrame(rows), exp.figure("settling_depth_by_threshold", fig))
 
@@ -52,7 +53,10 @@ def threshold_sweep(exp: Experiment) -> pd.DataFrame:
 def _variant_summary(traces: pd.DataFrame, tokens: pd.DataFrame, exp: Experiment) -> dict:
     profiles = jsd_matrix(tokens)
     ratios = np.array(
-        [dtr(settling_depths(p, exp.config.g), p.shape[1], exp.config.rho) for p in profiles]
+        [
+            dtr(settling_depths(p, exp.config.g, exp.config.base), p.shape[1], exp.config.rho)
+            for p in profiles
+        ]
     )
     correct = traces["correct"].to_numpy(bool)
     return {
@@ -81,12 +85,13 @@ def _compare(exp: Experiment, key: str, values, overrides, title: str, name: str
 
 
 def temperature_sweep(exp: Experiment) -> pd.DataFrame:
-    """DTR and accuracy at T = 0 / 0.4 / 0.8 (greedy runs draw one sample per question)."""
+    """DTR and accuracy at each temperature of ``config.temperatures`` (``--temperatures``);
+    greedy runs (T = 0) draw one sample per question."""
     return _compare(
         exp,
         "temperature",
-        TEMPERATURES,
-        lambda t: {"temperature": t, "n": 1 if t == 0 else exp.config.samples_per_question},
+        exp.config.temperatures,
+        lambda t: {"temperature": t, "n": 1 if t == 0 else exp.config.n},
         "DTR by sampling temperature",
         "dtr_by_temperature",
     )

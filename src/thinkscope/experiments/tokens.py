@@ -5,11 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from thinkscope.core.atomic import atomic_write
+from thinkscope.core.errors import UserError
 from thinkscope.experiments.common import Experiment, jsd_matrix, plt, settling_depths
 from thinkscope.metrics.dtr import deep_layer
 
 OPERATORS = set("+-*/=×÷^%<>()")
 CATEGORIES = ("digit", "operator", "word", "punctuation", "whitespace", "special")
+FIRST_TRACES = 4  # jsd-diagnostic plots this many traces (in run order) without --traces
 
 
 def token_category(text: str, special: bool) -> str:
@@ -38,7 +41,7 @@ def token_types(exp: Experiment) -> pd.DataFrame:
     )
     records = []
     for ids, profile in zip(merged["token_ids"], jsd_matrix(merged), strict=True):
-        depths = settling_depths(profile, exp.config.g)
+        depths = settling_depths(profile, exp.config.g, exp.config.base)
         for token, depth in zip(ids, depths, strict=True):
             text = tokenizer.decode([int(token)])
             records.append((token_category(text, int(token) in special), depth))
@@ -66,8 +69,26 @@ def token_types(exp: Experiment) -> pd.DataFrame:
     return exp.finish(table, exp.figure("settling_depth_by_token_type", fig))
 
 
-def jsd_diagnostic(exp: Experiment, traces_to_plot: int = 4) -> pd.DataFrame:
-    """Mean JSD per layer (all, correct, wrong) and heatmaps of the first traces' raw JSD."""
+def _plotted(merged: pd.DataFrame, profiles: list[np.ndarray], chosen: tuple[str, ...]) -> list:
+    """Row indices of the traces ``PROBLEM_ID:SAMPLE`` in ``chosen``, in that order; without
+    any, the first :data:`FIRST_TRACES` traces that have tokens."""
+    if not chosen:
+        return [i for i, p in enumerate(profiles) if len(p)][:FIRST_TRACES]
+    names = merged["problem_id"].astype(str) + ":" + merged["sample_idx"].astype(str)
+    where = {name: i for i, name in enumerate(names)}
+    missing = [trace for trace in chosen if trace not in where]
+    if missing:
+        raise UserError(f"--traces: the run has no trace {', '.join(missing)} (PROBLEM_ID:SAMPLE)")
+    empty = [trace for trace in chosen if not len(profiles[where[trace]])]
+    if empty:
+        raise UserError(f"--traces: {', '.join(empty)} generated no tokens; choose others")
+    return [where[trace] for trace in chosen]
+
+
+def jsd_diagnostic(exp: Experiment) -> pd.DataFrame:
+    """Mean JSD per layer (all, correct, wrong) and heatmaps of the raw JSD of the traces
+    ``config.traces`` (``--traces``; default: the first four with tokens), which are listed in
+    ``plotted_traces.csv``."""
     _, traces, tokens = exp.scored_run("main")
     merged = traces[["problem_id", "sample_idx", "correct"]].merge(
         tokens, on=["problem_id", "sample_idx"]
@@ -88,7 +109,10 @@ def jsd_diagnostic(exp: Experiment, traces_to_plot: int = 4) -> pd.DataFrame:
             "mean_jsd_wrong": layer_mean(~correct),
         }
     )
-    shown = [i for i, p in enumerate(profiles) if len(p)][:traces_to_plot]
+    shown = _plotted(merged, profiles, exp.config.traces)
+    plotted = merged.loc[shown, ["problem_id", "sample_idx", "correct"]]
+    plotted["n_tokens"] = [len(profiles[i]) for i in shown]
+    atomic_write(exp.out / "plotted_traces.csv", lambda tmp: plotted.to_csv(tmp, index=False))
     fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.2), squeeze=False)
     for ax, i in zip(axes[0], shown, strict=True):
         image = ax.imshow(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,20 +15,15 @@ from rich.console import Console
 from thinkscope.cluster import Cluster
 from thinkscope.core.errors import UserError
 from thinkscope.core.progress import progress_bar
-from thinkscope.core.spec import Spec
 from thinkscope.decoding import DecodingConfig
-from thinkscope.decoding.config import (
-    EXTRA_KNOBS,
-    CalAcc,
-    ConfidenceBin,
-    DynamicTopK,
-    EdtVar,
-    UnitFloat,
-)
+from thinkscope.decoding.config import DecodingKnobs, Knobs
 from thinkscope.generation.backends import choose_backend, make_backend
 from thinkscope.generation.backends.hf import HFBackend
 from thinkscope.generation.sampler import BatchSampler, SamplingParams
+from thinkscope.generation.seeds import sample_seed
+from thinkscope.generation.spec import SamplingSpec
 from thinkscope.models import LM, load_model, load_tokenizer
+from thinkscope.models.spec import ModelSpec
 from thinkscope.runs import registry
 from thinkscope.runs.folder import Run, now
 from thinkscope.runs.trace import Trace
@@ -37,42 +31,20 @@ from thinkscope.tasks.answers import grade
 from thinkscope.tasks.loaders import fewshot_examples, load_problems
 from thinkscope.tasks.problem import Problem
 from thinkscope.tasks.prompts import render_prompt
+from thinkscope.tasks.spec import TaskSpec
 
 
-class GenerateConfig(Spec):
-    """Everything that decides which traces a run holds (saved as ``config.yaml``)."""
+class GenerateConfig(ModelSpec, TaskSpec, SamplingSpec, DecodingKnobs):
+    """Everything that decides which traces a run holds (saved flat as ``config.yaml``): the
+    model (resolved: the dtype used and the weights' identity), the task, the sampling, the
+    decoding knobs, and how the batches are run."""
 
-    model: str = "smollm2-135m"
-    task: str = "gsm8k"
-    questions: int = Field(20, ge=1)
-    n: int = Field(4, ge=1)
-    seed: int = 0
-    max_new_tokens: int = Field(256, ge=1)
-    temperature: float = Field(0.7, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    top_k: int = Field(0, ge=0)
-    min_p: float = Field(0.0, ge=0, lt=1)
-    prompt_style: str = "cot"
-    template: str = "auto"
-    fewshot: int = Field(0, ge=0)
-    stop: list[str] = []
-    top_logprobs: int = Field(0, ge=0)
-    batch_size: int = Field(64, ge=1)
-    fields: dict[str, str] = {}
-    # correctness-first decoding knobs (see DecodingConfig; None: unset) and per-step logs
-    greedy_threshold: UnitFloat | None = None
-    prob_threshold: UnitFloat | None = None
-    dynamic_top_k: DynamicTopK | None = None
-    edt_var: EdtVar | None = None
-    hewitt_epsilon: UnitFloat | None = None
-    confidence_bin_only: ConfidenceBin | None = None
-    cal_acc: CalAcc | None = None
-    log_steps: bool = False
+    batch_size: int = Field(64, ge=1, description="Sequences decoded at once.")
     backend: Literal["auto", "hf", "vllm"] = "auto"  # stored resolved: hf or vllm
 
     def decoding(self) -> DecodingConfig:
         """The decoding rule of this run: temperature, top-k/p, min-p and the extra knobs."""
-        names = ["temperature", "top_k", "top_p", "min_p", *EXTRA_KNOBS]
+        names = ["temperature", "top_k", "top_p", "min_p", *Knobs.model_fields]
         return DecodingConfig(**{name: getattr(self, name) for name in names})
 
     def sampling(self, stop: tuple[str, ...] = ()) -> SamplingParams:
@@ -85,17 +57,15 @@ class GenerateConfig(Spec):
         )
 
     @property
-    def shots(self) -> int:
-        return self.fewshot or (2 if self.prompt_style == "fewshot" else 0)
+    def unit_questions(self) -> int:
+        """Questions per unit of work (one batch, one shard): as many whole questions of ``n``
+        samples as ``batch_size`` sequences hold, at least one."""
+        return max(1, self.batch_size // self.n)
 
 
-def sample_seed(seed: int, problem_id: str, sample_idx: int) -> int:
-    """A 63-bit seed per sample, independent of batch layout and run length."""
-    digest = hashlib.blake2b(f"{seed}:{problem_id}:{sample_idx}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
-
-
-def _units(problems: list[Problem], per_unit: int) -> Iterator[tuple[str, list[Problem]]]:
+def question_units(problems: list[Problem], per_unit: int) -> Iterator[tuple[str, list[Problem]]]:
+    """``(name, problems)`` units of ``per_unit`` consecutive problems, named by their index
+    (``00000``, ``00001``, ...): the shard names of a resumable run."""
     for start in range(0, len(problems), per_unit):
         yield f"{start // per_unit:05d}", problems[start : start + per_unit]
 
@@ -157,16 +127,16 @@ def summarize(frame: pd.DataFrame, timing: dict) -> dict:
     }
 
 
-def _unit_worker(config: GenerateConfig, path: Path, lm: LM | None = None, loading=None):
+def _unit_worker(config: GenerateConfig, path: Path, lm: LM | None = None):
     """``work(unit name) -> counts``: generates one unit into the run folder's shards (the
     backend loads on the first call; a Ray worker builds one of these)."""
     problems = load_problems(config.task, config.questions, config.seed, config.fields)
-    units = dict(_units(problems, max(1, config.batch_size // config.n)))
+    units = dict(question_units(problems, config.unit_questions))
     run, backend = Run(path), None
 
     def work(name: str) -> dict:
         nonlocal backend
-        backend = backend or make_backend(config.backend, config.model, lm, config.seed, loading)
+        backend = backend or make_backend(config.backend, ModelSpec.of(config), lm, config.seed)
         traces, sampler = generate_unit(None, units[name], config, backend)
         run.write_unit(name, pd.DataFrame([t.row() for t in traces]))
         return dict(
@@ -202,28 +172,27 @@ def generate_run(
     lm: LM | None = None,
     show_progress: bool = True,
     cluster: Cluster | None = None,
-    loading: dict | None = None,
 ) -> Run:
     """Generate and grade ``config.n`` samples per problem into the run folder ``out``; with
-    ``cluster``, units are shared among Ray workers that each write their shards. ``loading``:
-    :func:`~thinkscope.models.load_model` options (dtype, device, device_map, ...)."""
-    name, why = choose_backend(config.backend, model_loaded=lm is not None)
-    config = config.model_copy(update={"backend": name})
+    ``cluster``, units are shared among Ray workers that each write their shards. The model is
+    ``lm`` or the one ``config`` specifies; ``config.yaml`` records the resolved spec (the
+    dtype used, the weights' identity; a recorded identity must match)."""
+    name, why = choose_backend(config.backend, model_loaded=lm is not None, loading=config)
+    config = config.model_copy(update={"backend": name}).resolved(lm)
     if resume and Run(out).finished:
         return already_finished(Run(out), config.model_dump(), show_progress)
     problems = load_problems(config.task, config.questions, config.seed, config.fields)
-    tokenizer = lm.tokenizer if lm else load_tokenizer(config.model, **(loading or {}))
+    tokenizer = lm.tokenizer if lm else load_tokenizer(config)
     render_prompt(tokenizer, problems[0], config.prompt_style, config.template)  # fail early
     Run.check_start(out, config.model_dump(), resume=resume)
     if name == "hf" and cluster is None:
-        lm = lm or load_model(config.model, **(loading or {}))
+        lm = lm or load_model(ModelSpec.of(config))
     run = Run.start(out, config.model_dump(), resume=resume)
     log = run.logger()
     log.info("backend: %s (%s)", name, why)
     if show_progress:
         Console(stderr=True).print(f"backend: {name} ({why})")
-    per_unit = max(1, config.batch_size // config.n)
-    units = list(_units(problems, per_unit))
+    units = list(question_units(problems, config.unit_questions))
     done = run.done_units()
     log.info(
         "generate: %d problems x %d samples, %d units, %d already done",
@@ -238,10 +207,10 @@ def generate_run(
         progress.advance(bar, sum(len(u) for name, u in units if name in done) * config.n)
         todo = [name for name, _ in units if name not in done]
         if cluster is None:
-            work = _unit_worker(config, run.path, lm, loading)
+            work = _unit_worker(config, run.path, lm)
             results = map(work, todo)
         else:
-            factory = functools.partial(_unit_worker, config, run.path, None, loading)
+            factory = functools.partial(_unit_worker, config, run.path, None)
             results = cluster.map(factory, todo)
         for result in results:
             generated += result["generated"]

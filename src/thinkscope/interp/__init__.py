@@ -13,7 +13,6 @@ from thinkscope.interp.cka import MinibatchCKA, cka_matrix, linear_cka
 from thinkscope.interp.directions import Directions, cosine_matrix, decode, diff_in_means
 from thinkscope.interp.probes import probe_layers
 from thinkscope.interp.transplant import LinearMap, fit_map, transplant
-from thinkscope.models.hooks.base import Handle, combine
 from thinkscope.models.hooks.interventions import (
     ablate_direction,
     ablate_heads,
@@ -21,6 +20,7 @@ from thinkscope.models.hooks.interventions import (
     patch,
     steer,
 )
+from thinkscope.models.hooks.points import Handle, combine
 
 __all__ = [
     "Directions",

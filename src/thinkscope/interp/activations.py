@@ -20,7 +20,8 @@ import torch
 from thinkscope.core.errors import UserError
 from thinkscope.core.progress import progress_bar
 from thinkscope.models import LM
-from thinkscope.models.hooks.base import check_layers, first
+from thinkscope.models.hooks.base import check_layers
+from thinkscope.models.hooks.points import capture, forward, output_tensor, stop_after
 from thinkscope.runs.folder import Run
 
 POSITIONS = ("last", "mean", "completion")
@@ -114,10 +115,6 @@ def _reduce(h: torch.Tensor, real: torch.Tensor, starts: torch.Tensor, how: str)
     return (h * weights).sum(1) / weights.sum(1)
 
 
-class _Stop(Exception):
-    """Raised in the deepest requested block to skip the rest of the forward pass."""
-
-
 def batches(seqs: list[TokenSeq], batch_size: int) -> Iterator[list[int]]:
     for begin in range(0, len(seqs), batch_size):
         yield list(range(begin, min(begin + batch_size, len(seqs))))
@@ -130,27 +127,19 @@ def batch_rows(lm: LM, seqs: list[TokenSeq], layers: list[int], how: str) -> tor
     ids = torch.tensor([list(s.ids) + [pad] * (width - len(s.ids)) for s in seqs])
     real = torch.tensor([[1] * len(s.ids) + [0] * (width - len(s.ids)) for s in seqs]).bool()
     starts = torch.tensor([s.start or 0 for s in seqs])
-    rows: dict[int, torch.Tensor] = {}
-    hooks = []
-    for layer in layers:
 
-        def hook(_m, _i, output, layer=layer):
-            h = first(output)
-            rows[layer] = _reduce(h, real.to(h.device), starts.to(h.device), how).float().cpu()
-            if layer == layers[-1]:
-                raise _Stop
+    def pooled(output) -> torch.Tensor:
+        h = output_tensor(output)
+        return _reduce(h, real.to(h.device), starts.to(h.device), how).float().cpu()
 
-        hooks.append(lm.anatomy.layers[layer - 1].register_forward_hook(hook))
-    try:
-        lm.model(
-            input_ids=ids.to(lm.device), attention_mask=real.long().to(lm.device), use_cache=False
+    with capture(lm, layers, pooled) as rows, stop_after(lm, layers[-1]):
+        forward(
+            lm,
+            input_ids=ids.to(lm.device),
+            attention_mask=real.long().to(lm.device),
+            use_cache=False,
         )
-    except _Stop:
-        pass
-    finally:
-        for h in hooks:
-            h.remove()
-    return torch.stack([rows[layer] for layer in layers], dim=1)
+    return torch.stack([rows[layer][0] for layer in layers], dim=1)
 
 
 def collect(

@@ -15,11 +15,11 @@ import torch
 from rich.console import Console
 from statsmodels.stats.proportion import proportion_confint
 
-from thinkscope.generation.pipeline import GenerateConfig, generate_unit
+from thinkscope.generation.pipeline import GenerateConfig, generate_unit, question_units
 from thinkscope.metrics import measure, parse_metrics
 from thinkscope.models import LM
-from thinkscope.models.hooks.base import Handle
 from thinkscope.models.hooks.interventions import ablate_direction, steer
+from thinkscope.models.hooks.points import Handle
 from thinkscope.tasks.problem import Problem
 
 console = Console(stderr=True)
@@ -31,8 +31,8 @@ def evaluate(lm: LM, problems: list[Problem], config: GenerateConfig, hooks: Han
     start = time.perf_counter()
     traces = []
     with hooks:
-        for begin in range(0, len(problems), config.batch_size):
-            traces += generate_unit(lm, problems[begin : begin + config.batch_size], config)[0]
+        for _, unit in question_units(problems, config.unit_questions):
+            traces += generate_unit(lm, unit, config)[0]
         results = measure(
             lm, [t.prompt_ids for t in traces], [t.token_ids for t in traces], parse_metrics("dtr")
         )

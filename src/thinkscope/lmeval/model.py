@@ -26,8 +26,8 @@ from pydantic import ValidationError
 from thinkscope.core.errors import UserError
 from thinkscope.decoding import DecodingConfig
 from thinkscope.decoding.config import cal_acc_from_file
-from thinkscope.generation.pipeline import sample_seed
 from thinkscope.generation.sampler import BatchSampler, SamplingParams
+from thinkscope.generation.seeds import sample_seed
 from thinkscope.models import LM, load_model
 
 _LISTS = ("dynamic_top_k", "edt_var", "cal_acc")

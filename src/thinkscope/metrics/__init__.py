@@ -8,21 +8,38 @@ Groups: ``confidence`` (logprob, neg-entropy, self-certainty and the DeepConf fo
 ``all`` (every metric but the REV ones, whose ablation passes are costly).
 """
 
-from thinkscope.metrics import confidence, dtr, layers, rev  # noqa: F401  (registers the metrics)
-from thinkscope.metrics.dtr import deep_thinking_ratio, settling_depth
-from thinkscope.metrics.measure import lens_views, measure
-from thinkscope.metrics.registry import (
-    GROUPS,
-    REGISTRY,
-    Metric,
-    MetricSpec,
-    Needs,
-    Result,
-    TraceLens,
-    parse_metrics,
-    register,
-    spec,
-)
+from importlib import import_module
+
+_EXPORTS = {
+    **dict.fromkeys(["deep_thinking_ratio", "settling_depth"], "thinkscope.metrics.dtr"),
+    **dict.fromkeys(["lens_views", "measure"], "thinkscope.metrics.forward_pass"),
+    **dict.fromkeys(
+        [
+            "GROUPS",
+            "REGISTRY",
+            "Metric",
+            "MetricSpec",
+            "Needs",
+            "Result",
+            "TraceLens",
+            "parse_metrics",
+            "register",
+            "spec",
+        ],
+        "thinkscope.metrics.registry",
+    ),
+}
+
+
+def __getattr__(name: str):
+    """Names load on first use, after the built-in metrics have registered, so that the light
+    :mod:`thinkscope.metrics.dtr_spec` imports no torch."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    for part in ("confidence", "dtr", "layers", "rev"):
+        import_module(f"{__name__}.{part}")
+    return getattr(import_module(_EXPORTS[name]), name)
+
 
 __all__ = [
     "GROUPS",

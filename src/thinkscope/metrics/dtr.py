@@ -13,12 +13,16 @@ import warnings
 import torch
 
 from thinkscope.lens import ln_base
+from thinkscope.metrics.dtr_spec import BASE_DEFAULT, G_DEFAULT, RHO_DEFAULT, DTRSpec
 from thinkscope.metrics.registry import Metric, Needs, Result, TraceLens, register
 
-DTR_DEFAULTS = {"g": 0.5, "rho": 0.85, "base": "e"}
+DTR_DEFAULTS = DTRSpec().model_dump()
+SETTLE_DEFAULTS = {"g": G_DEFAULT, "base": BASE_DEFAULT}
 
 
-def settling_depth(jsd: torch.Tensor, g: float = 0.5, base: str | float = "e") -> torch.Tensor:
+def settling_depth(
+    jsd: torch.Tensor, g: float = G_DEFAULT, base: str | float = BASE_DEFAULT
+) -> torch.Tensor:
     """Settling depths ``[T]`` (int64, 1..L) of a JSD profile ``jsd`` ``[T, L]`` in nats.
 
     The first layer whose JSD is <= g (in ``base`` units) is also where the running minimum
@@ -29,12 +33,12 @@ def settling_depth(jsd: torch.Tensor, g: float = 0.5, base: str | float = "e") -
     return torch.where(below.any(-1), first, jsd.shape[-1])
 
 
-def deep_layer(n_layers: int, rho: float = 0.85) -> int:
+def deep_layer(n_layers: int, rho: float = RHO_DEFAULT) -> int:
     """``ceil(rho * L)``, robust to float noise (0.9 * 30 is 27.000000000000004)."""
     return math.ceil(round(rho * n_layers, 9))
 
 
-def deep_thinking_ratio(depths: torch.Tensor, n_layers: int, rho: float = 0.85) -> float:
+def deep_thinking_ratio(depths: torch.Tensor, n_layers: int, rho: float = RHO_DEFAULT) -> float:
     """DTR of one trace from its settling depths ``[T]``; NaN (with a warning) when T = 0."""
     if depths.numel() == 0:
         warnings.warn("DTR is undefined for an empty completion; returning NaN", stacklevel=2)
@@ -91,7 +95,7 @@ register(
         "mean-settling-depth",
         _mean_depth,
         _settle_needs,
-        {"g": 0.5, "base": "e"},
+        dict(SETTLE_DEFAULTS),
         {"settling_depth": ("g", "base")},
         doc="mean settling depth (1-indexed layer)",
     )
@@ -101,7 +105,7 @@ register(
         "median-settling-depth",
         _median_depth,
         _settle_needs,
-        {"g": 0.5, "base": "e"},
+        dict(SETTLE_DEFAULTS),
         {"settling_depth": ("g", "base")},
         doc="median settling depth (midpoint of the two middle ones)",
     )

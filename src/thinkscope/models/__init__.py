@@ -13,5 +13,7 @@ __getattr__, __all__ = lazy_exports(
         "load_tokenizer": "thinkscope.models.lm",
         "default_dtype": "thinkscope.models.lm",
         "BUNDLED_NAME": "thinkscope.models.bundled",
+        "ModelSpec": "thinkscope.models.spec",
+        "identify": "thinkscope.models.identity",
     },
 )

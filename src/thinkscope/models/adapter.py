@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from thinkscope.core.errors import UserError
+from thinkscope.models.hooks.points import hook, output_tensor
 
 
 @dataclass(frozen=True)
@@ -107,23 +108,14 @@ def apply_head(anatomy: Anatomy, hidden: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-def block_output(output) -> torch.Tensor:
-    """The residual stream from a decoder block's forward output (a tensor or a tuple)."""
-    return output[0] if isinstance(output, tuple) else output
-
-
 @torch.no_grad()
 def verify_head(model: nn.Module, anatomy: Anatomy, atol: float = 1e-4) -> None:
     """Check that the head applied to the last block's output reproduces the model's logits."""
     captured: list[torch.Tensor] = []
-    hook = anatomy.layers[-1].register_forward_hook(
-        lambda _m, _i, out: captured.append(block_output(out))
-    )
-    try:
+    last_block = hook(anatomy.layers[-1], lambda _m, _i, out: captured.append(output_tensor(out)))
+    with last_block:
         ids = torch.arange(1, 6, device=model.device).unsqueeze(0) % model.config.vocab_size
         logits = model(input_ids=ids).logits
-    finally:
-        hook.remove()
     mine = apply_head(anatomy, captured[-1])
     scale = logits.abs().max().clamp(min=1.0)
     if not torch.allclose(mine.float(), logits.float(), atol=atol * float(scale), rtol=0):

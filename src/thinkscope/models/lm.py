@@ -11,10 +11,13 @@ from pathlib import Path
 import torch
 
 from thinkscope.core.errors import UserError
-from thinkscope.models.adapter import Anatomy, apply_head, block_output, inspect_model, verify_head
-from thinkscope.models.bundled import BUNDLED_NAME, bundled_gguf, converted_gguf
+from thinkscope.models.adapter import Anatomy, apply_head, inspect_model, verify_head
+from thinkscope.models.bundled import BUNDLED_NAME, converted_gguf
+from thinkscope.models.hooks.points import combine, hook, output_tensor
+from thinkscope.models.identity import source, state_hash
+from thinkscope.models.spec import ModelSpec
 
-__all__ = ["LM", "load_model", "load_tokenizer", "default_dtype"]
+__all__ = ["LM", "default_dtype", "load_model", "load_tokenizer", "target_dtype"]
 
 
 @dataclass
@@ -25,6 +28,9 @@ class LM:
     tokenizer: object
     name: str
     anatomy: Anatomy = field(repr=False)
+    #: The resolved spec it was loaded from (:func:`load_model`); ``None`` for a wrapped model.
+    spec: ModelSpec | None = field(default=None, repr=False)
+    _state: str | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def wrap(cls, model: torch.nn.Module, tokenizer, name: str = "model") -> LM:
@@ -57,6 +63,16 @@ class LM:
         return next(self.model.parameters()).dtype
 
     @property
+    def weights(self) -> str:
+        """The identity of the weights (:mod:`thinkscope.models.identity`): the loaded spec's,
+        or the hash of a wrapped model's parameters (computed once)."""
+        if self.spec is not None and self.spec.weights is not None:
+            return self.spec.weights
+        if self._state is None:
+            self._state = state_hash(self.model)
+        return self._state
+
+    @property
     def vocab_size(self) -> int:
         return self.anatomy.unembed.weight.shape[0]
 
@@ -85,15 +101,12 @@ class LM:
         >>> len(states) == lm.n_layers
         """
         states: list[torch.Tensor] = []
-        handles = [
-            block.register_forward_hook(lambda _m, _i, out: states.append(block_output(out)))
-            for block in self.anatomy.layers
-        ]
-        try:
+
+        def keep(_module, _args, output) -> None:
+            states.append(output_tensor(output))
+
+        with combine(*(hook(block, keep) for block in self.anatomy.layers)):
             yield states
-        finally:
-            for handle in handles:
-                handle.remove()
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
@@ -103,22 +116,16 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def _resolve(spec: str) -> Path | str:
-    if spec == BUNDLED_NAME:
-        return converted_gguf(bundled_gguf())
-    path = Path(spec).expanduser()
-    if path.suffix == ".gguf":
+def resolve_source(model: str) -> Path | str:
+    """What transformers loads for ``model``: a directory (a GGUF file converted on first
+    use) or a hub id."""
+    kind, path = source(model)
+    if kind in ("bundled", "gguf"):
         return converted_gguf(path)
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise UserError(f"model directory {path} has no config.json")
-        return path
-    if path.exists() or spec.startswith((".", "/", "~")):
-        raise UserError(f"model path {spec!r} is neither a model directory nor a .gguf file")
-    return spec  # a Hugging Face model id
+    return path if kind == "dir" else model
 
 
-def _hub_reachable() -> bool:
+def hub_reachable() -> bool:
     """Whether the Hugging Face hub answers DNS, so that offline machines fail fast."""
     import os
     import socket
@@ -149,86 +156,82 @@ def _from_pretrained(source: Path | str, **options):
     try:
         return load(local_only=True)
     except OSError:
-        if isinstance(source, Path) or not _hub_reachable():
+        if isinstance(source, Path) or not hub_reachable():
             raise
         return load(local_only=False)
 
 
-DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-}
+def target_device(spec: ModelSpec) -> torch.device:
+    """Where ``spec`` puts the model: its ``device``, else cuda when present (and no CPU map)."""
+    cuda = torch.cuda.is_available() and spec.device_map != "cpu"
+    return torch.device(spec.device or ("cuda" if cuda else "cpu"))
 
 
-def _dtype(dtype: str | torch.dtype | None, target: torch.device) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype in (None, "auto"):
-        return default_dtype(target)
-    if dtype not in DTYPES:
-        raise UserError(f"dtype must be auto or one of {', '.join(DTYPES)}, got {dtype!r}")
-    return DTYPES[dtype]
+def target_dtype(spec: ModelSpec) -> str:
+    """``spec.dtype`` with ``auto`` resolved for its device (see :func:`default_dtype`)."""
+    if spec.dtype != "auto":
+        return spec.dtype
+    return str(default_dtype(target_device(spec))).removeprefix("torch.")
 
 
-def load_model(
-    spec: str = BUNDLED_NAME,
-    device: str | None = None,
-    dtype: str | torch.dtype | None = None,
-    device_map: str | dict | None = None,
-    attn_implementation: str | None = None,
-    revision: str | None = None,
-    trust_remote_code: bool = False,
-) -> LM:
-    """Load ``spec``: ``smollm2-135m`` (bundled), a local directory, a ``.gguf`` file or a hub id.
+def load_model(spec: ModelSpec | str = BUNDLED_NAME, **options) -> LM:
+    """Load ``spec``: a :class:`ModelSpec`, or a model name (``smollm2-135m``, a local
+    directory, a ``.gguf`` file or a hub id) with the spec's loading options as keywords
+    (``load_model("smollm2-135m", dtype="bfloat16")``; keywords also override a spec's).
 
     ``dtype``: ``auto`` (default: fp32 on CPU, bf16 or fp16 on CUDA), ``float32``, ``bfloat16``
     or ``float16``. ``device`` puts the whole model on one device (default: cuda when there
     is one); ``device_map`` (e.g. ``"auto"``) spreads it over devices with accelerate instead.
     ``attn_implementation`` (``eager``, ``sdpa``, ``flash_attention_2``), ``revision`` and
-    ``trust_remote_code`` go to transformers' ``from_pretrained``.
+    ``trust_remote_code`` go to transformers' ``from_pretrained``. The LM's ``spec`` is the
+    resolved spec (dtype used, weights identified); a spec with ``weights`` refuses others.
     """
-    if device is not None and device_map is not None:
+    if isinstance(options.get("dtype"), torch.dtype):
+        options["dtype"] = str(options["dtype"]).removeprefix("torch.")
+    spec = ModelSpec.of(spec, **{k: v for k, v in options.items() if v is not None})
+    if spec.device is not None and spec.device_map is not None:
         raise UserError("give --device or --device-map, not both")
-    cuda = torch.cuda.is_available()
-    target = torch.device(device or ("cuda" if cuda and device_map != "cpu" else "cpu"))
-    options = {"dtype": _dtype(dtype, target), "revision": revision}
-    options["trust_remote_code"] = trust_remote_code
-    if device_map is not None:
-        options["device_map"] = device_map
-    if attn_implementation is not None:
-        options["attn_implementation"] = attn_implementation
-    source = _resolve(spec)
+    spec = spec.resolved()
+    target = target_device(spec)
+    kwargs = {"dtype": getattr(torch, spec.dtype), "revision": spec.revision}
+    kwargs["trust_remote_code"] = spec.trust_remote_code
+    if spec.device_map is not None:
+        kwargs["device_map"] = spec.device_map
+    if spec.attn_implementation is not None:
+        kwargs["attn_implementation"] = spec.attn_implementation
     try:
-        model, tokenizer = _from_pretrained(source, **options)
+        model, tokenizer = _from_pretrained(resolve_source(spec.model), **kwargs)
     except OSError as err:
         raise UserError(
-            f"unknown model {spec!r}: not the bundled {BUNDLED_NAME!r}, a local model directory, "
-            "a .gguf file, or a Hugging Face model id that could be fetched"
+            f"unknown model {spec.model!r}: not the bundled {BUNDLED_NAME!r}, a local model "
+            "directory, a .gguf file, or a Hugging Face model id that could be fetched"
         ) from err
     except ValueError as err:  # an unsupported option, or a config transformers cannot read
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot load model {spec!r}: {reason}") from err
-    return LM.wrap(model if device_map is not None else model.to(target), tokenizer, name=spec)
+        raise UserError(f"cannot load model {spec.model!r}: {reason}") from err
+    commit = getattr(model.config, "_commit_hash", None)
+    if spec.weights.startswith("hub:") and commit:  # the commit transformers really loaded
+        spec = spec.model_copy(update={"weights": f"hub:{spec.model}@{commit}"})
+    placed = model if spec.device_map is not None else model.to(target)
+    lm = LM.wrap(placed, tokenizer, name=spec.model)
+    lm.spec = spec
+    return lm
 
 
-def load_tokenizer(
-    spec: str = BUNDLED_NAME, revision: str | None = None, trust_remote_code: bool = False, **_
-):
-    """Just the tokenizer of ``spec`` (fast: no weights are loaded); ``revision`` and
-    ``trust_remote_code`` as for :func:`load_model`, whose other options it accepts and
-    ignores, so ``load_tokenizer(spec, **loading)`` works."""
+def load_tokenizer(spec: ModelSpec | str = BUNDLED_NAME, **options):
+    """Just the tokenizer of ``spec`` (fast: no weights are loaded): a :class:`ModelSpec` or
+    a model name with :func:`load_model`'s keywords (only ``revision`` and
+    ``trust_remote_code`` matter)."""
     from transformers import AutoTokenizer
 
-    source = _resolve(spec)
-    options = {"revision": revision, "trust_remote_code": trust_remote_code}
+    spec = ModelSpec.of(spec, **{k: v for k, v in options.items() if v is not None})
+    source = resolve_source(spec.model)
+    kwargs = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
     try:
-        return AutoTokenizer.from_pretrained(source, local_files_only=True, **options)
+        return AutoTokenizer.from_pretrained(source, local_files_only=True, **kwargs)
     except OSError:
-        if isinstance(source, Path) or not _hub_reachable():
-            raise UserError(f"unknown model {spec!r}: its tokenizer is not available") from None
-        return AutoTokenizer.from_pretrained(source, **options)
+        if isinstance(source, Path) or not hub_reachable():
+            raise UserError(
+                f"unknown model {spec.model!r}: its tokenizer is not available"
+            ) from None
+        return AutoTokenizer.from_pretrained(source, **kwargs)

@@ -74,8 +74,13 @@ def find_run(ref: str) -> dict:
     raise UserError(f"no registered run {ref!r}; see `thinkscope runs list`")
 
 
+#: Config keys ``runs diff`` shows even when equal: which model, in which dtype, which weights.
+IDENTITY = ("config.model", "config.dtype", "config.weights")
+
+
 def diff(a: dict, b: dict) -> list[tuple[str, object, object]]:
-    """The config and summary keys on which two runs differ: ``(key, value_a, value_b)``."""
+    """The model's identity (:data:`IDENTITY`), then the config and summary keys on which two
+    runs differ: ``(key, value_a, value_b)``."""
     flat_a = {
         **{f"config.{k}": v for k, v in a["config"].items()},
         **{f"summary.{k}": v for k, v in a["summary"].items()},
@@ -84,8 +89,6 @@ def diff(a: dict, b: dict) -> list[tuple[str, object, object]]:
         **{f"config.{k}": v for k, v in b["config"].items()},
         **{f"summary.{k}": v for k, v in b["summary"].items()},
     }
-    return [
-        (k, flat_a.get(k), flat_b.get(k))
-        for k in sorted(flat_a.keys() | flat_b.keys())
-        if flat_a.get(k) != flat_b.get(k)
-    ]
+    differing = [k for k in sorted(flat_a.keys() | flat_b.keys()) if flat_a.get(k) != flat_b.get(k)]
+    keys = [*IDENTITY, *(k for k in differing if k not in IDENTITY)]
+    return [(k, flat_a.get(k), flat_b.get(k)) for k in keys]

@@ -1,7 +1,7 @@
 """``score --ray``: Ray workers score a run's batches into its scoring shards.
 
 The driver plans the batches exactly as :func:`thinkscope.scoring.score_frame` does; each worker
-loads the scoring model once (with the driver's loading options) and writes
+loads the scoring model once (from the driver's model spec) and writes
 ``scoring/<job>/<batch>.parquet`` atomically; the driver's
 :func:`~thinkscope.scoring.score_frame` then merges the shards (computing nothing).
 """
@@ -9,7 +9,7 @@ loads the scoring model once (with the driver's loading options) and writes
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -17,12 +17,12 @@ import pandas as pd
 from thinkscope.cluster import Cluster
 from thinkscope.core.progress import progress_bar
 from thinkscope.metrics import MetricSpec
-from thinkscope.models.loading import Loading
+from thinkscope.models.spec import ModelSpec
+from thinkscope.scoring.stage import batch_shard
 
 
 def _score_worker(
-    model: str,
-    loading: Loading,
+    spec: ModelSpec,
     traces_path: Path,
     specs: Sequence[MetricSpec],
     batches: list[list[int]],
@@ -33,12 +33,12 @@ def _score_worker(
     from thinkscope.models import load_model
     from thinkscope.scoring import score_batch
 
-    lm, frame = load_model(model, **loading), pd.read_parquet(traces_path)
+    lm, frame = load_model(spec), pd.read_parquet(traces_path)
 
     def work(unit: str) -> dict:
         rows = batches[int(unit)]
         write_parquet(
-            shard_dir / f"{unit}.parquet", score_batch(lm, frame, rows, specs, chunk_rows)
+            batch_shard(shard_dir, int(unit)), score_batch(lm, frame, rows, specs, chunk_rows)
         )
         return dict(unit=unit, rows=len(rows))
 
@@ -47,25 +47,21 @@ def _score_worker(
 
 def score_shards(
     cluster: Cluster,
-    model: str,
+    spec: ModelSpec,
     traces_path: Path,
     batches: list[list[int]],
     specs: Sequence[MetricSpec],
     chunk_rows: int | None,
     shard_dir: Path,
     show_progress: bool = True,
-    loading: Mapping | None = None,
 ) -> int:
     """Score every batch whose shard is missing on ``cluster``; returns the traces scored.
-    Each worker loads ``model`` with ``loading`` (:class:`~thinkscope.models.loading.Loading`),
-    as the driver loaded it."""
-    todo = [
-        f"{i:05d}" for i in range(len(batches)) if not (shard_dir / f"{i:05d}.parquet").is_file()
-    ]
+    Each worker loads the model of ``spec``, the driver's resolved spec (a worker that finds
+    other weights refuses)."""
+    todo = [f"{i:05d}" for i in range(len(batches)) if not batch_shard(shard_dir, i).is_file()]
     factory = functools.partial(
         _score_worker,
-        model,
-        Loading.of(loading),
+        spec,
         traces_path,
         list(specs),
         batches,

@@ -9,13 +9,15 @@ Files written into the run folder::
                            ``jsd_profile`` list<list<float>> [T][L] nats, ...) and per-trace
                            vectors (``jsd-profile``: mean JSD per layer)
     scores.json            {"columns": {column: entry}, "vectors": {...}, "arrays": {...},
-                           "model", "n_layers", "vocab_size"}; entry = {"metric", "params"
-                           (the full dict), "model", "arrays", "scored_at"}
+                           "model", "weights", "dtype", "n_layers", "vocab_size"}; entry =
+                           {"metric", "params" (the full dict), "model", "weights", "dtype",
+                           "arrays", "scored_at"}
     scoring/<job>/*.parquet  one shard per finished batch while scoring runs (atomic, removed
                            after the merge); a rerun with the same request skips finished batches
 
-Scoring again with the same metrics, parameters and model does nothing; new parameters add
-new columns and leave the others alone.
+Scoring again with the same metrics, parameters and model (the same weights, by their identity
+in :mod:`thinkscope.models.identity`, in the same dtype) does nothing; new parameters or other
+weights (re)write their columns and leave the others alone.
 """
 
 from __future__ import annotations
@@ -88,6 +90,12 @@ def plan_batches(frame: pd.DataFrame, batch_tokens: int) -> list[list[int]]:
     return batches
 
 
+def batch_shard(shard_dir: Path, index: int) -> Path:
+    """The shard of batch ``index`` of :func:`plan_batches` (written by the driver or a Ray
+    worker, read back on a rerun)."""
+    return shard_dir / f"{index:05d}.parquet"
+
+
 def _cell(values: torch.Tensor):
     """A per-token tensor ``[T]`` or ``[T, L]`` as compact numpy (int32, float32, bool)."""
     array = values.numpy()
@@ -145,7 +153,7 @@ def score_frame(
     with progress_bar("score", "traces", show_progress) as progress:
         bar = progress.add_task("score", total=len(frame))
         for index, rows in enumerate(batches):
-            shard = shard_dir / f"{index:05d}.parquet" if shard_dir else None
+            shard = batch_shard(shard_dir, index) if shard_dir else None
             if shard is not None and shard.is_file():
                 part = pd.read_parquet(shard)
             else:
@@ -162,12 +170,18 @@ def score_frame(
     return merged
 
 
-def _entry(spec: MetricSpec, model: str) -> dict:
-    return {"metric": spec.metric.name, "params": dict(spec.params), "model": model}
+def model_key(lm: LM) -> dict:
+    """What scores depend on besides the metric: the model's name, the identity of its
+    weights (:mod:`thinkscope.models.identity`) and the dtype it ran in."""
+    return {"model": lm.name, "weights": lm.weights, "dtype": str(lm.dtype).removeprefix("torch.")}
+
+
+def _entry(spec: MetricSpec, model: dict) -> dict:
+    return {"metric": spec.metric.name, "params": dict(spec.params), **model}
 
 
 def _is_done(
-    spec: MetricSpec, model: str, record: dict, traces: pd.DataFrame, tokens: pd.DataFrame
+    spec: MetricSpec, model: dict, record: dict, traces: pd.DataFrame, tokens: pd.DataFrame
 ) -> bool:
     kind = "columns" if spec.metric.scalar else "vectors"
     entry = record.get(kind, {}).get(spec.column)
@@ -175,7 +189,7 @@ def _is_done(
     arrays = [spec.array_name(a) for a in spec.metric.arrays]
     return (
         entry is not None
-        and {k: entry.get(k) for k in ("metric", "params", "model")} == _entry(spec, model)
+        and {k: entry.get(k) for k in ("metric", "params", *model)} == _entry(spec, model)
         and spec.column in where
         and all(a in tokens for a in arrays)
     )
@@ -189,11 +203,11 @@ def score_run(
     chunk_rows: int | None = None,
     show_progress: bool = True,
     cluster=None,
-    loading=None,
 ) -> pd.DataFrame:
     """Score the run folder ``path`` in place (see the module docstring); returns its traces.
+    Scores are reused only when made with the same metric, parameters, weights and dtype.
     With ``cluster`` (:class:`thinkscope.cluster.Cluster`) Ray workers score the batches, each
-    loading the model with ``loading`` (:class:`~thinkscope.models.loading.Loading`)."""
+    loading the model from ``lm.spec``, as the driver loaded it."""
     run = Run.open(path)
     traces = run.traces()
     scores_path, tokens_path = run.path / "scores.json", run.path / "token_metrics.parquet"
@@ -201,7 +215,8 @@ def score_run(
     tokens = pd.read_parquet(tokens_path) if tokens_path.is_file() else traces[KEYS].copy()
     if list(tokens.columns[:2]) != KEYS or not tokens[KEYS].equals(traces[KEYS]):
         tokens = traces[KEYS].copy()  # the traces changed under an old file: start it afresh
-    todo = [s for s in specs if not _is_done(s, lm.name, record, traces, tokens)]
+    model = model_key(lm)
+    todo = [s for s in specs if not _is_done(s, model, record, traces, tokens)]
     log = run.logger()
     if not todo:
         log.info(
@@ -210,26 +225,20 @@ def score_run(
         return traces
     job = hashlib.sha256(
         json.dumps(
-            [[_entry(s, lm.name) for s in todo], batch_tokens, len(traces)], sort_keys=True
+            [[_entry(s, model) for s in todo], batch_tokens, len(traces)], sort_keys=True
         ).encode()
     ).hexdigest()[:12]
     log.info("score: %s with %s (job %s)", [s.column for s in todo], lm.name, job)
     shard_dir = run.path / "scoring" / job
     if cluster is not None:
+        from thinkscope.models.spec import ModelSpec
         from thinkscope.scoring.ray import score_shards
 
         check_tokenizer(lm, traces)
         batches = plan_batches(traces, batch_tokens)
+        spec = lm.spec or ModelSpec(model=lm.name)  # a wrapped model: workers load it by name
         score_shards(
-            cluster,
-            lm.name,
-            run.traces_path,
-            batches,
-            todo,
-            chunk_rows,
-            shard_dir,
-            show_progress,
-            loading,
+            cluster, spec, run.traces_path, batches, todo, chunk_rows, shard_dir, show_progress
         )
     scores = score_frame(lm, traces, todo, batch_tokens, chunk_rows, shard_dir, show_progress)
     stamp = now()
@@ -244,15 +253,15 @@ def score_run(
             name = spec.array_name(array)
             tokens[name] = scores[name]
             params = {k: spec.params[k] for k in uses}
-            entry = {**_entry(spec, lm.name), "params": params, "scored_at": stamp}
+            entry = {**_entry(spec, model), "params": params, "scored_at": stamp}
             record.setdefault("arrays", {})[name] = entry
         record.setdefault(kind, {})[spec.column] = {
-            **_entry(spec, lm.name),
+            **_entry(spec, model),
             "arrays": arrays,
             "scored_at": stamp,
             **({"calibration": spec.metric.calibration(lm)} if spec.metric.calibration else {}),
         }
-    record.update(model=lm.name, n_layers=lm.n_layers, vocab_size=lm.vocab_size)
+    record.update(**model, n_layers=lm.n_layers, vocab_size=lm.vocab_size)
     write_parquet(tokens_path, tokens)
     run.write_traces(traces)
     write_json(scores_path, record)

@@ -1,6 +1,6 @@
 """The selection experiment: every method on one shared sample pool, honest token accounting.
 
-For repeat r and question q, sample k has seed ``sample_seed(seed + r, q.id, k)`` under every
+For repeat r and question q, sample k has seed ``sample_seed(seed, q.id, k, r)`` under every
 method. Per (repeat, unit of questions) one shard of outcome rows (one per question and method)
 is written atomically, so a killed run resumes where it stopped. Layout of ``DIR``::
 
@@ -19,6 +19,8 @@ tokens differ from Cons@n's, summed: non-zero only through batch-shape float noi
 ``wall_s`` (the method's own seconds; Think@n's include the lens; noisy on a shared machine),
 ``lens_s`` and ``lens_gflop`` (of those, the seconds and the unembedding GFLOPs spent scoring
 prefixes from hidden states: Think@n's lens, Self-Certainty@n's head; 0 for the others).
+The ``one-sample`` row is one sample of Cons@n's pool in expectation: its accuracy is the
+pool's mean sample accuracy (pass@1), its tokens and time a sample's mean.
 
 Think@n runs twice: ``think@n`` by the thresholded prefix DTR, and ``think@n-depth`` by a
 continuous prefix score (``continuous``: ``depth``, the mean settling depth, or ``dtr+depth``,
@@ -35,7 +37,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -47,11 +49,14 @@ from thinkscope.cluster import Cluster
 from thinkscope.core.atomic import write_parquet, write_text
 from thinkscope.core.errors import UserError
 from thinkscope.core.progress import progress_bar
+from thinkscope.core.spec import with_default
 from thinkscope.generation.backends import choose_backend, make_backend
-from thinkscope.generation.pipeline import GenerateConfig, sample_seed
-from thinkscope.lens import ln_base
+from thinkscope.generation.pipeline import GenerateConfig
+from thinkscope.generation.seeds import sample_seed
+from thinkscope.generation.spec import SamplingSpec
+from thinkscope.metrics.dtr_spec import DTRSpec
 from thinkscope.models import LM, load_model, load_tokenizer
-from thinkscope.models.loading import Loading
+from thinkscope.models.spec import ModelSpec
 from thinkscope.runs import registry
 from thinkscope.runs.folder import Run, now
 from thinkscope.select import staged
@@ -70,9 +75,10 @@ from thinkscope.tasks.answers import Grade, grade
 from thinkscope.tasks.loaders import fewshot_examples, load_problems
 from thinkscope.tasks.problem import Problem
 from thinkscope.tasks.prompts import render_prompt
+from thinkscope.tasks.spec import TaskSpec
 
 METHODS = (
-    "pass@1",
+    "one-sample",
     "cons@n",
     "think@n",
     "think@n-depth",
@@ -84,21 +90,20 @@ CONTINUOUS = ("depth", "dtr+depth")
 VLLM_MEMORY = 0.6  # share of GPU memory vLLM may take; the HF model that scores shares the GPU
 
 
-class SelectConfig(GenerateConfig):
-    """A selection experiment: the sampling of :class:`GenerateConfig` plus the methods' knobs."""
+class SelectConfig(GenerateConfig, DTRSpec):
+    """A selection experiment: the sampling of :class:`GenerateConfig`, the DTR parameters,
+    and the methods' knobs. Its own defaults (short arithmetic a small model answers in 48
+    tokens, 8 samples, the k of DeepConf) are ``think-at-n``'s."""
 
-    task: str = "demo-arith"
-    n: int = Field(8, ge=1)
-    max_new_tokens: int = Field(48, ge=1)
-    prompt_style: str = "fewshot"
-    top_logprobs: int = Field(20, ge=1)  # DeepConf's k
-    batch_size: int = Field(128, ge=1)
+    task: str = with_default(TaskSpec, "task", "demo-arith")
+    n: int = with_default(SamplingSpec, "n", 8)
+    max_new_tokens: int = with_default(SamplingSpec, "max_new_tokens", 48)
+    prompt_style: str = with_default(TaskSpec, "prompt_style", "fewshot")
+    top_logprobs: int = with_default(SamplingSpec, "top_logprobs", 20)
+    batch_size: int = with_default(GenerateConfig, "batch_size", 128)
     prefix_tokens: int = Field(8, ge=1)
     keep_ratio: float = Field(0.5, gt=0, le=1)
     repeats: int = Field(3, ge=1)
-    g: float = Field(0.5, gt=0)  # settling threshold, JSD in log-`base` units
-    base: str = "e"  # log base of g: "e" (nats), "2" (bits) or "10"
-    rho: float = Field(0.85, gt=0, le=1)
     eta: float = Field(0.5, gt=0, le=1)  # DeepConf: share of samples kept
     window: int = Field(16, ge=1)  # DeepConf group size, tokens
     warmup: int | None = Field(None, ge=1)  # DeepConf online warm-up samples (None: n // 4)
@@ -111,14 +116,12 @@ class SelectConfig(GenerateConfig):
             raise ValueError(f"must be one of {', '.join(CONTINUOUS)}")
         return continuous
 
-    @field_validator("base")
+    @field_validator("top_logprobs")
     @classmethod
-    def _known_base(cls, base: str) -> str:
-        try:
-            ln_base(base)
-        except ValueError:
-            raise ValueError("must be e, 2, 10 or another number > 1") from None
-        return base
+    def _deepconf_k(cls, k: int) -> int:
+        if k < 1:
+            raise ValueError("must be >= 1: it is DeepConf's k")
+        return k
 
     def continuous_score(self, lm: LM) -> PrefixScore:
         """The continuous prefix score of ``think@n-depth``."""
@@ -132,11 +135,6 @@ class SelectConfig(GenerateConfig):
         if warmup > self.n:
             raise UserError(f"--warmup must be at most --n ({self.n}), got {warmup}")
         return warmup
-
-    @property
-    def unit_questions(self) -> int:
-        """Questions per unit of work (one shard): ``batch_size // n``, at least 1."""
-        return max(1, self.batch_size // self.n)
 
 
 def run_methods(
@@ -178,7 +176,7 @@ def run_methods(
 
 
 def outcome_rows(pool: Pool, problems: list[Problem], generations: dict, repeat: int) -> list[dict]:
-    """One row per question and method (and pass@1), graded and voted; ``sample_scores`` are
+    """One row per question and method (and one-sample), graded and voted; ``sample_scores`` are
     the method's selection scores of the n samples, ``sample_correct`` their grades (Cons@n)."""
     lm, cons = pool.lm, generations["cons@n"][0]
     cache: dict[tuple[int, tuple[int, ...]], Grade] = {}
@@ -220,13 +218,13 @@ def outcome_rows(pool: Pool, problems: list[Problem], generations: dict, repeat:
                 )
             )
     cons_tokens, cons_wall = cons.tokens(), generations["cons@n"][1]
-    for q, problem in enumerate(problems):  # pass@1: one sample of the Cons@n pool
+    for q, problem in enumerate(problems):  # one sample of the Cons@n pool, in expectation
         rows.append(
             dict(
                 repeat=repeat,
                 question_id=problem.id,
                 gold=problem.answer,
-                method="pass@1",
+                method="one-sample",
                 answer=None,
                 correct=sum(cons_correct[q]) / pool.n,
                 tokens=cons_tokens[q] / pool.n,
@@ -296,24 +294,16 @@ def unit_starts(config: SelectConfig, questions: int) -> dict[str, tuple[int, in
     }
 
 
-def unit_worker(
-    config: SelectConfig, path: Path, lm: LM | None = None, loading: Mapping | None = None
-) -> Callable[..., dict]:
+def unit_worker(config: SelectConfig, path: Path, lm: LM | None = None) -> Callable[..., dict]:
     """``work(unit name, done=...) -> counts``: runs every method on one unit and writes its
     shard of outcome rows (a Ray worker builds one of these: the model, and on ``vllm`` the
-    engine, load once). ``loading``: how to load the model (and configure the engine)."""
-    loading = Loading.of(loading)
+    engine, load once, as ``config``'s model spec says)."""
+    spec = ModelSpec.of(config)
     problems = load_problems(config.task, config.questions, config.seed, config.fields)
-    lm = lm or load_model(config.model, **loading)
+    lm = lm or load_model(spec)
     engine = None
     if config.backend == "vllm":
-        engine = make_backend(
-            "vllm",
-            config.model,
-            seed=config.seed,
-            loading=loading,
-            gpu_memory_utilization=VLLM_MEMORY,
-        )
+        engine = make_backend("vllm", spec, seed=config.seed, gpu_memory_utilization=VLLM_MEMORY)
     shots = fewshot_examples(config.task, config.shots, config.seed)
     prompts = [
         render_prompt(lm.tokenizer, p, config.prompt_style, config.template, shots)
@@ -327,7 +317,7 @@ def unit_worker(
         repeat, start = units[name]
         chunk = slice(start, start + config.unit_questions)
         seeds = [
-            [sample_seed(config.seed + repeat, p.id, k) for k in range(config.n)]
+            [sample_seed(config.seed, p.id, k, repeat) for k in range(config.n)]
             for p in problems[chunk]
         ]
         pool = Pool(lm, prompt_ids[chunk], seeds, params)
@@ -349,19 +339,18 @@ def run_selection(
     resume: bool = False,
     lm: LM | None = None,
     show_progress: bool = True,
-    loading: Mapping | None = None,
     cluster: Cluster | None = None,
 ) -> pd.DataFrame:
     """Run every method ``config.repeats`` times on ``config.questions`` problems into ``out``;
     return the selection table (also written to ``out/selection.csv``). Resuming a finished
-    run with the same config returns its table; a different config is an error. ``loading``:
-    :class:`~thinkscope.models.loading.Loading` (dtype, device, device_map, ...). With
+    run with the same config returns its table; a different config is an error. The model is
+    ``lm`` or ``config``'s (recorded resolved: dtype used, weights' identity). With
     ``cluster``, units are shared among Ray workers that each write their shards.
     ``config.backend``: ``hf``, ``vllm`` (generation on vLLM, scoring on the HF model) or
     ``auto`` (stored resolved)."""
     out = Path(out)
-    backend, why = choose_backend(config.backend, model_loaded=lm is not None)
-    config = config.model_copy(update={"backend": backend})
+    backend, why = choose_backend(config.backend, model_loaded=lm is not None, loading=config)
+    config = config.model_copy(update={"backend": backend}).resolved(lm)
     if (out / "selection.csv").is_file():
         if not resume:
             raise UserError(f"{out} holds a finished selection run; choose another --out")
@@ -369,13 +358,11 @@ def run_selection(
         return pd.read_csv(out / "selection.csv")
     warmup = config.warmup_samples  # fail early on a bad --warmup
     problems = load_problems(config.task, config.questions, config.seed, config.fields)
-    tokenizer = (
-        lm.tokenizer if lm is not None else load_tokenizer(config.model, **Loading.of(loading))
-    )
+    tokenizer = lm.tokenizer if lm is not None else load_tokenizer(config)
     render_prompt(tokenizer, problems[0], config.prompt_style, config.template)  # fail early
     Run.check_start(out, config.model_dump(), resume=resume)
     if cluster is None:
-        lm = lm or load_model(config.model, **Loading.of(loading))
+        lm = lm or load_model(ModelSpec.of(config))
     run = Run.start(out, config.model_dump(), resume=resume)
     log, started, wall = run.logger(), now(), time.perf_counter()
     units = unit_starts(config, len(problems))
@@ -395,7 +382,7 @@ def run_selection(
     )
     span = config.unit_questions
     sizes = {n: len(problems[s : s + span]) * config.n for n, (_, s) in units.items()}
-    methods = len(METHODS) - 2  # pass@1 and DeepConf offline generate nothing of their own
+    methods = len(METHODS) - 2  # one-sample and DeepConf offline generate nothing of their own
     todo = [n for n in names if n not in done]
     with progress_bar("select", "samples", show_progress) as progress:
         finished = sum(sizes[n] for n in names if n in done)
@@ -411,10 +398,10 @@ def run_selection(
             progress.update(bar, advance=size, rate=f"{rate:.2f}/s")
 
         if cluster is None:
-            work = unit_worker(config, run.path, lm, loading)
+            work = unit_worker(config, run.path, lm)
             results = (work(n, lambda method, n=n: advance(sizes[n])) for n in todo)
         else:
-            factory = partial(unit_worker, config, run.path, None, Loading.of(loading))
+            factory = partial(unit_worker, config, run.path, None)
             results = cluster.map(factory, todo)
         for result in results:
             if cluster is not None:

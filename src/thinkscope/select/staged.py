@@ -16,7 +16,7 @@ served from the prefix cache (``extend``). So:
 
 Token accounting is the HF path's: every sampled token counts; ``prefill_tokens`` are the
 prompt tokens the engine ran through the model (what its prefix cache did not serve).
-A continuation draws from a fresh seeded stream (:func:`~thinkscope.generation.backends.vllm.
+A continuation draws from a fresh seeded stream (:func:`~thinkscope.generation.seeds.
 continuation_seed`), so past the prefix a kept sample differs from its Cons@n twin
 (``pool_mismatches`` counts them). Not measured on GPU.
 """
@@ -26,8 +26,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from thinkscope.generation.backends.vllm import Generated, continuation_seed, unfinished
+from thinkscope.generation.backends.vllm import Generated, unfinished
 from thinkscope.generation.sampler import Completion
+from thinkscope.generation.seeds import continuation_seed
 from thinkscope.lens.forward import sampled_states
 from thinkscope.metrics.confidence import group_confidences
 from thinkscope.select.deepconf import online_bars, token_confidences, vote_confident

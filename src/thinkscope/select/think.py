@@ -17,6 +17,7 @@ import torch
 from thinkscope.lens import ln_base, settle
 from thinkscope.metrics.confidence import self_certainty
 from thinkscope.metrics.dtr import deep_layer
+from thinkscope.metrics.dtr_spec import BASE_DEFAULT, G_DEFAULT, RHO_DEFAULT
 from thinkscope.models import LM
 from thinkscope.select.pool import Generation, Pool
 from thinkscope.select.vote import top_k
@@ -76,9 +77,9 @@ class PrefixDTR(PrefixScore):
     def __init__(
         self,
         lm: LM,
-        g: float = 0.5,
-        rho: float = 0.85,
-        base: str | float = "e",
+        g: float = G_DEFAULT,
+        rho: float = RHO_DEFAULT,
+        base: str | float = BASE_DEFAULT,
         tie_break: bool = False,
     ):
         super().__init__()
@@ -101,7 +102,7 @@ class PrefixSettlingDepth(PrefixDTR):
     """Mean settling depth of the prefix (1-indexed layers): the continuous score behind DTR,
     as the ``mean-settling-depth`` metric defines it."""
 
-    def __init__(self, lm: LM, g: float = 0.5, base: str | float = "e"):
+    def __init__(self, lm: LM, g: float = G_DEFAULT, base: str | float = BASE_DEFAULT):
         super().__init__(lm, g, base=base)
 
     def values(self, states: list[torch.Tensor]) -> torch.Tensor:

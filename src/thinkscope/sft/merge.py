@@ -8,7 +8,8 @@ from pathlib import Path
 import yaml
 
 from thinkscope.core.errors import UserError
-from thinkscope.sft.trainer import CONFIG_NAME, require_train_extra
+from thinkscope.models.spec import ModelSpec
+from thinkscope.sft.trainer import CONFIG_NAME, require_train_extra, train_dtype
 
 
 def find_adapter(path: Path) -> Path:
@@ -22,31 +23,30 @@ def find_adapter(path: Path) -> Path:
     )
 
 
-def base_model_of(path: Path) -> str:
-    """The model a training folder was trained from (its ``train_config.yaml``)."""
+def base_model_of(path: Path) -> dict:
+    """The spec of the model a training folder was trained from (its ``train_config.yaml``:
+    model, loading options, the dtype it trained in, the weights' identity)."""
     saved = path / CONFIG_NAME
     if not saved.is_file():
         raise UserError(f"{path} has no {CONFIG_NAME}: name the base model with --model")
-    return str(yaml.safe_load(saved.read_text())["model"])
+    return yaml.safe_load(saved.read_text())
 
 
 def merge_adapter(
-    path: Path | str, model: str | None = None, out: Path | str | None = None
+    path: Path | str, model: ModelSpec | str | None = None, out: Path | str | None = None
 ) -> Path:
-    """Merge the adapter of ``path`` into ``model`` (default: the one it was trained from) and
-    save model and tokenizer to ``out`` (default ``path/merged``); returns ``out``."""
-    import torch
-
+    """Merge the adapter of ``path`` into ``model`` (default: the one it was trained from,
+    refused if its weights changed since) and save model and tokenizer to ``out`` (default
+    ``path/merged``); returns ``out``. It loads on the CPU unless the spec names a device."""
     from thinkscope.models import load_model
 
     path = Path(path)
     adapter = find_adapter(path)
     target = Path(out) if out else path / "merged"
     _, peft, _ = require_train_extra()
-    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()  # as it was trained
-    lm = load_model(
-        model or base_model_of(path), device="cpu", dtype="bfloat16" if bf16 else "float32"
-    )
+    spec = ModelSpec.of(model if model is not None else base_model_of(path))
+    spec = ModelSpec.of(spec, dtype=train_dtype(spec), device=spec.device or "cpu")
+    lm = load_model(spec)
     merged = peft.PeftModel.from_pretrained(lm.model, str(adapter)).merge_and_unload()
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)

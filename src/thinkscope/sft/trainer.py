@@ -25,7 +25,8 @@ from pydantic import Field
 
 from thinkscope.core.atomic import write_json, write_yaml
 from thinkscope.core.errors import UserError
-from thinkscope.core.spec import Spec
+from thinkscope.core.progress import progress_enabled
+from thinkscope.models.spec import ModelSpec
 from thinkscope.runs import registry
 from thinkscope.runs.folder import now
 from thinkscope.sft.train_data import load_sft_rows, resolve_dataset
@@ -34,10 +35,10 @@ from thinkscope.sft.train_figure import save_loss_curve
 CONFIG_NAME = "train_config.yaml"
 
 
-class TrainConfig(Spec):
-    """Everything that decides what a training run learns (saved as ``train_config.yaml``)."""
+class TrainConfig(ModelSpec):
+    """Everything that decides what a training run learns (saved as ``train_config.yaml``,
+    with the base model's spec resolved: the dtype used, the weights' identity)."""
 
-    model: str = "smollm2-135m"
     dataset: str
     file: str | None = None
     eval_file: str | None = None
@@ -134,8 +135,19 @@ def _sft_config(trl, config: TrainConfig, out: Path, cuda: bool, bf16: bool, pro
         save_total_limit=2,
         eval_strategy="no",
         report_to="none",
-        disable_tqdm=not progress,
+        disable_tqdm=not progress_enabled(progress),
     )
+
+
+def train_dtype(spec: ModelSpec) -> str:
+    """The dtype a base model trains in: ``spec.dtype``; ``auto`` is bf16 on CUDA GPUs that
+    have it and fp32 elsewhere (mixed precision needs bf16 weights or fp32 ones)."""
+    import torch
+
+    if spec.dtype != "auto":
+        return spec.dtype
+    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return "bfloat16" if bf16 else "float32"
 
 
 def build_trainer(config: TrainConfig, out: Path, lm=None, callbacks=(), progress: bool = True):
@@ -150,7 +162,7 @@ def build_trainer(config: TrainConfig, out: Path, lm=None, callbacks=(), progres
     cuda = torch.cuda.is_available()
     bf16 = cuda and torch.cuda.is_bf16_supported()
     if lm is None:
-        lm = load_model(config.model, dtype=None if bf16 else "float32")
+        lm = load_model(ModelSpec.of(config, dtype=train_dtype(config)))
     lora = peft.LoraConfig(
         r=config.lora_rank,
         lora_alpha=config.lora_alpha,
@@ -211,6 +223,7 @@ def train(
     is left as it is.
     """
     out = Path(out)
+    config = config.model_copy(update={"dtype": train_dtype(config)}).resolved(lm)
     _check_start(out, config, resume)
     if (out / "summary.json").is_file():
         return TrainResult(out, out / "adapter", json.loads((out / "summary.json").read_text()))

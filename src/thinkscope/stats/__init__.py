@@ -17,6 +17,7 @@ from thinkscope.stats.correlation import (
     binned_correlation,
 )
 from thinkscope.stats.partial import PartialCorrelation, partial_correlation
+from thinkscope.stats.passk import mean_pass_at_k, pass_at_k
 
 __all__ = [
     "SKIP_REASONS",
@@ -34,5 +35,7 @@ __all__ = [
     "calibration_grid",
     "delong_test",
     "fit_power_law",
+    "mean_pass_at_k",
     "partial_correlation",
+    "pass_at_k",
 ]

@@ -1,7 +1,7 @@
 """Base versus tuned on the same problems and seeds: ``thinkscope compare``."""
 
 from thinkscope.experiments.compare.core import CompareConfig, CompareResult, compare_models
-from thinkscope.experiments.compare.stats import McNemar, mcnemar_paired, pass_at_k, per_question
+from thinkscope.experiments.compare.stats import McNemar, mcnemar_paired, per_question
 
 __all__ = [
     "CompareConfig",
@@ -9,6 +9,5 @@ __all__ = [
     "McNemar",
     "compare_models",
     "mcnemar_paired",
-    "pass_at_k",
     "per_question",
 ]

@@ -5,8 +5,9 @@ Result folder ``OUT``::
     runs/{base,tuned}/          sampled run folders (``n`` per question), scored with DTR and
                                 the confidence metrics (resumable like any run)
     runs/{base,tuned}-greedy/   one greedy sample per question, for McNemar's paired test
-    summary.csv                 one row per model: accuracy, pass@k, greedy accuracy, mean
-                                length, mean DTR and confidence metrics
+    summary.csv                 one row per model: mean sample accuracy, pass@k (k = 2, 4, ...
+                                <= n), greedy accuracy, mean length, mean DTR and confidence
+                                metrics
     per_question.csv            each question's accuracy under both models and its winner
     compare.json                config, wins/losses/ties and McNemar's test
     figures/compare.png, report.html
@@ -18,52 +19,48 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from pydantic import Field
+from pydantic import field_validator
 
 from thinkscope.core.atomic import write_json, write_text
 from thinkscope.core.errors import UserError
-from thinkscope.core.spec import Spec
-from thinkscope.experiments.compare.stats import (
-    McNemar,
-    mcnemar_paired,
-    mean_pass_at_k,
-    per_question,
-)
+from thinkscope.core.spec import with_default
+from thinkscope.experiments.compare.stats import McNemar, mcnemar_paired, per_question
 from thinkscope.generation.pipeline import GenerateConfig, generate_run
+from thinkscope.generation.spec import SamplingSpec
+from thinkscope.models.spec import LoadingSpec, ModelSpec
 from thinkscope.runs.folder import Run
+from thinkscope.stats.passk import mean_pass_at_k
+from thinkscope.tasks.spec import TaskSpec
 
 MODELS = ("base", "tuned")
 
 
-class CompareConfig(Spec):
-    """Two models and the one sampling setup both are run with."""
+class CompareConfig(LoadingSpec, TaskSpec, SamplingSpec):
+    """Two models, loaded the same way, and the one sampling setup both are run with."""
 
     base: str
     tuned: str
-    task: str = "gsm8k"
-    questions: int = Field(20, ge=1)
-    n: int = Field(4, ge=1)
-    seed: int = 0
-    temperature: float = Field(0.7, gt=0)
-    max_new_tokens: int = Field(256, ge=1)
-    prompt_style: str = "r1"
-    template: str = "plain"
-    batch_size: int = Field(64, ge=1)
+    prompt_style: str = with_default(TaskSpec, "prompt_style", "r1")
+    template: str = with_default(TaskSpec, "template", "plain")
+    batch_size: int = with_default(GenerateConfig, "batch_size", 64)
     metrics: str = "dtr,confidence"
 
+    @field_validator("temperature")
+    @classmethod
+    def _sampled(cls, temperature: float) -> float:
+        if temperature <= 0:
+            raise ValueError("must be > 0 (the greedy runs are made separately)")
+        return temperature
+
     def generation(self, model: str, greedy: bool) -> GenerateConfig:
-        return GenerateConfig.parse(
-            model=model,
-            task=self.task,
-            questions=self.questions,
-            n=1 if greedy else self.n,
-            seed=self.seed,
-            max_new_tokens=self.max_new_tokens,
-            temperature=0.0 if greedy else self.temperature,
-            prompt_style=self.prompt_style,
-            template=self.template,
-            batch_size=self.batch_size,
-        )
+        values = {
+            name: getattr(self, name)
+            for name in (*TaskSpec.model_fields, *SamplingSpec.model_fields)
+        }
+        if greedy:
+            values.update(n=1, temperature=0.0)
+        spec = ModelSpec.of(self, model=model).model_dump()
+        return GenerateConfig.parse(**spec, batch_size=self.batch_size, **values)
 
 
 @dataclass
@@ -93,11 +90,12 @@ def ensure_run(config: GenerateConfig, path: Path, lm, progress: bool = True) ->
 
 
 def model_summary(traces: pd.DataFrame, greedy: pd.DataFrame, n: int, columns: list[str]) -> dict:
-    """Accuracy, pass@k (k = 1, 2, 4, ... <= n), greedy accuracy, length and metric means."""
-    row = {"accuracy": float(traces["correct"].mean())}
-    k = 1
+    """Mean sample accuracy (pass@1), pass@k (k = 2, 4, ... <= n), greedy accuracy, length and
+    metric means."""
+    row = {"mean_sample_accuracy": float(traces["correct"].mean())}
+    k = 2
     while k <= n:
-        row[f"pass@{k}"] = mean_pass_at_k(traces, k)
+        row[f"pass@{k}"] = mean_pass_at_k(traces["problem_id"], traces["correct"], k)
         k *= 2
     row["greedy_accuracy"] = float(greedy["correct"].mean())
     row["mean_tokens"] = float(traces["n_tokens"].mean())
@@ -125,7 +123,7 @@ def compare_models(
     sampled, greedy = {}, {}
     folders = {"base": Path(base_runs) if base_runs else out / "runs", "tuned": out / "runs"}
     for label in MODELS:
-        lm = load_model(models[label])
+        lm = load_model(ModelSpec.of(config, model=models[label]))
         runs = folders[label]
         run = ensure_run(config.generation(models[label], False), runs / label, lm, progress)
         sampled[label] = score_run(lm, run.path, specs, show_progress=progress)

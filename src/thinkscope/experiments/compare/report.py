@@ -22,12 +22,13 @@ FIGURE = "figures/compare.png"
 
 
 def write_figure(result) -> None:
-    """Left: accuracy, pass@k and greedy accuracy of both models. Right: each question's
-    accuracy, base against tuned (points above the diagonal are the tuned model's wins)."""
+    """Left: mean sample accuracy, pass@k and greedy accuracy of both models. Right: each
+    question's mean sample accuracy, base against tuned (points above the diagonal are the
+    tuned model's wins)."""
     import matplotlib
 
     summary, questions = result.summary, result.questions
-    bars = [c for c in summary.columns if c == "accuracy" or c.startswith("pass@")]
+    bars = [c for c in summary.columns if c == "mean_sample_accuracy" or c.startswith("pass@")]
     bars.append("greedy_accuracy")
     with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(10, 4), layout="constrained")
@@ -53,8 +54,8 @@ def write_figure(result) -> None:
             alpha=0.8,
         )
         right.plot([0, 1], [0, 1], color=NEUTRAL, linewidth=0.8)
-        right.set_xlabel("base accuracy per question")
-        right.set_ylabel("tuned accuracy per question")
+        right.set_xlabel("base mean sample accuracy per question")
+        right.set_ylabel("tuned mean sample accuracy per question")
         wins = questions["winner"].value_counts()
         right.set_title(f"Per question: {wins.get('tuned', 0)} wins, {wins.get('base', 0)} losses")
         atomic_write(result.path / FIGURE, lambda tmp: fig.savefig(tmp, format="png"))
@@ -93,7 +94,10 @@ def add_report_section(result, config, run: Path) -> None:
         f"{wins.get('tuned', 0)}, base wins {wins.get('base', 0)}, ties {wins.get('tie', 0)}. "
         f"Full comparison: {result.path}."
     )
-    caption = "Accuracy and pass@k of both models; each question's accuracy, base against tuned."
+    caption = (
+        "Mean sample accuracy and pass@k of both models; each question's mean sample accuracy, "
+        "base against tuned."
+    )
     tables = {"Base and tuned model": result.summary}
     add_section(run, "compare", "Base versus tuned", [(figure, caption)], tables, text)
 
@@ -121,11 +125,11 @@ def write_page(result, config) -> None:
 <p>both right {test.both}, base only {test.base_only}, tuned only {test.tuned_only},
 neither {test.neither}; McNemar ({kind}): statistic {test.statistic:.3f},
 p = {test.pvalue:.3g}.</p>
-<p>Per question (sampled accuracy): tuned wins {wins.get("tuned", 0)}, base wins
+<p>Per question (mean sample accuracy): tuned wins {wins.get("tuned", 0)}, base wins
 {wins.get("base", 0)}, ties {wins.get("tie", 0)}.</p>
 <figure><img alt="comparison" src="data:image/png;base64,{image}">
-<figcaption>Accuracy and pass@k of both models; each question's accuracy, base against tuned.
-</figcaption></figure>
+<figcaption>Mean sample accuracy and pass@k of both models; each question's mean sample
+accuracy, base against tuned.</figcaption></figure>
 <p>Run folders (open them with <code>thinkscope report</code>):
 <code>{escape(str(result.path / "runs"))}</code></p></main></body></html>
 """

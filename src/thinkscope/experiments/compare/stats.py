@@ -1,4 +1,4 @@
-"""Paired statistics of a base-versus-tuned comparison: pass@k, wins/losses, McNemar."""
+"""Paired statistics of a base-versus-tuned comparison: wins/losses, McNemar."""
 
 from __future__ import annotations
 
@@ -8,22 +8,6 @@ import numpy as np
 import pandas as pd
 
 from thinkscope.core.errors import UserError
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k of one question with ``c`` correct of ``n`` samples (Chen et al., 2021):
-    ``1 - C(n-c, k) / C(n, k)``, as a stable product."""
-    if not 0 <= c <= n or not 1 <= k <= n:
-        raise UserError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
-    if n - c < k:
-        return 1.0
-    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
-
-
-def mean_pass_at_k(traces: pd.DataFrame, k: int) -> float:
-    """pass@k averaged over the questions of ``traces`` (columns ``problem_id``, ``correct``)."""
-    per_question = traces.groupby("problem_id", sort=False)["correct"].agg(["size", "sum"])
-    return float(np.mean([pass_at_k(int(n), int(c), k) for n, c in per_question.to_numpy()]))
 
 
 @dataclass(frozen=True)

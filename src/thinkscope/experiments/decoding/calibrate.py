@@ -34,6 +34,7 @@ from thinkscope.core.errors import UserError
 from thinkscope.core.progress import progress_bar
 from thinkscope.experiments.decoding.figures import draw_calibration
 from thinkscope.models import LM, load_model
+from thinkscope.models.spec import ModelSpec
 from thinkscope.runs.folder import Run, now
 from thinkscope.stats import calibration_grid, fit_power_law
 from thinkscope.tasks.loaders import fewshot_examples, load_problems
@@ -51,7 +52,7 @@ class CalibrationConfig:
     tasks); tasks with worked solutions (``gsm8k:train``) use ``solution`` + "The answer is N."
     """
 
-    model: str = "smollm2-135m"
+    model_spec: ModelSpec = field(default_factory=ModelSpec)  # the model and how to load it
     task: str = "gsm8k:train"
     questions: int = 200
     seed: int = 0
@@ -184,7 +185,7 @@ def summarize(positions: pd.DataFrame, config: CalibrationConfig) -> dict:
         "A": a,
         "B": b,
         "fit": "log10 c = A + B log10 p",
-        "model": config.model,
+        "model": config.model_spec.model,
         "task": config.task,
         "problems": int(len(positions)),
         "tokens": int(len(ref)),
@@ -194,6 +195,12 @@ def summarize(positions: pd.DataFrame, config: CalibrationConfig) -> dict:
         "fit_points": points,
         "created": now(),
     }
+
+
+def _record(config: CalibrationConfig, spec: ModelSpec) -> dict:
+    """``config.yaml``: the resolved model spec (dtype used, weights' identity), flat."""
+    values = {k: v for k, v in asdict(config).items() if k != "model_spec"}
+    return {**spec.model_dump(), **values}
 
 
 def run_calibration(
@@ -207,16 +214,18 @@ def run_calibration(
     out = Path(out)
     if config.n_bins != 10:
         raise UserError("the confidence bins of the decoding knobs are tenths: n_bins must be 10")
-    if (out / "calibration.json").is_file():
-        run = Run(out)
-        if run.config != asdict(config):
+    if (out / "calibration.json").is_file():  # reread without loading the model
+        stored, spec = Run(out).config, config.model_spec
+        same = _record(config, spec) | {k: stored.get(k) for k in ModelSpec.model_fields}
+        if stored != same or not spec.matches(stored):
             raise UserError(f"{out} holds a calibration with another config; choose another --out")
         return json.loads((out / "calibration.json").read_text())
     problems = load_problems(config.task, config.questions, config.seed, config.fields)
     for problem in problems:
         reference_response(problem, config.reference_field)  # fail before loading the model
-    run = Run.start(out, asdict(config), resume=resume)
-    lm = lm or load_model(config.model)
+    spec = config.model_spec.resolved(lm)
+    run = Run.start(out, _record(config, spec), resume=resume)
+    lm = lm or load_model(spec)
     size = config.batch_size
     units = [problems[i : i + size] for i in range(0, len(problems), size)]
     names = [f"{i:05d}" for i in range(len(units))]

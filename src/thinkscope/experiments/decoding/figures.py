@@ -118,11 +118,17 @@ def maj_by_bin(curves: dict[int, pd.DataFrame]) -> Figure:
 
 
 def sweep_bars(table: pd.DataFrame) -> Figure:
-    """pass@1 and maj@k per decoding config, with mean tokens beside each label."""
+    """Mean sample accuracy and maj@k per decoding config, with mean tokens beside each label."""
     fig = Figure(figsize=(7.2, 1.4 + 0.45 * len(table)), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(table))
-    ax.barh(y - 0.2, table["pass@1"], height=0.4, color=CORRECT, label="pass@1")
+    ax.barh(
+        y - 0.2,
+        table["mean_sample_accuracy"],
+        height=0.4,
+        color=CORRECT,
+        label="mean sample accuracy",
+    )
     ax.barh(y + 0.2, table["maj@k"], height=0.4, color=NEUTRAL, label="maj@k")
     labels = [
         f"{c} ({t:.0f} tok)" for c, t in zip(table["config"], table["mean_tokens"], strict=True)

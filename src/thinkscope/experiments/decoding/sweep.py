@@ -11,8 +11,9 @@ of mappings with a ``name``)::
 
 Every config becomes a run folder ``OUT/runs/NAME`` (each sample has its own seed, so the
 configs see the same problems and random streams); finished runs are reused and a killed one
-resumes. ``OUT/results.csv`` holds one row per config: ``pass@1`` (mean sample accuracy),
-``maj@k`` and ``pass@k`` over the k = ``n`` samples per question, mean tokens and tokens/s;
+resumes. ``OUT/results.csv`` holds one row per config: ``mean_sample_accuracy``, ``maj@k`` and
+``pass@k`` (:mod:`thinkscope.stats.passk`) over the k = ``n`` samples per question, mean
+tokens and tokens/s;
 ``OUT/figures/sweep.png`` draws it.
 """
 
@@ -33,7 +34,9 @@ from thinkscope.experiments.decoding import figures
 from thinkscope.experiments.decoding.step_stats import voted_correct
 from thinkscope.generation.pipeline import GenerateConfig, generate_run
 from thinkscope.models import LM, load_model
+from thinkscope.models.spec import ModelSpec
 from thinkscope.runs.folder import Run
+from thinkscope.stats.passk import mean_pass_at_k
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$")
 
@@ -79,12 +82,13 @@ def _calibrated(options: dict) -> dict:
 def summarize_run(name: str, run: Run) -> dict:
     traces = run.traces()
     by_question = traces.groupby("problem_id", sort=False)
+    k = int(by_question.size().min())  # every question has the run's n samples
     return {
         "config": name,
         "samples": len(traces),
-        "pass@1": float(traces["correct"].mean()),
+        "mean_sample_accuracy": float(traces["correct"].mean()),
         "maj@k": float(by_question.apply(voted_correct, include_groups=False).mean()),
-        "pass@k": float(by_question["correct"].any().mean()),
+        "pass@k": mean_pass_at_k(traces["problem_id"], traces["correct"], k),
         "mean_tokens": float(traces["n_tokens"].mean()),
         "tokens_per_s": run.timing.get("tokens_per_s"),
     }
@@ -104,10 +108,10 @@ def decode_sweep(
     rows = []
     for name, config in plans.items():
         run = Run(out / "runs" / name)
-        if run.finished and run.config != config.model_dump():
+        if run.finished and run.config != config.resolved().model_dump():
             raise UserError(f"{run.path} holds a finished run with another config; use a new --out")
         if not run.finished:
-            lm = lm or load_model(config.model)
+            lm = lm or load_model(ModelSpec.of(config))
             resume = run.config_path.is_file()
             run = generate_run(config, run.path, resume=resume, lm=lm, show_progress=show_progress)
         rows.append(summarize_run(name, run))

@@ -17,7 +17,7 @@ Stages, each writing into ``--out``:
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ from rich.console import Console
 from thinkscope.core.atomic import atomic_write, write_json, write_parquet
 from thinkscope.core.errors import UserError
 from thinkscope.experiments.interp.presets import Preset, contrast_prompts
-from thinkscope.generation.pipeline import GenerateConfig, generate_unit
+from thinkscope.generation.pipeline import GenerateConfig, generate_unit, question_units
 from thinkscope.interp.activations import RunningStats, TokenSeq, collect, load_rows
 from thinkscope.interp.cka import cka_matrix
 from thinkscope.interp.directions import Directions, cosine_matrix, decode, diff_in_means
@@ -35,6 +35,7 @@ from thinkscope.interp.probes import probe_layers
 from thinkscope.interp.sweep import steering_sweep
 from thinkscope.interp.transplant import fit_map, transplant
 from thinkscope.models import LM, load_model
+from thinkscope.models.spec import ModelSpec
 from thinkscope.tasks.loaders import load_problems
 
 console = Console(stderr=True)
@@ -46,8 +47,8 @@ class InterpConfig:
 
     out: Path
     preset: Preset
-    model: str = "smollm2-135m"
-    model_b: str | None = None
+    model_spec: ModelSpec = field(default_factory=ModelSpec)  # the model and how to load it
+    model_b: str | None = None  # loaded with model_spec's options
     task: str = "demo-arith"
     steer_layer: int | None = None  # default: the middle of the preset's layers
     seed: int = 0
@@ -65,7 +66,7 @@ def correctness_run(lm: LM, config: InterpConfig) -> pd.DataFrame:
     """Sampled, graded answers for the probes (written to ``traces.parquet``)."""
     p = config.preset
     gen = GenerateConfig(
-        model=config.model,
+        **config.model_spec.model_dump(),
         task=config.task,
         questions=p.questions,
         n=p.samples,
@@ -77,9 +78,8 @@ def correctness_run(lm: LM, config: InterpConfig) -> pd.DataFrame:
     )
     problems = load_problems(config.task, p.questions, config.seed)
     traces = []
-    per_unit = max(1, config.batch_size // p.samples)
-    for begin in range(0, len(problems), per_unit):
-        traces += generate_unit(lm, problems[begin : begin + per_unit], gen)[0]
+    for _, unit in question_units(problems, gen.unit_questions):
+        traces += generate_unit(lm, unit, gen)[0]
     frame = pd.DataFrame([t.row() for t in traces])
     write_parquet(config.out / "traces.parquet", frame)
     return frame
@@ -168,7 +168,7 @@ def run_interp(config: InterpConfig) -> dict:
         clock = time.perf_counter()
         console.print(f"[bold]interp[/bold] {name}: {timing[name]} s")
 
-    lm = load_model(config.model)
+    lm = load_model(config.model_spec)
     layers = config.preset.layers(lm.n_layers)
     steer_layer = config.steer_layer or layers[len(layers) // 2]
     if steer_layer not in layers:
@@ -188,12 +188,13 @@ def run_interp(config: InterpConfig) -> dict:
     lap("probes")
     cross = None
     if config.model_b:
-        cross = cross_model(lm, load_model(config.model_b), dirs, config)
+        model_b = load_model(ModelSpec.of(config.model_spec, model=config.model_b))
+        cross = cross_model(lm, model_b, dirs, config)
         write_json(out / "cross_model.json", cross)
         lap("cross_model")
     p = config.preset
     gen = GenerateConfig(
-        model=config.model,
+        **config.model_spec.model_dump(),
         task=config.task,
         questions=p.sweep_questions,
         n=1,
@@ -217,7 +218,8 @@ def run_interp(config: InterpConfig) -> dict:
     sweep.to_csv(out / "sweep.csv", index=False)
     lap("sweep")
     summary = {
-        "model": config.model,
+        "model": config.model_spec.model,
+        "model_spec": lm.spec.model_dump(),  # resolved: the dtype used, the weights' identity
         "model_b": config.model_b,
         "preset": asdict(config.preset),
         "task": config.task,

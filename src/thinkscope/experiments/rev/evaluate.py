@@ -47,6 +47,7 @@ from thinkscope.metrics import measure, parse_metrics
 from thinkscope.metrics.rev import COMPONENTS, zscore_mean
 from thinkscope.metrics.rev.control import control_texts
 from thinkscope.models import LM, load_model
+from thinkscope.models.spec import LoadingSpec, ModelSpec
 from thinkscope.runs.folder import Run
 from thinkscope.scoring import score
 
@@ -64,6 +65,7 @@ class RevConfig:
     shares: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4)  # of heads, ablated
     ablation_questions: int = 16
     control_prefix: int = 4  # control sentence tokens that act as its prompt
+    loading: LoadingSpec = field(default_factory=LoadingSpec)  # how each run's model loads
 
 
 @dataclass
@@ -79,15 +81,19 @@ class RevResult:
 
 
 class _Models:
-    """One loaded model per name, shared by the runs that use it."""
+    """One loaded model per run model (name, revision, remote code), loaded with ``loading``
+    and shared by the runs that use it."""
 
-    def __init__(self) -> None:
-        self.loaded: dict[str, LM] = {}
+    def __init__(self, loading: LoadingSpec) -> None:
+        self.loading, self.loaded = loading, {}
 
-    def get(self, name: str) -> LM:
-        if name not in self.loaded:
-            self.loaded[name] = load_model(name)
-        return self.loaded[name]
+    def get(self, run_config: dict) -> LM:
+        own = ("model", "revision", "trust_remote_code")
+        spec = ModelSpec.of(self.loading, **{k: run_config[k] for k in own if k in run_config})
+        key = spec.model_dump_json()
+        if key not in self.loaded:
+            self.loaded[key] = load_model(spec)
+        return self.loaded[key]
 
 
 def control_components(lm: LM, prefix: int) -> pd.DataFrame:
@@ -106,7 +112,7 @@ def control_components(lm: LM, prefix: int) -> pd.DataFrame:
 def _frame(path: Path, models: _Models) -> tuple[pd.DataFrame, dict]:
     run = Run.open(path)
     if not {"rev", "dtr", "length"} <= set(run.traces().columns):
-        score(models.get(run.config.get("model", "smollm2-135m")), path, metrics=NEEDED)
+        score(models.get(run.config), path, metrics=NEEDED)
     scored = load_scored(path)
     frame = scored.traces.reset_index(drop=True).copy()
     frame["correct"] = scored.correct
@@ -123,14 +129,14 @@ def evaluate(config: RevConfig) -> RevResult:
     if (out / "results.json").is_file():
         raise UserError(f"{out} holds a finished REV evaluation; choose another --out")
     write_yaml(out / "experiment.yaml", {"experiment": "rev", **_plain(config)})
-    models = _Models()
+    models = _Models(config.loading)
     aurocs, comparisons, summaries, separations = [], [], [], []
     first_config = None
     for path in config.runs:
         frame, run_config = _frame(Path(path), models)
         first_config = first_config or run_config
         name = Path(path).name
-        lm = models.get(run_config.get("model", "smollm2-135m"))
+        lm = models.get(run_config)
         columns = [c for c in (*REV_METRICS, "dtr", "length", "perplexity") if c in frame]
         table = metric_aurocs(frame, columns, config.resamples, config.seed)
         aurocs.append(table.assign(run=name))
@@ -165,7 +171,7 @@ def evaluate(config: RevConfig) -> RevResult:
         separations += [{"run": name, "metric": m, "cohens_d": v} for m, v in d.items()]
     runs = pd.DataFrame(summaries)
     ablation = head_ablation_curve(
-        models.get(first_config.get("model", "smollm2-135m")),
+        models.get(first_config),
         first_config,
         config.shares,
         config.ablation_questions,
@@ -210,6 +216,7 @@ def _plain(config: RevConfig) -> dict:
     values["runs"] = [str(r) for r in config.runs]
     values["out"] = str(config.out)
     values["shares"] = list(config.shares)
+    values["loading"] = config.loading.model_dump()
     return values
 
 

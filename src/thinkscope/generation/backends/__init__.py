@@ -12,7 +12,7 @@ import importlib.util
 from collections.abc import Mapping
 
 from thinkscope.core.errors import UserError
-from thinkscope.models.loading import Loading
+from thinkscope.models.spec import ModelSpec
 
 BACKENDS = ("auto", "hf", "vllm")
 
@@ -32,16 +32,25 @@ def choose_backend(
     installed: bool | None = None,
     cuda: bool | None = None,
     model_loaded: bool = False,
+    loading: ModelSpec | Mapping | None = None,
 ) -> tuple[str, str]:
     """``(backend, why)`` for ``--backend requested``; ``auto`` is vLLM when it is installed and
     CUDA is present, else ``hf``, and always ``hf`` when the caller passes a loaded model
-    (``model_loaded``). ``installed``/``cuda`` default to probing this machine."""
+    (``model_loaded``) or ``loading`` (a :class:`ModelSpec`) sets a device or device map that
+    vLLM does not take (vLLM places the model itself). ``--backend vllm`` with such a device
+    is refused here, before anything loads. ``installed``/``cuda`` default to probing this
+    machine."""
     if requested not in BACKENDS:
         raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got {requested!r}")
     if requested == "hf":
         return "hf", "requested with --backend hf"
     if requested == "auto" and model_loaded:
         return "hf", "auto: a loaded model was passed"
+    placed = ModelSpec.of(loading).vllm_places
+    if requested == "vllm" and not placed:
+        ModelSpec.of(loading).vllm_args()  # raises the one-line refusal
+    if requested == "auto" and not placed:
+        return "hf", "auto: vLLM places the model itself and --device/--device-map is set"
     installed = vllm_installed() if installed is None else installed
     cuda = cuda_available() if cuda is None else cuda
     missing = "vLLM is not installed" if not installed else "no CUDA device" if not cuda else ""
@@ -57,21 +66,20 @@ def choose_backend(
     return "vllm", "auto: vLLM is installed and CUDA is present"
 
 
-def make_backend(
-    name: str, model: str, lm=None, seed: int = 0, loading: Mapping | None = None, **engine
-):
-    """The backend ``name`` (``hf`` or ``vllm``) for ``model``; ``lm`` is reused by ``hf``.
-    ``loading`` (:class:`~thinkscope.models.loading.Loading` or a dict of its fields) loads the
-    HF model or configures the vLLM engine; ``engine``: more ``vllm.LLM`` arguments."""
-    loading = Loading.of(loading)
+def make_backend(name: str, spec: ModelSpec | str, lm=None, seed: int = 0, **engine):
+    """The backend ``name`` (``hf`` or ``vllm``) for the model ``spec`` (a
+    :class:`~thinkscope.models.ModelSpec` or a model name), which loads the HF model or
+    configures the vLLM engine; ``lm`` is reused by ``hf``; ``engine``: more ``vllm.LLM``
+    arguments."""
+    spec = ModelSpec.of(spec)
     if name == "vllm":
         from thinkscope.generation.backends.vllm import VLLMBackend
 
-        return VLLMBackend(model, seed=seed, loading=loading, **engine)
+        return VLLMBackend(spec, seed=seed, **engine)
     from thinkscope.generation.backends.hf import HFBackend
     from thinkscope.models import load_model
 
-    return HFBackend(lm or load_model(model, **loading))
+    return HFBackend(lm or load_model(spec))
 
 
 __all__ = ["BACKENDS", "choose_backend", "cuda_available", "make_backend", "vllm_installed"]

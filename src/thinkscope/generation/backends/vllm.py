@@ -23,11 +23,12 @@ Not measured on GPU.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from thinkscope.core.errors import UserError
 from thinkscope.generation.sampler import Completion, SamplingParams
+from thinkscope.generation.seeds import continuation_seed
 
 VLLM_VERSION = "0.31.0"
 
@@ -159,16 +160,11 @@ def merge(prefix: Completion, rest: Completion) -> Completion:
     )
 
 
-def continuation_seed(seed: int) -> int:
-    """The seed a sample continues with after its prefix (a fresh, fixed stream)."""
-    return (int(seed) * 6364136223846793005 + 1442695040888963407) % 2**63
-
-
 class VLLMBackend:
     """vLLM's offline engine with prefix caching and the model's raw log-probs.
 
-    ``loading`` (:class:`~thinkscope.models.loading.Loading`) reaches ``vllm.LLM`` through
-    :meth:`~thinkscope.models.loading.Loading.vllm_args`; ``engine``: more ``vllm.LLM``
+    ``spec`` (a :class:`~thinkscope.models.ModelSpec` or a model name) reaches ``vllm.LLM``
+    through :meth:`~thinkscope.models.ModelSpec.vllm_args`; ``engine``: more ``vllm.LLM``
     keyword arguments. :meth:`around` wraps an engine that is already built (or a stand-in).
     """
 
@@ -176,9 +172,8 @@ class VLLMBackend:
 
     def __init__(
         self,
-        model: str,
+        spec,
         seed: int = 0,
-        loading: Mapping | None = None,
         gpu_memory_utilization: float = 0.85,
         max_logprobs: int = 20,
         logits_processors: Sequence = (),
@@ -188,11 +183,12 @@ class VLLMBackend:
         from vllm import LLM
         from vllm import SamplingParams as VLLMSamplingParams
 
-        from thinkscope.models.lm import _resolve, load_tokenizer
-        from thinkscope.models.loading import Loading
+        from thinkscope.models.lm import load_tokenizer, resolve_source
+        from thinkscope.models.spec import ModelSpec
 
-        source = str(_resolve(model))
-        tokenizer = load_tokenizer(model, **Loading.of(loading))
+        spec = ModelSpec.of(spec)
+        source = str(resolve_source(spec.model))
+        tokenizer = load_tokenizer(spec)
         eos = {tokenizer.eos_token_id}
         try:
             gen_eos = GenerationConfig.from_pretrained(source).eos_token_id
@@ -215,7 +211,7 @@ class VLLMBackend:
             logprobs_mode="raw_logprobs",
             max_logprobs=max_logprobs,
             gpu_memory_utilization=gpu_memory_utilization,
-            **Loading.of(loading).vllm_args(),
+            **spec.vllm_args(),
             **engine,
         )
         self._setup(llm, tokenizer, eos, VLLMSamplingParams)
@@ -260,7 +256,8 @@ class VLLMBackend:
     ) -> Generated:
         """Continue each :func:`unfinished` prefix by up to ``max_tokens`` tokens (default: up
         to ``params.max_new_tokens`` in all) from ``prompt + prefix`` token ids, which vLLM finds
-        in its prefix cache, with the seed :func:`continuation_seed` of its own. Finished prefixes
+        in its prefix cache, with the seed
+        :func:`~thinkscope.generation.seeds.continuation_seed` of its own. Finished prefixes
         are returned as they are (no request, prefill 0)."""
         todo = [i for i, p in enumerate(prefixes) if unfinished(p, params.max_new_tokens)]
         room = [params.max_new_tokens - len(prefixes[i].token_ids) for i in todo]

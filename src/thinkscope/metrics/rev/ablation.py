@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from thinkscope.models import LM
-from thinkscope.models.adapter import block_output
 from thinkscope.models.hooks.interventions import ablate_heads, ablate_layers, n_heads
+from thinkscope.models.hooks.points import capture, output_tensor
 
 BATCH_TOKENS = 4096  # padded tokens per ablation pass (L of them kept: clean block outputs)
 
@@ -77,22 +77,15 @@ class Padded:
             if "logits_to_keep" in inspect.signature(lm.model.forward).parameters
             else {}
         )
-        outputs: list = [None] * lm.n_layers
-        hooks = [
-            block.register_forward_hook(lambda _m, _i, out, j=j: outputs.__setitem__(j, out))
-            for j, block in enumerate(lm.anatomy.layers)
-        ]
-        try:
+        layers = range(1, lm.n_layers + 1)
+        with capture(lm, layers, reduce=lambda output: output) as seen:
             lm.model(input_ids=self.ids, attention_mask=self.mask, use_cache=False, **extra)
-        finally:
-            for hook in hooks:
-                hook.remove()
-        return outputs
+        return [seen[layer][0] for layer in layers]
 
     def logits(self, lm: LM, outputs: list) -> torch.Tensor:
         """``[N, V]`` float64 logits at each row's last real position from the last block's
         output (``lm.head``, so no ``[N, S, V]`` logits exist)."""
-        hidden = block_output(outputs[-1])
+        hidden = output_tensor(outputs[-1])
         rows = torch.arange(len(self.last), device=hidden.device)
         return lm.head(hidden[rows, self.last.to(hidden.device)]).double().cpu()
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from thinkscope.models import LM
-from thinkscope.models.adapter import block_output
+from thinkscope.models.hooks.points import combine, hook, output_tensor, point
 
 IN_PASS = frozenset({"ae", "fl", "ape"})
 
@@ -129,7 +129,7 @@ def window_probe(
         rows.begin(mask.cpu())
 
     def on_middle(_module, _args, output):
-        hidden = block_output(output)
+        hidden = output_tensor(output)
         for row, window in enumerate(rows.windows):
             x = hidden[row, window.to(hidden.device)].double().cpu().numpy()
             target = stats[live[rows.first + row]]
@@ -146,18 +146,16 @@ def window_probe(
         for row, window in enumerate(rows.windows):
             per_layer[live[rows.first + row]].append(entropy[row, window])
 
-    handles = [lm.model.register_forward_pre_hook(on_model, with_kwargs=True)]
+    handles = [hook(point(lm, "model"), on_model, pre=True, with_kwargs=True)]
     if what & {"ae", "fl"}:
-        block = lm.anatomy.layers[middle_block(n_layers)]
-        handles.append(block.register_forward_hook(on_middle))
+        handles.append(hook(point(lm, f"blocks.{middle_block(n_layers) + 1}"), on_middle))
     if "ape" in what:
-        handles += [a.register_forward_hook(on_attention) for a in lm.anatomy.attentions]
-    try:
-        with eager_attention(lm) if "ape" in what else contextlib.nullcontext():
-            yield stats
-    finally:
-        for handle in handles:
-            handle.remove()
+        handles += [
+            hook(point(lm, f"blocks.{layer}.attn"), on_attention)
+            for layer in range(1, n_layers + 1)
+        ]
+    with combine(*handles), eager_attention(lm) if "ape" in what else contextlib.nullcontext():
+        yield stats
     if "ape" in what:
         for i, layers in per_layer.items():
             if len(layers) != n_layers:

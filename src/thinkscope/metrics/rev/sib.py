@@ -24,7 +24,7 @@ import torch
 
 from thinkscope.metrics.rev.probe import middle_block
 from thinkscope.models import LM
-from thinkscope.models.adapter import block_output
+from thinkscope.models.hooks.points import capture, forward, stop_after
 
 POOL = 24
 SYNONYMS = {
@@ -101,28 +101,15 @@ def paraphrases(text: str) -> list[str]:
     return [rule(text) for rule in PARAPHRASES]
 
 
-class _Stop(Exception):
-    """Raised by the middle block's hook: the blocks above it are not needed."""
-
-
 @torch.no_grad()
 def pooled_middle(lm: LM, ids: Sequence[int]) -> torch.Tensor:
     """``[d]`` float64: the middle block's output mean-pooled over the last ``POOL`` tokens of
     ``ids`` before the final one (all but the final one when shorter). The forward pass stops
     at the middle block (about half the cost of a full pass)."""
-    states: list[torch.Tensor] = []
-
-    def hook(_m, _i, out):
-        states.append(block_output(out))
-        raise _Stop
-
-    handle = lm.anatomy.layers[middle_block(lm.n_layers)].register_forward_hook(hook)
-    try:
-        lm.model(input_ids=torch.tensor([list(ids)], device=lm.device), use_cache=False)
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
+    layer = middle_block(lm.n_layers) + 1
+    with capture(lm, [layer]) as seen, stop_after(lm, layer):
+        forward(lm, input_ids=torch.tensor([list(ids)], device=lm.device), use_cache=False)
+    states = seen[layer]
     window = states[0][0, :-1][-POOL:] if len(ids) > 1 else states[0][0]
     return window.double().mean(0).cpu()
 

@@ -1,8 +1,8 @@
-"""The hook plumbing every intervention shares: a removable handle, the padding mask, layer checks.
+"""What every intervention shares: the padding mask, layer checks, vectors.
 
 Layers are numbered as in the lens: layer ``l`` is the output of decoder block ``l`` (1..L),
 ``lm.anatomy.layers[l - 1]``. Every intervention registers plain PyTorch hooks on the model's
-own modules (found by :mod:`thinkscope.models.adapter`) and returns a :class:`Handle`, active
+own modules through :mod:`~thinkscope.models.hooks.points` and returns a ``Handle``, active
 at once and usable as a context manager; removing it removes every hook it registered, so the
 model is exactly as before. A :class:`MaskTracker` reads the ``attention_mask`` of each call of
 the model, so hooks act on real tokens only, both in one padded forward pass and during
@@ -12,41 +12,12 @@ KV-cached decoding (where the mask grows by one column per step and the call hol
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 import torch
-from torch.utils.hooks import RemovableHandle
 
 from thinkscope.core.errors import UserError
 from thinkscope.models import LM
-
-
-@dataclass
-class Handle:
-    """Hooks registered by one intervention (or several, via :func:`combine`).
-
-    >>> with steer(lm, {3: v}, alpha=4.0):
-    ...     lm.model(input_ids=ids)
-    >>> handle = steer(lm, {3: v}); handle.remove()
-    """
-
-    hooks: list[RemovableHandle] = field(default_factory=list)
-
-    def remove(self) -> None:
-        """Remove every hook (idempotent)."""
-        while self.hooks:
-            self.hooks.pop().remove()
-
-    def __enter__(self) -> Handle:
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        self.remove()
-
-
-def combine(*handles: Handle) -> Handle:
-    """One handle that removes all of ``handles``."""
-    return Handle([hook for handle in handles for hook in handle.hooks])
+from thinkscope.models.hooks.points import Handle, hook, point
 
 
 class MaskTracker:
@@ -55,12 +26,12 @@ class MaskTracker:
     def __init__(self) -> None:
         self.mask: torch.Tensor | None = None  # [B, S] attention mask of the current call
 
-    def attach(self, lm: LM) -> RemovableHandle:
+    def attach(self, lm: LM) -> Handle:
         def pre_hook(_module, args, kwargs):
             mask = kwargs.get("attention_mask")
             self.mask = mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
 
-        return lm.model.register_forward_pre_hook(pre_hook, with_kwargs=True)
+        return hook(point(lm, "model"), pre_hook, pre=True, with_kwargs=True)
 
     def real(self, hidden: torch.Tensor) -> torch.Tensor:
         """``[B, T]`` bool: which of the ``T`` positions in ``hidden`` ``[B, T, d]`` are real."""
@@ -89,11 +60,6 @@ def check_layers(lm: LM, layers: Iterable[int]) -> list[int]:
 def replace_output(output, hidden: torch.Tensor):
     """A block's (or attention module's) output with its first element replaced by ``hidden``."""
     return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
-
-
-def first(output) -> torch.Tensor:
-    """The hidden states of a module's output, a tensor or a tuple whose first item it is."""
-    return output[0] if isinstance(output, tuple) else output
 
 
 def block_input(args: tuple, kwargs: dict) -> torch.Tensor:

@@ -22,15 +22,14 @@ from torch import nn
 from thinkscope.core.errors import UserError
 from thinkscope.models import LM
 from thinkscope.models.hooks.base import (
-    Handle,
     MaskTracker,
     as_vector,
     block_input,
     check_layers,
-    first,
     masked_mean,
     replace_output,
 )
+from thinkscope.models.hooks.points import Handle, hook, output_tensor, point
 
 METHODS = ("zero", "mean")
 COMPONENTS = ("block", "attn", "mlp")
@@ -39,7 +38,7 @@ OUT_PROJ_NAMES = ("o_proj", "out_proj", "c_proj", "dense", "wo")
 
 def _tracked(lm: LM) -> tuple[Handle, MaskTracker]:
     tracker = MaskTracker()
-    return Handle([tracker.attach(lm)]), tracker
+    return tracker.attach(lm), tracker
 
 
 def steer(
@@ -55,12 +54,12 @@ def steer(
     handle, tracker = _tracked(lm)
     for layer, v in prepared.items():
 
-        def hook(_m, _args, output, v=v):
-            h = first(output)
+        def hook_fn(_m, _args, output, v=v):
+            h = output_tensor(output)
             keep = tracker.real(h) & (tracker.positions(h) >= start)
             return replace_output(output, h + (alpha * keep.unsqueeze(-1).to(h.dtype)) * v.to(h))
 
-        handle.hooks.append(lm.anatomy.layers[layer - 1].register_forward_hook(hook))
+        handle.add(hook(point(lm, f"blocks.{layer}"), hook_fn))
     return handle
 
 
@@ -82,13 +81,13 @@ def ablate_direction(lm: LM, direction, layers: Sequence[int] | None = None) -> 
     handle, tracker = _tracked(lm)
     for layer, u in units.items():
 
-        def hook(_m, _args, output, u=u):
-            h = first(output)
+        def hook_fn(_m, _args, output, u=u):
+            h = output_tensor(output)
             uh = u.to(h)
             real = tracker.real(h).unsqueeze(-1).to(h.dtype)
             return replace_output(output, h - real * (h @ uh).unsqueeze(-1) * uh)
 
-        handle.hooks.append(lm.anatomy.layers[layer - 1].register_forward_hook(hook))
+        handle.add(hook(point(lm, f"blocks.{layer}"), hook_fn))
     return handle
 
 
@@ -133,21 +132,21 @@ def ablate_layers(
         mean = fixed.get(layer)
         if component == "block":
 
-            def hook(_m, args, kwargs, output, mean=mean):
-                h, x = first(output), block_input(args, kwargs)
+            def hook_fn(_m, args, kwargs, output, mean=mean):
+                h, x = output_tensor(output), block_input(args, kwargs)
                 new = x + _replacement(h - x, tracker.real(h), method, mean)
                 return replace_output(output, new)
 
             module = lm.anatomy.layers[layer - 1]
-            handle.hooks.append(module.register_forward_hook(hook, with_kwargs=True))
+            handle.add(hook(module, hook_fn, with_kwargs=True))
         else:
 
-            def hook(_m, _args, output, mean=mean):
-                h = first(output)
+            def hook_fn(_m, _args, output, mean=mean):
+                h = output_tensor(output)
                 return replace_output(output, _replacement(h, tracker.real(h), method, mean))
 
             parts = lm.anatomy.attentions if component == "attn" else lm.anatomy.mlps
-            handle.hooks.append(parts[layer - 1].register_forward_hook(hook))
+            handle.add(hook(parts[layer - 1], hook_fn))
     return handle
 
 
@@ -209,7 +208,7 @@ def ablate_heads(
             return (torch.where(where, value, x), *args[1:])
 
         module = out_projection(lm.anatomy.attentions[layer - 1])
-        handle.hooks.append(module.register_forward_pre_hook(pre_hook))
+        handle.add(hook(module, pre_hook, pre=True))
     return handle
 
 
@@ -236,8 +235,8 @@ def patch(
     handle, tracker = _tracked(lm)
     for layer, (values, where) in prepared.items():
 
-        def hook(_m, _args, output, values=values, where=where):
-            h = first(output)
+        def hook_fn(_m, _args, output, values=values, where=where):
+            h = output_tensor(output)
             if values.shape[0] not in (1, h.shape[0]):
                 raise UserError(f"patch source has {values.shape[0]} rows, the batch {h.shape[0]}")
             index, real = tracker.positions(h), tracker.real(h)
@@ -246,5 +245,5 @@ def patch(
                 h = torch.where(hit, values[:, k : k + 1].to(h), h)
             return replace_output(output, h)
 
-        handle.hooks.append(lm.anatomy.layers[layer - 1].register_forward_hook(hook))
+        handle.add(hook(point(lm, f"blocks.{layer}"), hook_fn))
     return handle

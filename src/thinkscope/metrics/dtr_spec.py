@@ -1,0 +1,36 @@
+"""The DTR parameters g, rho and the log base, declared once (no torch: the CLI builds its
+options from these fields, and every default of g and rho in the package comes from here)."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from thinkscope.core.spec import Spec
+
+G_DEFAULT = 0.5  # the paper's settling threshold, in nats
+RHO_DEFAULT = 0.85  # the paper's depth share: deep from layer ceil(0.85 L)
+BASE_DEFAULT = "e"
+
+
+class DTRSpec(Spec):
+    """Settling threshold ``g`` (JSD in ``base`` units) and depth share ``rho`` of the
+    Deep-Thinking Ratio (arXiv 2602.13517; paper defaults g = 0.5, rho = 0.85)."""
+
+    g: float = Field(
+        G_DEFAULT, gt=0, description="DTR settling threshold on the JSD, in --base units."
+    )
+    rho: float = Field(
+        RHO_DEFAULT, gt=0, le=1, description="DTR: deep if settled at layer >= ceil(rho L)."
+    )
+    base: str = Field(BASE_DEFAULT, description="Log base of --g: e (nats), 2 (bits) or 10.")
+
+    @field_validator("base")
+    @classmethod
+    def _known_base(cls, base: str) -> str:
+        from thinkscope.lens import ln_base
+
+        try:
+            ln_base(base)
+        except ValueError:
+            raise ValueError("must be e, 2, 10 or another number > 1") from None
+        return base
