@@ -51,3 +51,11 @@ def test_a_typo_is_one_usage_error_without_heavy_imports():
     assert done.stdout.split()[0] == "2"
     assert done.stdout.strip().endswith("[]")
     assert "No such command 'genrate'" in done.stderr and "generate" in done.stderr
+
+
+def test_the_command_table_lists_each_commands_own_help():
+    from thinkscope.cli.app import COMMANDS, load
+
+    for name, entry in COMMANDS.items():
+        own = " ".join((load(name, entry).help or "").split())
+        assert own.startswith(entry.help.rstrip(".")), name

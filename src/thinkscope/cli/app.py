@@ -19,8 +19,9 @@ from thinkscope.core.errors import UserError
 
 @dataclass(frozen=True)
 class Entry:
-    """A command: ``module:attribute`` (a function or a Typer app), its one-line help, and
-    Click context settings."""
+    """A command: ``module:attribute`` (a function or a Typer app), its one-line help (the
+    first sentence of the command's own help, so that listing needs no import;
+    ``tests/test_cli_startup.py`` keeps the two equal), and Click context settings."""
 
     target: str
     help: str
@@ -43,37 +44,42 @@ COMMANDS: dict[str, Entry] = {
     ),
     "analyze": Entry(
         "thinkscope.cli.analyze:analyze_command",
-        "How well each metric predicts correctness, with figures.",
+        "AUROC, binned and partial correlations of every metric, and figures, into DIR/analysis.",
     ),
     "report": Entry(
         "thinkscope.cli.report:report_command",
-        "A self-contained HTML report of a run with its token viewer.",
+        "One self-contained HTML page: run summary, metric table, figures and a trace viewer.",
     ),
     "think-at-n": Entry(
         "thinkscope.cli.think_at_n:think_at_n_command",
-        "Think@n, Self-Certainty@n, DeepConf and Cons@n from one sample pool.",
+        "Think@n, Self-Certainty@n, DeepConf and Cons@n on one sample pool.",
     ),
     "calibrate": Entry(
         "thinkscope.cli.decoding_analysis:calibrate_command",
-        "Rank-by-confidence grid and power-law fit for correctness-first decoding.",
+        "Teacher-force reference solutions: rank calibration grid and power-law fit.",
     ),
     "decoding-report": Entry(
         "thinkscope.cli.decoding_analysis:decoding_report_command",
-        "Per-step rank and probability tables of a run generated with --log-steps.",
+        "Accuracy against low-confidence steps, sampled ranks, and confidence-conditioned votes.",
     ),
     "decode-sweep": Entry(
         "thinkscope.cli.decoding_analysis:decode_sweep_command",
-        "Accuracy of decoding settings over a grid.",
+        "Run several decoding configs over the same problems and seeds; one table.",
     ),
-    "train": Entry("thinkscope.cli.train:train_command", "LoRA SFT on a dataset folder."),
-    "merge": Entry("thinkscope.cli.train:merge_command", "Merge a LoRA adapter into its base."),
+    "train": Entry(
+        "thinkscope.cli.train:train_command",
+        "LoRA SFT (TRL + PEFT) on prompt/response rows, loss on the response only.",
+    ),
+    "merge": Entry(
+        "thinkscope.cli.train:merge_command", "Merge a LoRA adapter into its base model."
+    ),
     "compare": Entry(
         "thinkscope.cli.compare:compare_command",
         "Base versus tuned on the same problems and seeds.",
     ),
     "eval": Entry(
         "thinkscope.cli.eval:eval_command",
-        "lm-evaluation-harness with the thinkscope model and the bundled tasks.",
+        "lm-evaluation-harness with the `thinkscope` model and the bundled tasks.",
         {"allow_extra_args": True, "ignore_unknown_options": True},
     ),
     "dataset": Entry("thinkscope.cli.dataset:dataset_app", "SFT datasets from traces."),
@@ -82,7 +88,7 @@ COMMANDS: dict[str, Entry] = {
     ),
     "interp": Entry(
         "thinkscope.cli.interp:interp_app",
-        "Reasoning directions, probes, CKA, steering, ablation and patching.",
+        "Directions, probes, CKA, steering, ablation and patching.",
     ),
     "runs": Entry(
         "thinkscope.cli.runs:runs_app", "List, show, compare and reproduce registered runs."

@@ -31,7 +31,7 @@ def compare_command(
     task_spec: TaskSpec | None = None,
     loading: LoadingSpec | None = None,
 ) -> None:
-    """Both models on the same problems and seeds: mean sample accuracy, pass@k (k up to --n),
+    """Base versus tuned on the same problems and seeds: mean sample accuracy, pass@k (k up to --n),
     length, DTR, confidence, per-question wins and McNemar's test on paired greedy correctness.
     The model options load both. The prompt defaults to the one `traces` makes training data
     with (r1, plain)."""
