@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from typer.core import TyperArgument, TyperGroup
 
 from thinkscope.cli.app import COMMANDS, load
+from thinkscope.experiments import EXPERIMENTS
 
 
 class Stop(Exception):
@@ -152,18 +153,7 @@ STUBS = {
     "compare": [("thinkscope.experiments.compare.core.compare_models", STOP)],
     "dataset build": [("thinkscope.sft.build_dataset", STOP)],
     "dataset reference": [("thinkscope.sft.reference_dataset", STOP)],
-    **{
-        f"experiment {name}": [("thinkscope.experiments.Experiment", STOP)]
-        for name in (
-            "threshold-sweep",
-            "temperature-sweep",
-            "cot-vs-direct",
-            "token-types",
-            "length-vs-dtr",
-            "jsd-diagnostic",
-            "dtr-accuracy",
-        )
-    },
+    **{f"experiment {name}": [("thinkscope.experiments.Experiment", STOP)] for name in EXPERIMENTS},
     "experiment rev": [("thinkscope.experiments.rev.evaluate.run_rev", STOP)],
     "experiment sft-filtering": [("thinkscope.experiments.sft_filtering.run_sft_filtering", STOP)],
     "interp directions": [

@@ -13,20 +13,12 @@ import thinkscope
 from thinkscope.cli.app import COMMANDS, load
 from thinkscope.core.spec import Spec
 from thinkscope.decoding.config import DecodingKnobs
+from thinkscope.experiments import EXPERIMENTS
 from thinkscope.generation.spec import SamplingSpec
 from thinkscope.metrics.dtr_spec import DTRSpec
 from thinkscope.tasks.spec import TaskSpec
 
 GROUPS = (TaskSpec, SamplingSpec, DecodingKnobs, DTRSpec)
-EXPERIMENTS = (
-    "threshold-sweep",
-    "temperature-sweep",
-    "cot-vs-direct",
-    "token-types",
-    "length-vs-dtr",
-    "jsd-diagnostic",
-    "dtr-accuracy",
-)
 
 #: Field names that two specs use for different settings: name -> what each one is.
 HOMONYMS = {

@@ -10,50 +10,25 @@ Groups: ``confidence`` (logprob, neg-entropy, self-certainty and the DeepConf fo
 
 from importlib import import_module
 
-_EXPORTS = {
-    **dict.fromkeys(["deep_thinking_ratio", "settling_depth"], "thinkscope.metrics.dtr"),
-    **dict.fromkeys(["lens_views", "measure"], "thinkscope.metrics.forward_pass"),
-    **dict.fromkeys(
-        [
-            "GROUPS",
-            "REGISTRY",
-            "Metric",
-            "MetricSpec",
-            "Needs",
-            "Result",
-            "TraceLens",
-            "parse_metrics",
-            "register",
-            "spec",
-        ],
-        "thinkscope.metrics.registry",
-    ),
-}
+from thinkscope.core.lazy import lazy_exports
+
+_REGISTRY_NAMES = ("GROUPS", "REGISTRY", "Metric", "MetricSpec", "Needs", "Result", "TraceLens")
+_export, __all__ = lazy_exports(
+    __name__,
+    {
+        **dict.fromkeys(["deep_thinking_ratio", "settling_depth"], "thinkscope.metrics.dtr"),
+        **dict.fromkeys(["lens_views", "measure"], "thinkscope.metrics.forward_pass"),
+        **dict.fromkeys(
+            [*_REGISTRY_NAMES, "parse_metrics", "register", "spec"], "thinkscope.metrics.registry"
+        ),
+    },
+)
 
 
 def __getattr__(name: str):
     """Names load on first use, after the built-in metrics have registered, so that the light
     :mod:`thinkscope.metrics.dtr_spec` imports no torch."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    for part in ("confidence", "dtr", "layers", "rev"):
-        import_module(f"{__name__}.{part}")
-    return getattr(import_module(_EXPORTS[name]), name)
-
-
-__all__ = [
-    "GROUPS",
-    "REGISTRY",
-    "Metric",
-    "MetricSpec",
-    "Needs",
-    "Result",
-    "TraceLens",
-    "deep_thinking_ratio",
-    "lens_views",
-    "measure",
-    "parse_metrics",
-    "register",
-    "settling_depth",
-    "spec",
-]
+    if name in __all__:
+        for part in ("confidence", "dtr", "layers", "rev"):
+            import_module(f"{__name__}.{part}")
+    return _export(name)
