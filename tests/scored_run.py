@@ -1,6 +1,6 @@
 """A fake scored run folder, random but plausible, so analysis/report tests need no model.
 
-Traces follow the real schema (thinkscope.runs.trace.TRACE_COLUMNS); ``scores.json`` and
+Traces follow the real schema (thinkscope.runstore.trace.TRACE_COLUMNS); ``scores.json`` and
 ``token_metrics.parquet`` follow thinkscope.scoring's layout (``layout="flat"``: the older
 ``{column: entry}`` scores.json). Deeper-thinking traces are
 more often correct, so AUROCs and figures look like a real run's.

@@ -77,7 +77,7 @@ def test_cluster_options_take_no_optional_value(command, options, cluster, monke
     monkeypatch.setattr(importlib.import_module(module), name, stage)
     if command == "score":  # the run folder and model the command opens before scoring
         run = SimpleNamespace(path=tmp_path, config={})
-        monkeypatch.setattr("thinkscope.runs.folder.Run.open", lambda path: run)
+        monkeypatch.setattr("thinkscope.runstore.folder.Run.open", lambda path: run)
         monkeypatch.setattr("thinkscope.models.load_model", lambda *a, **k: None)
     out = [] if command == "score" else ["--out", str(tmp_path / "out")]
     args = [*positional, *options, *out]

@@ -19,7 +19,7 @@ from thinkscope.experiments.compare import (
     per_question,
 )
 from thinkscope.experiments.compare.core import resolve_model
-from thinkscope.runs.folder import Run
+from thinkscope.runstore.folder import Run
 from tiny import tiny_model, tiny_tokenizer
 
 

@@ -103,7 +103,7 @@ def test_fallback_step_reports_what_it_restored(tmp_path):
 
 
 def test_build_adds_a_section_to_the_runs_html_report(tmp_path):
-    from thinkscope.runs.sections import render_sections
+    from thinkscope.runstore.sections import render_sections
 
     run = make_run(tmp_path / "run")
     build_dataset(run, tmp_path / "my ds", DatasetFilters(min_dtr=0.45), show_progress=False)

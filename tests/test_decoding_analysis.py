@@ -21,7 +21,7 @@ from thinkscope.experiments.decoding.calibrate import (
 )
 from thinkscope.experiments.decoding.sweep import load_sweep, summarize_run
 from thinkscope.models.spec import ModelSpec
-from thinkscope.runs.folder import Run
+from thinkscope.runstore.folder import Run
 from thinkscope.stats import fit_power_law
 from tiny import tiny_lm
 
@@ -298,7 +298,7 @@ def test_sweep_summary_against_hand_counts(tmp_path):
 
 def test_decoding_report_writes_tables_figures_and_a_report_section(tmp_path):
     from thinkscope.experiments.decoding.step_report import decoding_report
-    from thinkscope.runs.sections import render_sections
+    from thinkscope.runstore.sections import render_sections
 
     traces = _random_steps(2, n=60)
     traces["n_tokens"] = [len(r) for r in traces["step_rank"]]

@@ -7,7 +7,7 @@ from thinkscope.core.errors import UserError
 from thinkscope.experiments import EXPERIMENTS, Experiment, ExperimentConfig
 from thinkscope.experiments.tokens import token_category
 from thinkscope.models.spec import ModelSpec
-from thinkscope.runs.folder import Run
+from thinkscope.runstore.folder import Run
 
 GYM = "gym:basic_arithmetic?min_terms=2&max_terms=2&min_digits=1&max_digits=1"
 

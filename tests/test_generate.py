@@ -11,8 +11,8 @@ import pytest
 
 from thinkscope.cli.app import main
 from thinkscope.generation.pipeline import GenerateConfig, generate_run
-from thinkscope.runs.registry import list_runs
-from thinkscope.runs.trace import TRACE_COLUMNS
+from thinkscope.runstore.registry import list_runs
+from thinkscope.runstore.trace import TRACE_COLUMNS
 
 GYM = "gym:basic_arithmetic?min_terms=2&max_terms=2&min_digits=1&max_digits=1"
 

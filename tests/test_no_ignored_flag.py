@@ -131,7 +131,7 @@ STUBS = {
     "generate": [("thinkscope.generation.pipeline.generate_run", STOP)],
     "traces": [("thinkscope.generation.pipeline.generate_run", STOP)],
     "score": [
-        ("thinkscope.runs.folder.Run.open", fake_run),
+        ("thinkscope.runstore.folder.Run.open", fake_run),
         LOAD,
         ("thinkscope.scoring.stage.score_run", STOP),
     ],
@@ -167,7 +167,7 @@ STUBS = {
         ("thinkscope.interp.activations.sequences_from_run", ([], [])),
         ("thinkscope.interp.activations.collect", None),
         ("thinkscope.interp.activations.load_rows", None),
-        ("thinkscope.runs.folder.Run.open", fake_run),
+        ("thinkscope.runstore.folder.Run.open", fake_run),
         ("thinkscope.interp.probes.probe_layers", STOP),
     ],
     "interp cka": [
@@ -185,7 +185,7 @@ STUBS = {
     "interp patch": [LOAD, ("thinkscope.interp.activations.record", {})],
     "interp run": [("thinkscope.experiments.interp.pipeline.run_interp", STOP)],
     "runs reproduce": [
-        ("thinkscope.runs.registry.find_run", {"path": "run"}),
+        ("thinkscope.runstore.registry.find_run", {"path": "run"}),
         ("thinkscope.experiments.reproduce.reproduce", STOP),
     ],
 }

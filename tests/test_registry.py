@@ -2,7 +2,7 @@ from typer.testing import CliRunner
 
 from thinkscope.cli.app import app
 from thinkscope.generation.pipeline import GenerateConfig, generate_run
-from thinkscope.runs.registry import diff, find_run, list_runs
+from thinkscope.runstore.registry import diff, find_run, list_runs
 
 GYM = "gym:basic_arithmetic?min_terms=2&max_terms=2&min_digits=1&max_digits=1"
 

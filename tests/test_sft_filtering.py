@@ -17,7 +17,7 @@ from thinkscope.experiments.sft_filtering import (  # noqa: E402
     run_sft_filtering,
 )
 from thinkscope.models import load_model  # noqa: E402
-from thinkscope.runs.folder import Run  # noqa: E402
+from thinkscope.runstore.folder import Run  # noqa: E402
 
 
 @pytest.mark.slow

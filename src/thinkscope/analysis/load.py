@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from thinkscope.core.errors import UserError
 from thinkscope.lens import ln_base
 from thinkscope.metrics.dtr import DTR_DEFAULTS, deep_layer
-from thinkscope.runs.folder import Run
+from thinkscope.runstore.folder import Run
 
 KEYS = ["problem_id", "sample_idx"]
 JSD_COLUMNS = ("jsd_profile", "jsd")

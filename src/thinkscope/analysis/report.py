@@ -21,7 +21,7 @@ from thinkscope.analysis.load import ScoredRun, load_scored, load_token_metrics
 from thinkscope.analysis.run import analyze_run
 from thinkscope.analysis.viewer import load_run_tokenizer, viewer_data
 from thinkscope.core.atomic import atomic_write
-from thinkscope.runs.sections import render_sections
+from thinkscope.runstore.sections import render_sections
 
 CAPTIONS = {
     "auroc.png": "AUROC of each metric for predicting a correct answer, with its bootstrap CI.",

@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from thinkscope.cli.loading import PANEL, model_options
 from thinkscope.cli.options import spec_options
+from thinkscope.experiments.sft_filtering import SftFilteringConfig
 from thinkscope.generation.spec import SamplingSpec
 from thinkscope.models.spec import LoadingSpec, ModelSpec
 from thinkscope.tasks.spec import TaskSpec
@@ -61,41 +62,23 @@ def compare_command(
 
 @model_options
 @spec_options(SamplingSpec, "sampling", "Sampling")
+@spec_options(
+    SftFilteringConfig,
+    "arms",
+    "Arms, training and evaluation",
+    exclude=(*ModelSpec.model_fields, *SamplingSpec.model_fields),
+)
 def sft_filtering_command(
     out: Path = typer.Option(..., help="Result folder (rerun to resume)."),
-    task: str = typer.Option("gsm8k", help="Held-out evaluation problems."),
-    train_task: str = typer.Option("gsm8k:train", help="Problems the training data comes from."),
-    questions: int = typer.Option(32, help="Training problems (traces and references)."),
-    min_dtr: float = typer.Option(0.3, help="DTR threshold of the filtered arm."),
-    keep_per_question: int = typer.Option(2, help="Traces kept per question (filtered arm)."),
-    max_steps: int = typer.Option(20, help="Optimizer steps per adapter (the shared budget)."),
-    batch_size: int = typer.Option(4),
-    learning_rate: float = typer.Option(2e-4),
-    lora_rank: int = typer.Option(16),
-    max_length: int = typer.Option(512),
-    eval_questions: int = typer.Option(20),
-    eval_n: int = typer.Option(4),
+    arms: SftFilteringConfig | None = None,
     sampling: SamplingSpec | None = None,
     model_spec: ModelSpec | None = None,
 ) -> None:
     """Seed 004: reference vs correct vs all traces vs DTR-filtered, one adapter each, one table."""
-    from thinkscope.experiments.sft_filtering import SftFilteringConfig, run_sft_filtering
+    from thinkscope.experiments.sft_filtering import run_sft_filtering
 
     config = SftFilteringConfig.parse(
-        **model_spec.model_dump(),
-        task=task,
-        train_task=train_task,
-        questions=questions,
-        min_dtr=min_dtr,
-        keep_per_question=keep_per_question,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        lora_rank=lora_rank,
-        max_length=max_length,
-        eval_questions=eval_questions,
-        eval_n=eval_n,
-        **sampling.model_dump(),
+        **{**arms.model_dump(), **model_spec.model_dump(), **sampling.model_dump()}
     )
     table = run_sft_filtering(config, out)
     console = Console()

@@ -117,7 +117,7 @@ def probe_command(
     from thinkscope.interp.activations import collect, load_rows, sequences_from_run
     from thinkscope.interp.probes import probe_figure, probe_layers
     from thinkscope.models import load_model
-    from thinkscope.runs.folder import Run
+    from thinkscope.runstore.folder import Run
 
     lm = load_model(model_spec)
     chosen = parse_layers(layers, lm.n_layers)

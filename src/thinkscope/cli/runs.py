@@ -21,7 +21,7 @@ console = Console()
 @runs_app.command("list")
 def runs_list() -> None:
     """Every registered run."""
-    from thinkscope.runs.registry import list_runs
+    from thinkscope.runstore.registry import list_runs
 
     table = Table("id", "kind", "created", "status", "model", "task", "accuracy")
     table.add_column("path", overflow="fold")
@@ -43,7 +43,7 @@ def runs_list() -> None:
 @runs_app.command("show")
 def runs_show(ref: str = typer.Argument(..., help="Run id (from `runs list`) or folder.")) -> None:
     """A run's config and summary."""
-    from thinkscope.runs.registry import find_run
+    from thinkscope.runstore.registry import find_run
 
     run = find_run(ref)
     table = Table("key", "value")
@@ -57,7 +57,7 @@ def runs_show(ref: str = typer.Argument(..., help="Run id (from `runs list`) or 
 @runs_app.command("diff")
 def runs_diff(a: str, b: str) -> None:
     """Where two runs' configs and summaries differ; the model, its dtype and weights always."""
-    from thinkscope.runs.registry import diff, find_run
+    from thinkscope.runstore.registry import diff, find_run
 
     run_a, run_b = find_run(a), find_run(b)
     table = Table("key", a, b)
@@ -80,7 +80,7 @@ def reproduce_command(
     from rich.table import Table
 
     from thinkscope.experiments.reproduce import reproduce
-    from thinkscope.runs.registry import find_run
+    from thinkscope.runstore.registry import find_run
 
     path = Path(run) if Path(run).is_dir() else Path(find_run(run)["path"])
     result = reproduce(path, out, **(model_overrides or {}))

@@ -33,7 +33,7 @@ def score_command(
 
     from thinkscope.metrics import parse_metrics
     from thinkscope.models import load_model
-    from thinkscope.runs.folder import Run
+    from thinkscope.runstore.folder import Run
     from thinkscope.scoring.stage import score_run
 
     run = Run.open(run_dir)

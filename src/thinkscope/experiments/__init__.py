@@ -1,18 +1,13 @@
-"""One-command experiments around DTR; each writes its own result folder."""
+"""One-command experiments; each writes its own result folder. Names load lazily, so a
+command's options can come from an experiment's config without importing torch."""
 
-from thinkscope.experiments.common import Experiment, ExperimentConfig
-from thinkscope.experiments.correlation import dtr_accuracy, length_vs_dtr
-from thinkscope.experiments.sweeps import cot_vs_direct, temperature_sweep, threshold_sweep
-from thinkscope.experiments.tokens import jsd_diagnostic, token_types
+from thinkscope.core.lazy import lazy_exports
 
-EXPERIMENTS = {
-    "threshold-sweep": threshold_sweep,
-    "temperature-sweep": temperature_sweep,
-    "cot-vs-direct": cot_vs_direct,
-    "token-types": token_types,
-    "length-vs-dtr": length_vs_dtr,
-    "jsd-diagnostic": jsd_diagnostic,
-    "dtr-accuracy": dtr_accuracy,
-}
-
-__all__ = ["EXPERIMENTS", "Experiment", "ExperimentConfig"]
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "EXPERIMENTS": "thinkscope.experiments.catalog",
+        "Experiment": "thinkscope.experiments.common",
+        "ExperimentConfig": "thinkscope.experiments.common",
+    },
+)

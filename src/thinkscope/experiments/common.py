@@ -29,7 +29,7 @@ from thinkscope.metrics.dtr import deep_thinking_ratio, settling_depth
 from thinkscope.metrics.dtr_spec import BASE_DEFAULT, DTRSpec
 from thinkscope.models import LM, load_model, load_tokenizer
 from thinkscope.models.spec import ModelSpec
-from thinkscope.runs.folder import Run
+from thinkscope.runstore.folder import Run
 from thinkscope.scoring import score
 from thinkscope.tasks.spec import TaskSpec
 

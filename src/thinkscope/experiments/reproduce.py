@@ -28,7 +28,7 @@ from thinkscope.generation.pipeline import GenerateConfig, generate_run
 from thinkscope.metrics import spec
 from thinkscope.models import load_model
 from thinkscope.models.spec import ModelSpec
-from thinkscope.runs.folder import Run
+from thinkscope.runstore.folder import Run
 
 KEYS = ["problem_id", "sample_idx"]
 SAMPLE_COLUMNS = ("token_ids", "completion", "pred", "correct", "finish_reason")

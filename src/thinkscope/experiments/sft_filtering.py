@@ -18,9 +18,8 @@ is skipped when its output is already there, so a rerun resumes.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-from matplotlib.figure import Figure
 from pydantic import Field, field_validator
 
 from thinkscope.core.atomic import atomic_write, write_text
@@ -30,6 +29,9 @@ from thinkscope.generation.spec import SamplingSpec
 from thinkscope.models.spec import ModelSpec
 from thinkscope.tasks.spec import TaskSpec
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 ARMS = ("reference", "correct", "all", "dtr-filtered")
 
 
@@ -38,18 +40,18 @@ class SftFilteringConfig(ModelSpec, SamplingSpec):
     evaluation."""
 
     task: str = with_default(TaskSpec, "task", "gsm8k")  # held-out evaluation problems
-    train_task: str = "gsm8k:train"  # problems the traces and reference solutions come from
+    train_task: str = Field("gsm8k:train", description="Problems the training data comes from.")
     questions: int = with_default(TaskSpec, "questions", 32)  # training problems
-    min_dtr: float = Field(0.3, ge=0, le=1)
-    keep_per_question: int = Field(2, ge=1)
-    max_steps: int = Field(20, ge=1)
-    batch_size: int = Field(4, ge=1)
+    min_dtr: float = Field(0.3, ge=0, le=1, description="DTR threshold of the filtered arm.")
+    keep_per_question: int = Field(2, ge=1, description="Traces kept per question (filtered arm).")
+    max_steps: int = Field(20, ge=1, description="Optimizer steps per adapter (the shared budget).")
+    batch_size: int = Field(4, ge=1, description="Training examples per optimizer step.")
     learning_rate: float = Field(2e-4, gt=0)
     lora_rank: int = Field(16, ge=1)
     max_length: int = Field(512, ge=8)
-    eval_questions: int = Field(20, ge=1)
-    eval_n: int = Field(4, ge=1)
-    batch_tokens: int = Field(4096, ge=1)
+    eval_questions: int = Field(20, ge=1, description="Held-out problems of the evaluation.")
+    eval_n: int = Field(4, ge=1, description="Samples per held-out problem.")
+    batch_tokens: int = Field(4096, ge=1, description="Padded tokens per scoring pass.")
 
     @field_validator("temperature")
     @classmethod
@@ -150,6 +152,8 @@ def train_arm(config: SftFilteringConfig, dataset: Path, out: Path) -> Path:
 
 def run_sft_filtering(config: SftFilteringConfig, out: Path | str) -> pd.DataFrame:
     """Run the whole experiment into ``out`` and return its table (one row per model)."""
+    import pandas as pd
+
     from thinkscope.experiments.compare import CompareConfig, compare_models
 
     out = Path(out)
@@ -197,6 +201,7 @@ def run_sft_filtering(config: SftFilteringConfig, out: Path | str) -> pd.DataFra
 
 def _figure(table: pd.DataFrame, path: Path) -> None:
     import matplotlib
+    from matplotlib.figure import Figure
 
     from thinkscope.core.figures import CORRECT, NEUTRAL, STYLE
 

@@ -24,9 +24,9 @@ from thinkscope.generation.seeds import sample_seed
 from thinkscope.generation.spec import SamplingSpec
 from thinkscope.models import LM, load_model, load_tokenizer
 from thinkscope.models.spec import ModelSpec
-from thinkscope.runs import registry
-from thinkscope.runs.folder import Run, now
-from thinkscope.runs.trace import Trace
+from thinkscope.runstore import registry
+from thinkscope.runstore.folder import Run, now
+from thinkscope.runstore.trace import Trace
 from thinkscope.tasks.answers import grade
 from thinkscope.tasks.loaders import fewshot_examples, load_problems
 from thinkscope.tasks.problem import Problem

@@ -22,7 +22,7 @@ from thinkscope.core.progress import progress_bar
 from thinkscope.models import LM
 from thinkscope.models.hooks.base import check_layers
 from thinkscope.models.hooks.points import capture, forward, output_tensor, stop_after
-from thinkscope.runs.folder import Run
+from thinkscope.runstore.folder import Run
 
 POSITIONS = ("last", "mean", "completion")
 

@@ -38,8 +38,8 @@ from thinkscope.core.errors import UserError
 from thinkscope.core.progress import progress_bar
 from thinkscope.metrics import MetricSpec, measure, parse_metrics
 from thinkscope.models import LM
-from thinkscope.runs.folder import Run, now
-from thinkscope.runs.trace import Trace
+from thinkscope.runstore.folder import Run, now
+from thinkscope.runstore.trace import Trace
 from thinkscope.scoring import DEFAULT_METRICS
 
 KEYS = ["problem_id", "sample_idx"]

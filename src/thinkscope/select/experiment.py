@@ -57,8 +57,8 @@ from thinkscope.generation.spec import SamplingSpec
 from thinkscope.metrics.dtr_spec import DTRSpec
 from thinkscope.models import LM, load_model, load_tokenizer
 from thinkscope.models.spec import ModelSpec
-from thinkscope.runs import registry
-from thinkscope.runs.folder import Run, now
+from thinkscope.runstore import registry
+from thinkscope.runstore.folder import Run, now
 from thinkscope.select import staged
 from thinkscope.select.deepconf import deepconf_offline, deepconf_online
 from thinkscope.select.figure import plot_selection

@@ -32,8 +32,8 @@ import pandas as pd
 from thinkscope.core.atomic import write_json, write_parquet
 from thinkscope.core.errors import UserError
 from thinkscope.core.progress import progress_bar
-from thinkscope.runs.folder import Run
-from thinkscope.runs.sections import FOLDER, add_section
+from thinkscope.runstore.folder import Run
+from thinkscope.runstore.sections import FOLDER, add_section
 from thinkscope.sft import card, export
 from thinkscope.sft.filters import (
     DatasetFilters,

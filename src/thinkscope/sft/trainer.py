@@ -27,8 +27,8 @@ from thinkscope.core.atomic import write_json, write_yaml
 from thinkscope.core.errors import UserError
 from thinkscope.core.progress import progress_enabled
 from thinkscope.models.spec import ModelSpec
-from thinkscope.runs import registry
-from thinkscope.runs.folder import now
+from thinkscope.runstore import registry
+from thinkscope.runstore.folder import now
 from thinkscope.sft.train_data import load_sft_rows, resolve_dataset
 from thinkscope.sft.train_figure import save_loss_curve
 

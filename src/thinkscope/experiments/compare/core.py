@@ -28,7 +28,7 @@ from thinkscope.experiments.compare.stats import McNemar, mcnemar_paired, per_qu
 from thinkscope.generation.pipeline import GenerateConfig, generate_run
 from thinkscope.generation.spec import SamplingSpec
 from thinkscope.models.spec import LoadingSpec, ModelSpec
-from thinkscope.runs.folder import Run
+from thinkscope.runstore.folder import Run
 from thinkscope.stats.passk import mean_pass_at_k
 from thinkscope.tasks.spec import TaskSpec
 

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from thinkscope.core.atomic import atomic_write, write_text
 from thinkscope.core.figures import CORRECT, NEUTRAL, STYLE, WRONG
-from thinkscope.runs.sections import FOLDER, add_section
+from thinkscope.runstore.sections import FOLDER, add_section
 
 FIGURE = "figures/compare.png"
 

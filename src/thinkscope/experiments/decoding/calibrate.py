@@ -35,7 +35,7 @@ from thinkscope.core.progress import progress_bar
 from thinkscope.experiments.decoding.figures import draw_calibration
 from thinkscope.models import LM, load_model
 from thinkscope.models.spec import ModelSpec
-from thinkscope.runs.folder import Run, now
+from thinkscope.runstore.folder import Run, now
 from thinkscope.stats import calibration_grid, fit_power_law
 from thinkscope.tasks.loaders import fewshot_examples, load_problems
 from thinkscope.tasks.problem import Problem

@@ -21,8 +21,8 @@ from thinkscope.core.atomic import write_json, write_text
 from thinkscope.core.errors import UserError
 from thinkscope.core.figures import STYLE
 from thinkscope.experiments.decoding import figures, step_stats
-from thinkscope.runs.folder import Run
-from thinkscope.runs.sections import add_section
+from thinkscope.runstore.folder import Run
+from thinkscope.runstore.sections import add_section
 
 CAPTIONS = {
     "low_confidence.png": "Accuracy by the number of low-confidence steps in a sample.",

@@ -35,7 +35,7 @@ from thinkscope.experiments.decoding.step_stats import voted_correct
 from thinkscope.generation.pipeline import GenerateConfig, generate_run
 from thinkscope.models import LM, load_model
 from thinkscope.models.spec import ModelSpec
-from thinkscope.runs.folder import Run
+from thinkscope.runstore.folder import Run
 from thinkscope.stats.passk import mean_pass_at_k
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$")

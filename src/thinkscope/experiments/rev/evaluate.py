@@ -48,7 +48,7 @@ from thinkscope.metrics.rev import COMPONENTS, zscore_mean
 from thinkscope.metrics.rev.control import control_texts
 from thinkscope.models import LM, load_model
 from thinkscope.models.spec import LoadingSpec, ModelSpec
-from thinkscope.runs.folder import Run
+from thinkscope.runstore.folder import Run
 from thinkscope.scoring import score
 
 REV_METRICS = ("ae", "ape", "apl", "cud", "fl", "sib", "rev", "rev-robust")

@@ -1,5 +1,5 @@
 """Run folders, the run registry, and environment snapshots."""
 
-from thinkscope.runs.folder import Run
+from thinkscope.runstore.folder import Run
 
 __all__ = ["Run"]

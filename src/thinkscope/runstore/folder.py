@@ -25,7 +25,7 @@ import yaml
 
 from thinkscope.core.atomic import write_json, write_parquet, write_yaml
 from thinkscope.core.errors import UserError
-from thinkscope.runs.environment import environment
+from thinkscope.runstore.environment import environment
 
 
 def now() -> str:
