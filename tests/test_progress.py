@@ -1,5 +1,6 @@
-"""The shared progress bar: rate from the caller's field or rich's estimate, an ETA, and the one
-switch (caller, ``THINKSCOPE_PROGRESS``, terminal) that decides whether any bar is drawn."""
+"""The shared progress bar: rate from the caller's field or rich's estimate, an ETA, the one
+switch (caller, ``THINKSCOPE_PROGRESS``, terminal) that decides whether any bar is drawn, and
+the plain lines that reach a log where no bar is drawn."""
 
 import io
 import re
@@ -9,7 +10,13 @@ import pytest
 from rich.console import Console
 from rich.progress import Progress, TimeRemainingColumn
 
-from thinkscope.core.progress import ENV, RateColumn, progress_bar, progress_enabled
+from thinkscope.core.progress import (
+    ENV,
+    LoggedProgress,
+    RateColumn,
+    progress_bar,
+    progress_enabled,
+)
 
 SRC = Path(__file__).parents[1] / "src" / "thinkscope"
 
@@ -77,3 +84,46 @@ def test_no_module_builds_its_own_progress_switch():
         if pattern.search(line) and "progress_enabled" not in line
     ]
     assert found == []
+
+
+def test_off_a_terminal_progress_reaches_the_log_as_throttled_lines(monkeypatch, capsys):
+    monkeypatch.delenv(ENV, raising=False)
+    clock = [0.0]
+    lines = []
+
+    def at(t: float, advance: float = 0, **fields) -> None:
+        clock[0] = t
+        progress.update(bar, advance=advance, **fields)
+        lines.extend(capsys.readouterr().err.splitlines())
+
+    with progress_bar("fit", "problems") as progress:  # pytest's stderr is no terminal
+        assert isinstance(progress, LoggedProgress)
+        progress.get_time = lambda: clock[0]
+        bar = progress.add_task("fit", total=20)
+        at(0, 0)  # nothing done yet (no resumed work to count): no line
+        at(0, 4)  # work done before a resume, counted at once: the first line
+        at(10, 2)  # throttled: at most one line every 30 s
+        at(20, 2)
+        at(30, 2)  # 6 units in 30 s since the first line: 0.2/s, 10 left: 50 s
+        at(31, rate="7 tok/s")  # no unit completed: no line
+        at(40, 2)
+        at(45, 8)  # the last unit always gets its line, with the caller's rate
+    assert lines == [
+        "fit: 4/20 problems, elapsed 0:00:00",
+        "fit: 10/20 problems, 0.20 problems/s, elapsed 0:00:30, ETA 0:00:50",
+        "fit: 20/20 problems, 7 tok/s, elapsed 0:00:45",
+    ]
+
+
+@pytest.mark.parametrize(("show", "env"), [(False, None), (True, "0"), (False, "0")])
+def test_quiet_callers_and_progress_off_print_nothing(monkeypatch, capsys, show, env):
+    if env is None:
+        monkeypatch.delenv(ENV, raising=False)
+    else:
+        monkeypatch.setenv(ENV, env)
+    with progress_bar("fit", "problems", show=show) as progress:
+        assert not isinstance(progress, LoggedProgress)
+        bar = progress.add_task("fit", total=3)
+        for _ in range(3):
+            progress.advance(bar)
+    assert capsys.readouterr() == ("", "")

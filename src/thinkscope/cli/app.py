@@ -7,14 +7,18 @@ answer at once (``tests/test_cli_startup.py`` checks ``sys.modules``).
 
 from __future__ import annotations
 
+import shlex
+import signal
 import sys
 from dataclasses import dataclass, field
 from importlib import import_module
+from typing import NoReturn
 
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from thinkscope.core.errors import UserError
+from thinkscope.core.errors import RunFailure, UserError
+from thinkscope.core.invocation import set_command
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,10 @@ def load(name: str, entry: Entry) -> TyperCommand | TyperGroup:
     return command
 
 
+class Interrupted(Exception):
+    """Ctrl-C while a command ran."""
+
+
 class LazyGroup(TyperGroup):
     """A group whose commands come from :data:`COMMANDS`: listed (and typos matched) from the
     table's stand-ins, imported only when one is run or its own help is asked for."""
@@ -126,6 +134,12 @@ class LazyGroup(TyperGroup):
             return args[0], load(args[0], COMMANDS[args[0]]), args[1:]
         return super().resolve_command(ctx, args)
 
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as err:  # Typer would turn it into a silent exit 130
+            raise Interrupted from err
+
 
 app = typer.Typer(
     cls=LazyGroup,
@@ -137,17 +151,101 @@ app = typer.Typer(
 
 
 @app.callback()
-def root() -> None:
+def root(
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the traceback of an error instead of one line."
+    ),
+) -> None:
     """Measure how deeply a language model thinks while it reasons."""
 
 
-def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2."""
+def resumes_by_rerun(path: str) -> bool:
+    """Whether the command ``path`` (no ``--resume`` option) skips its finished work when rerun
+    with the same arguments: ``score``, ``compare``, ``decode-sweep``, ``demo`` and every
+    experiment but ``rev``."""
+    from thinkscope.experiments.catalog import EXPERIMENTS
+
+    rerun = {"score", "compare", "decode-sweep", "demo", "experiment sft-filtering"}
+    return path in rerun | {f"experiment {name}" for name in EXPERIMENTS}
+
+
+def resume_hint(args: list[str]) -> str:
+    """How to resume the interrupted command ``args``: itself with ``--resume`` when the command
+    has that option, itself again when a rerun resumes (:func:`resumes_by_rerun`); else
+    nothing."""
+    name = next((a for a in args if a in COMMANDS), None)
+    if name is None:
+        return ""
+    command = load(name, COMMANDS[name])
+    rest = args[args.index(name) + 1 :]
+    path = name
+    if isinstance(command, TyperGroup) and rest and rest[0] in command.commands:
+        command, path = command.commands[rest[0]], f"{name} {rest[0]}"
+    if any("--resume" in p.opts for p in command.params):
+        again = args if "--resume" in args else [*args, "--resume"]
+    elif resumes_by_rerun(path):
+        again = args
+    else:
+        return ""
+    return "; resume with: thinkscope " + shlex.join(again)
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: its lines joined by ``" | "``, blank ones dropped."""
+    return " | ".join(line.strip() for line in str(message).splitlines() if line.strip())
+
+
+def split_debug(args: list[str]) -> tuple[list[str], bool]:
+    """``args`` without ``--debug`` (accepted anywhere before a ``--``), and whether it was
+    there."""
+    end = args.index("--") if "--" in args else len(args)
+    kept = [a for a in args[:end] if a != "--debug"] + args[end:]
+    return kept, len(kept) < len(args)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    print(f"error: {one_line(message)}", file=sys.stderr)
+    sys.exit(code)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point: every error is one line on stderr (the traceback only with ``--debug``,
+    given anywhere); exit code 2 for a usage error, 1 for a failure, 130 for an interruption
+    (with the command that resumes the work, where one does)."""
+    given = sys.argv[1:] if args is None else list(args)
+    args, debug = split_debug(given)
+    set_command(args)
     try:
-        app()
+        code = typer.main.get_command(app).main(args, prog_name="thinkscope", standalone_mode=False)
+    except (Interrupted, KeyboardInterrupt, typer.Abort):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C cannot cut the message
+        print(f"interrupted{resume_hint(given)}", file=sys.stderr)
+        sys.exit(130)
+    except typer.TyperException as err:  # Click's usage errors (exit 2), as Typer raises them
+        if debug:
+            raise
+        ctx = getattr(err, "ctx", None)
+        where = f" (see `{ctx.command_path} --help`)" if ctx else ""
+        _fail(f"{err.format_message()}{where}", err.exit_code)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        if debug:
+            raise
+        _fail(str(err), 2)
+    except RunFailure as err:
+        if debug:
+            raise
+        _fail(str(err), 1)
+    except Exception as err:
+        if debug:
+            raise
+        _fail(
+            f"{type(err).__name__}: {err} (a bug in thinkscope; "
+            "`thinkscope --debug ...` shows where)",
+            1,
+        )
+    finally:
+        set_command(None)  # later calls from Python in this process record no command
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
