@@ -11,10 +11,11 @@ from lm_eval import simple_evaluate  # noqa: E402
 from lm_eval.api.instance import Instance  # noqa: E402
 from lm_eval.tasks import TaskManager  # noqa: E402
 
-from thinkscope.core.errors import UserError
+from thinkscope.cli.app import main
+from thinkscope.core.errors import RunFailure, UserError
 from thinkscope.decoding import DecodingConfig
 from thinkscope.lmeval import TASKS_DIR
-from thinkscope.lmeval.harness import run_harness
+from thinkscope.lmeval.harness import _boundary, run_harness
 from thinkscope.lmeval.model import ThinkscopeLM, decoding_from_args
 from thinkscope.tasks.answers import grade
 from thinkscope.tasks.loaders import load_problems
@@ -129,7 +130,8 @@ def test_model_args_decoding_wins_over_the_task_sampling():
     assert knobs == DecodingConfig(greedy_threshold=0.3, temperature=0.8)
 
 
-def test_thinkscope_eval_runs_lm_eval_cli_offline(tiny_model_dir, tmp_path):
+def test_thinkscope_eval_runs_lm_eval_cli_offline(tiny_model_dir, tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(tmp_path)  # no git checkout: lm-eval's git hash must not complain
     run_harness(
         [
             "--model_args",
@@ -153,3 +155,49 @@ def test_thinkscope_eval_runs_lm_eval_cli_offline(tiny_model_dir, tmp_path):
     assert len(samples) == 20
     accuracy = sum(grade(s["resps"][0][0], s["target"]).correct for s in samples) / 20
     assert results["results"][TASK]["exact_match,strict-match"] == accuracy
+    assert "not a git repository" not in capfd.readouterr().err
+
+
+def _eval_error(capsys, *args: str) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", *args])
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("error: ")
+    return exit_info.value.code, err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tasks", TASK, "--bogus"], "error: unrecognized arguments: --bogus (see `lm-eval run"),
+        (["--limit", "2"], "error: --tasks is required, e.g. --tasks gsm8k_cot_thinkscope; list"),
+    ],
+)
+def test_eval_usage_errors_are_one_line(capsys, args, message):
+    code, err = _eval_error(capsys, *args)
+    assert code == 2 and err.startswith(message)
+
+
+def test_an_unknown_task_is_one_line_before_the_model_loads(capsys, tmp_path):
+    missing = tmp_path / "no-model"  # loading it first would fail otherwise
+    tasks = f"no_such_task,{TASK}"
+    code, err = _eval_error(capsys, "--tasks", tasks, "--model_args", f"model={missing}")
+    assert code == 2
+    assert err == (
+        f"error: --tasks: Tasks not found: no_such_task; list them with `lm-eval ls tasks "
+        f"--include_path {TASKS_DIR}`"
+    )
+
+
+def test_lm_eval_failures_are_user_errors_before_the_evaluation_and_run_failures_after():
+    import lm_eval.evaluator as evaluator
+
+    original = evaluator.simple_evaluate
+    with pytest.raises(UserError, match="^lm-eval: bad config$"), _boundary():
+        raise ValueError("bad config")
+    unknown = "^lm-eval failed: Attempted to load model 'nope'"
+    with pytest.raises(RunFailure, match=unknown), _boundary():
+        evaluator.simple_evaluate(model="nope", tasks=[TASK])
+    with pytest.raises(RunFailure, match="^lm-eval failed: KeyError: 'x'$"), _boundary():
+        raise KeyError("x")
+    assert evaluator.simple_evaluate is original

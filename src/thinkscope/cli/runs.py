@@ -5,65 +5,91 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
 from thinkscope.cli.loading import model_overrides
+from thinkscope.cli.tables import Col, Format, format_option, messages, print_table
 
 runs_app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="List, show, compare and reproduce registered runs.",
 )
-console = Console()
+
+#: ``runs list`` as a person reads it: paths shortened from the left; at 80 columns the
+#: task, the creation time and the status go first.
+LIST_COLUMNS = (
+    Col("id"),
+    Col("kind", role="name"),
+    Col("created", show=lambda t: t[:16].replace("T", " "), role="name", drop=2),
+    Col("status", role="name", drop=1),
+    Col("model", role="path"),
+    Col("task", role="path", drop=3),
+    Col("accuracy", show=".3f"),
+    Col("path", role="path"),
+)
 
 
 @runs_app.command("list")
-def runs_list() -> None:
+@format_option
+def runs_list(fmt: Format = Format.table) -> None:
     """Every registered run."""
     from thinkscope.runstore.registry import list_runs
 
-    table = Table("id", "kind", "created", "status", "model", "task", "accuracy")
-    table.add_column("path", overflow="fold")
-    for run in list_runs():
-        cfg, summ = run["config"], run["summary"]
-        table.add_row(
-            str(run["id"]),
-            run["kind"],
-            run["created"],
-            run["status"],
-            str(cfg.get("model")),
-            str(cfg.get("task")),
-            str(summ.get("accuracy")),
-            run["path"],
-        )
-    console.print(table)
+    rows = [
+        {
+            "id": run["id"],
+            "kind": run["kind"],
+            "created": run["created"],
+            "status": run["status"],
+            "model": run["config"].get("model"),
+            "task": run["config"].get("task"),
+            "accuracy": run["summary"].get("accuracy"),
+            "path": run["path"],
+        }
+        for run in list_runs()
+    ]
+    print_table(rows, fmt, LIST_COLUMNS)
 
 
 @runs_app.command("show")
-def runs_show(ref: str = typer.Argument(..., help="Run id (from `runs list`) or folder.")) -> None:
+@format_option
+def runs_show(
+    ref: str = typer.Argument(..., help="Run id (from `runs list`) or folder."),
+    fmt: Format = Format.table,
+) -> None:
     """A run's config and summary."""
     from thinkscope.runstore.registry import find_run
 
     run = find_run(ref)
-    table = Table("key", "value")
-    for section in ("config", "summary"):
-        for key, value in run[section].items():
-            table.add_row(f"{section}.{key}", str(value))
-    console.print(f"[bold]{run['path']}[/] ({run['kind']}, {run['status']}, {run['created']})")
-    console.print(table)
+    rows = [
+        {"key": f"{section}.{key}", "value": value}
+        for section in ("config", "summary")
+        for key, value in run[section].items()
+    ]
+    console = messages(fmt)
+    console.print(
+        f"[bold]{escape(run['path'])}[/] ({run['kind']}, {run['status']}, {run['created']})"
+    )
+    print_table(rows, fmt, (Col("key", role="name"), Col("value", show=str, role="text")))
 
 
 @runs_app.command("diff")
-def runs_diff(a: str, b: str) -> None:
+@format_option
+def runs_diff(a: str, b: str, fmt: Format = Format.table) -> None:
     """Where two runs' configs and summaries differ; the model, its dtype and weights always."""
     from thinkscope.runstore.registry import diff, find_run
 
-    run_a, run_b = find_run(a), find_run(b)
-    table = Table("key", a, b)
-    for key, value_a, value_b in diff(run_a, run_b):
-        table.add_row(key, str(value_a), str(value_b))
-    console.print(table)
+    rows = [
+        {"key": key, "a": value_a, "b": value_b}
+        for key, value_a, value_b in diff(find_run(a), find_run(b))
+    ]
+    columns = (
+        Col("key", role="name"),
+        Col("a", a, show=str, role="text"),
+        Col("b", b, show=str, role="text"),
+    )
+    print_table(rows, fmt, columns)
 
 
 @runs_app.command("reproduce")
@@ -73,23 +99,41 @@ def reproduce_command(
     out: Path = typer.Option(..., help="New folder for the reproduction."),
     model_overrides: dict | None = None,
 ) -> None:
-    """Re-run a run from its recorded config (and scoring) and diff samples and metrics: the
-    same model, dtype and weights (refused if the weights changed) unless an option says
-    otherwise."""
+    """Re-run a run and compare: a generate run from its recorded config (and scoring), diffing
+    samples and metrics; any other kind by rerunning the command its header records into OUT,
+    diffing the data files. The same model, dtype and weights (refused if the weights changed)
+    unless an option says otherwise."""
     from rich.console import Console
     from rich.table import Table
 
+    from thinkscope.cli.rerun import rerun
     from thinkscope.experiments.reproduce import reproduce
+    from thinkscope.runstore.header import HEADER, read_header
     from thinkscope.runstore.registry import find_run
 
     path = Path(run) if Path(run).is_dir() else Path(find_run(run)["path"])
-    result = reproduce(path, out, **(model_overrides or {}))
-    samples, console = result.report["samples"], Console()
-    table = Table("what", "compared", "differing")
-    for column, count in samples["differing"].items():
-        table.add_row(column, str(samples["n"]), str(count))
-    for column, entry in result.report["metrics"].items():
-        table.add_row(column, f"max |diff| {entry['max_abs_diff']:.3g}", str(entry["differing"]))
+    header = read_header(path) if (path / HEADER).is_file() else {"kind": "generate"}
+    console, overrides = Console(), model_overrides or {}
+    if header["kind"] == "generate":
+        result = reproduce(path, out, **overrides)
+        report, samples = result.report, result.report["samples"]
+        table = Table("what", "compared", "differing")
+        for column, count in samples["differing"].items():
+            table.add_row(column, str(samples["n"]), str(count))
+        for column, entry in report["metrics"].items():
+            delta = f"max |diff| {entry['max_abs_diff']:.3g}"
+            table.add_row(column, delta, str(entry["differing"]))
+    else:
+        report = rerun(path, header, out, overrides)
+        table = Table("file", "status", "differing", "max |diff|")
+        for name, entry in report["files"].items():
+            differing, delta = entry.get("differing"), entry.get("max_abs_diff")
+            table.add_row(
+                name,
+                entry["status"],
+                "" if differing is None else str(differing),
+                "" if delta is None else f"{delta:.3g}",
+            )
     console.print(table)
-    verdict = "identical" if result.identical else "DIFFERENT"
-    console.print(f"{verdict}: {result.reproduction / 'reproduce.json'}")
+    verdict = "identical" if report["identical"] else "DIFFERENT"
+    console.print(f"{verdict}: {out / 'reproduce.json'}")

@@ -4,14 +4,31 @@ lm-eval 0.4 finds models only in its registry (no plugin entry points; ``--inclu
 adds tasks, not models), so the plain ``lm_eval`` command cannot load an out-of-tree model.
 :func:`run_harness` registers it, puts :data:`~thinkscope.lmeval.TASKS_DIR` on the task
 include path and hands every other argument to lm-eval unchanged.
+
+At the boundary lm-eval's failures become thinkscope's one-line errors: a bad argument, an
+unknown task or another mistake lm-eval finds before it loads the model is a
+:class:`~thinkscope.core.errors.UserError`; a failure after that is a
+:class:`~thinkscope.core.errors.RunFailure` (the original exception is its cause, shown with
+``thinkscope --debug``). lm-eval's git hash of the working directory runs ``git`` with the
+terminal's stderr, which prints "fatal: not a git repository" outside a checkout; it runs
+quietly here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
+from thinkscope.core.errors import RunFailure, UserError
 from thinkscope.lmeval import TASKS_DIR
+from thinkscope.lmeval.record import record_eval
+from thinkscope.runstore.folder import now
+
+LIST_TASKS = f"list them with `lm-eval ls tasks --include_path {TASKS_DIR}`"
 
 
 def harness_argv(args: Sequence[str]) -> list[str]:
@@ -26,13 +43,79 @@ def harness_argv(args: Sequence[str]) -> list[str]:
 
 def run_harness(args: Sequence[str]) -> None:
     """Run ``lm_eval run ARGS`` in this process with the thinkscope model registered."""
-    from lm_eval.__main__ import cli_evaluate
+    from lm_eval._cli import HarnessCLI
+    from lm_eval.utils import setup_logging
 
     import thinkscope.lmeval.model  # noqa: F401  (registers "thinkscope")
 
-    saved = sys.argv
-    sys.argv = ["lm_eval", "run", *harness_argv(args)]
+    saved, argv, started = sys.argv, harness_argv(args), now()
+    sys.argv = ["lm-eval", "run", *argv]
     try:
-        cli_evaluate()
+        setup_logging()
+        cli = HarnessCLI()
+        parsed = _parse(cli)
+        if not parsed.tasks and not parsed.config:
+            raise UserError(f"--tasks is required, e.g. --tasks gsm8k_cot_thinkscope; {LIST_TASKS}")
+        with _boundary():
+            cli.execute(parsed)
+        record_eval(argv, started)
     finally:
         sys.argv = saved
+
+
+def _parse(cli):
+    """lm-eval's parsed arguments; its usage error (printed by argparse with the usage, then an
+    exit) as a one-line UserError."""
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(printed):
+            return cli.parse_args()
+    except SystemExit as err:
+        if not err.code:  # -h: the help went to stdout
+            raise
+        lines = printed.getvalue().strip().splitlines() or [f"exit {err.code}"]
+        reason = lines[-1].split("error: ", 1)[-1]
+        raise UserError(f"{reason} (see `lm-eval run --help`)") from None
+
+
+@contextlib.contextmanager
+def _boundary() -> Iterator[None]:
+    """lm-eval's failures as UserError (before the evaluation starts) or RunFailure, and its git
+    hash without git's complaint on stderr."""
+    import lm_eval.evaluator as evaluator
+
+    original_evaluate, original_hash = evaluator.simple_evaluate, evaluator.get_git_commit_hash
+    started = []
+
+    def simple_evaluate(*args, **kwargs):
+        started.append(True)
+        return original_evaluate(*args, **kwargs)
+
+    evaluator.simple_evaluate, evaluator.get_git_commit_hash = simple_evaluate, _git_hash
+    try:
+        yield
+    except (UserError, RunFailure):
+        raise
+    except ValueError as err:
+        if started:
+            raise RunFailure(f"lm-eval failed: {err}") from err
+        if str(err).startswith("Tasks not found"):
+            raise UserError(f"--tasks: {err}; {LIST_TASKS}") from err
+        raise UserError(f"lm-eval: {err}") from err
+    except Exception as err:
+        raise RunFailure(f"lm-eval failed: {type(err).__name__}: {err}") from err
+    finally:
+        evaluator.simple_evaluate, evaluator.get_git_commit_hash = original_evaluate, original_hash
+
+
+def _git_hash() -> str | None:
+    """What lm-eval's ``get_git_commit_hash`` returns, with git's stderr captured."""
+    from lm_eval.loggers.utils import get_commit_from_path
+
+    try:
+        done = subprocess.run(
+            ["git", "describe", "--always"], capture_output=True, text=True, check=True
+        )
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return get_commit_from_path(os.getcwd())
+    return done.stdout.strip()

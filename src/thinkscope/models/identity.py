@@ -25,6 +25,9 @@ from thinkscope.core.paths import cache_dir
 
 #: Files of a model directory that decide its outputs (weights, configs, tokenizer, code).
 MODEL_FILES = (".safetensors", ".bin", ".pt", ".pth", ".json", ".model", ".txt", ".tiktoken", ".py")
+#: What ``thinkscope merge`` records beside the weights (its run header, a reproduction's
+#: report): not part of the model.
+RUN_RECORDS = ("run.json", "reproduce.json")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
@@ -65,12 +68,13 @@ def file_hash(path: Path) -> str:
 
 def folder_hash(folder: Path) -> str:
     """sha256 over the sorted relative paths and file hashes of ``folder``'s model files
-    (hidden files and folders skipped)."""
+    (hidden files and folders, and :data:`RUN_RECORDS`, skipped)."""
     digest = hashlib.sha256()
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
         hidden = any(part.startswith(".") for part in relative.parts)
-        if path.is_file() and path.suffix in MODEL_FILES and not hidden:
+        header = relative.as_posix() in RUN_RECORDS
+        if path.is_file() and path.suffix in MODEL_FILES and not hidden and not header:
             digest.update(f"{relative.as_posix()}\0{file_hash(path)}\n".encode())
     return digest.hexdigest()
 

@@ -9,6 +9,7 @@ is picklable: Ray workers and the vLLM engine get the spec, not a loaded model. 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -85,6 +86,15 @@ class _Named(Spec):
     model: str = Field(
         BUNDLED, description=f"{BUNDLED}, a model directory, a .gguf file or a hub id."
     )
+
+    @field_validator("model")
+    @classmethod
+    def _absolute(cls, model: str | None) -> str | None:
+        """A local model (directory or .gguf file) as an absolute path, so that a run's config
+        names the same model from any directory (``None``: the run's own, filled in later)."""
+        if model is None or model == BUNDLED or not Path(model).expanduser().exists():
+            return model
+        return str(Path(model).expanduser().resolve())
 
 
 class ModelSpec(LoadingSpec, _Named):  # fields in this order: model, the options, weights

@@ -41,7 +41,7 @@ def _git(*args: str) -> str:
     return out.stdout.strip()
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
     """The commit of the thinkscope checkout, ``-dirty`` with uncommitted changes."""
     try:
         return _git("rev-parse", "HEAD") + ("-dirty" if _git("status", "--porcelain") else "")
@@ -70,7 +70,7 @@ def environment() -> dict:
     """Git commit, package versions, torch and CUDA, CPU and GPU, host name."""
     cuda = torch.cuda.is_available()
     return {
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "python": sys.version.split()[0],
         "packages": {name: _version(name) for name in _PACKAGES},
         "torch": torch.__version__,

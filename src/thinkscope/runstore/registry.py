@@ -38,9 +38,21 @@ def record(path: Path, kind: str, created: str, status: str, config: dict, summa
     with closing(_connect()) as db, db:
         db.execute(
             "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET "
-            "status = excluded.status, summary = excluded.summary",
+            "kind = excluded.kind, created = excluded.created, status = excluded.status, "
+            "config = excluded.config, summary = excluded.summary",
             (str(path.resolve()), kind, created, status, json.dumps(config), json.dumps(summary)),
         )
+
+
+def add_summary(path: Path, summary: dict) -> None:
+    """Merge ``summary`` into the registry row of the run at ``path`` (a stage such as
+    ``score`` added to it); nothing when the run is not registered here."""
+    key = str(path.resolve())
+    with closing(_connect()) as db, db:
+        row = db.execute("SELECT summary FROM runs WHERE path = ?", (key,)).fetchone()
+        if row is not None:
+            merged = json.dumps({**json.loads(row[0]), **summary})
+            db.execute("UPDATE runs SET summary = ? WHERE path = ?", (merged, key))
 
 
 def list_runs() -> list[dict]:
@@ -80,7 +92,12 @@ IDENTITY = ("config.model", "config.dtype", "config.weights")
 
 def diff(a: dict, b: dict) -> list[tuple[str, object, object]]:
     """The model's identity (:data:`IDENTITY`), then the config and summary keys on which two
-    runs differ: ``(key, value_a, value_b)``."""
+    runs of one kind differ: ``(key, value_a, value_b)``; a :class:`UserError` for two kinds."""
+    if a["kind"] != b["kind"]:
+        raise UserError(
+            f"{a['path']} is a {a['kind']} run and {b['path']} a {b['kind']} run: "
+            "`runs diff` compares two runs of one kind"
+        )
     flat_a = {
         **{f"config.{k}": v for k, v in a["config"].items()},
         **{f"summary.{k}": v for k, v in a["summary"].items()},
