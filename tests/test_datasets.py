@@ -21,6 +21,7 @@ from thinkscope.sft import (
     has_answer_tag,
     reference_dataset,
 )
+from thinkscope.sft.filters import apply_filters
 from thinkscope.tasks.answers import grade
 
 
@@ -33,7 +34,10 @@ def _kept(out: Path) -> set[tuple[str, int]]:
 
 
 def test_is_correct_is_the_graders_and_sft_correct_holds_only_correct_rows(tmp_path):
-    result = build_dataset(make_run(tmp_path / "run"), tmp_path / "ds", show_progress=False)
+    filters = DatasetFilters(truncated="keep")
+    result = build_dataset(
+        make_run(tmp_path / "run"), tmp_path / "ds", filters, show_progress=False
+    )
     rows = _jsonl(result.sft_all)
     assert len(rows) == len(ROWS) and result.n_all == len(ROWS)
     for row in rows:
@@ -44,7 +48,7 @@ def test_is_correct_is_the_graders_and_sft_correct_holds_only_correct_rows(tmp_p
     assert stale["is_correct"] is False  # the run's stored `correct` said True
     correct = _jsonl(result.sft_correct)
     assert len(correct) == len(CORRECT) == result.n_correct
-    assert all(set(r) == {"prompt", "response"} for r in correct)
+    assert all(set(r) == {"prompt", "response", "truncated"} for r in correct)
     by_response = {(r["prompt"], r["response"]) for r in rows if r["is_correct"]}
     assert {(r["prompt"], r["response"]) for r in correct} == by_response
     assert {"dtr", "n_tokens"} <= set(rows[0])  # the run is scored
@@ -54,10 +58,12 @@ def test_is_correct_is_the_graders_and_sft_correct_holds_only_correct_rows(tmp_p
 
 
 ALL = {(p, k) for p, k, *_ in ROWS}
+TRUNCATED = {(p, k) for p, k, _, _, finish, *_ in ROWS if finish == "length"}
+# each filter alone, truncated traces kept (`truncated="exclude"` is the default)
 ONE_BY_ONE = [
     ({"require_correct": True}, CORRECT),
     ({"require_answer_tag": True}, ALL - {("q0", 2), ("q2", 0), ("q3", 0)}),
-    ({"exclude_truncated": True}, ALL - {("q1", 0), ("q3", 0)}),
+    ({"truncated": "exclude"}, ALL - {("q1", 0), ("q3", 0)}),
     ({"min_tokens": 10}, {(p, k) for p, k, _, _, _, n, *_ in ROWS if n >= 10}),
     ({"max_tokens": 20}, {(p, k) for p, k, _, _, _, n, *_ in ROWS if n <= 20}),
     ({"dedupe": True}, ALL - {("q0", 1)}),
@@ -82,7 +88,7 @@ ONE_BY_ONE = [
 
 @pytest.mark.parametrize(("values", "expected"), ONE_BY_ONE)
 def test_each_filter_keeps_the_hand_counted_traces(tmp_path, values, expected):
-    filters = DatasetFilters(**values)
+    filters = DatasetFilters(**{"truncated": "keep", **values})
     result = build_dataset(
         make_run(tmp_path / "run"), tmp_path / "ds", filters, show_progress=False
     )
@@ -93,8 +99,52 @@ def test_each_filter_keeps_the_hand_counted_traces(tmp_path, values, expected):
     assert f"| `{result.steps[-1].flag}` | {result.steps[-1].before} | {len(expected)} |" in card
 
 
+def test_truncated_traces_are_excluded_by_default_and_the_card_counts_them(tmp_path):
+    run = make_run(tmp_path / "run")
+    result = build_dataset(run, tmp_path / "ds", show_progress=False)
+    assert _kept(tmp_path / "ds") == ALL - TRUNCATED and len(TRUNCATED) == 2
+    assert [(s.flag, s.before, s.kept) for s in result.steps] == [("--truncated exclude", 11, 9)]
+    assert all("truncated" not in r for r in _jsonl(result.sft_all))
+    card = result.card.read_text()
+    assert "policy `exclude`, 2 excluded." in card
+    summary = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    assert summary["truncated"] == {"policy": "exclude", "excluded": 2}
+    # after --require-correct only one truncated trace (q1/0) is left to exclude
+    strict = DatasetFilters(require_correct=True)
+    result = build_dataset(run, tmp_path / "strict", strict, show_progress=False)
+    assert _kept(tmp_path / "strict") == CORRECT - TRUNCATED
+    assert "policy `exclude`, 1 excluded." in result.card.read_text()
+
+
+def test_only_truncated_traces_left_says_how_to_keep_them():
+    import pandas as pd
+
+    frame = pd.DataFrame({"problem_id": ["q"], "finish_reason": ["length"], "is_correct": [True]})
+    with pytest.raises(
+        UserError, match="after --truncated exclude: it dropped all 1; pass --truncated keep"
+    ):
+        apply_filters(frame, DatasetFilters(), scored=False)
+
+
+def test_keep_marks_truncated_rows_in_every_file(tmp_path):
+    result = build_dataset(
+        make_run(tmp_path / "run"),
+        tmp_path / "ds",
+        DatasetFilters(truncated="keep"),
+        format="messages",
+        show_progress=False,
+    )
+    marked = {(r["problem_id"], r["sample_idx"]) for r in _jsonl(result.sft_all) if r["truncated"]}
+    assert marked == TRUNCATED
+    correct = _jsonl(result.sft_correct)
+    assert sorted(r["truncated"] for r in correct) == [False] * 6 + [True]  # q1/0 is correct
+    assert "policy `keep`, 2 kept, marked `truncated: true`" in result.card.read_text()
+    summary = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    assert summary["truncated"] == {"policy": "keep", "kept": 2}
+
+
 def test_fallback_step_reports_what_it_restored(tmp_path):
-    filters = DatasetFilters(min_dtr=0.45, fallback_best_correct=True)
+    filters = DatasetFilters(min_dtr=0.45, fallback_best_correct=True, truncated="keep")
     result = build_dataset(
         make_run(tmp_path / "run"), tmp_path / "ds", filters, show_progress=False
     )
@@ -147,7 +197,7 @@ def test_hf_export_round_trips(tmp_path):
     result = build_dataset(make_run(tmp_path / "run"), tmp_path / "ds", show_progress=False)
     saved = load_from_disk(str(result.hf_dir))
     assert saved["all"].to_list() == _jsonl(result.sft_all)
-    assert saved["correct"].num_rows == len(CORRECT)
+    assert saved["correct"].num_rows == len(CORRECT - TRUNCATED)
 
 
 def test_interrupted_build_resumes_without_regrading_or_duplicates(tmp_path, monkeypatch):
@@ -176,7 +226,7 @@ def test_interrupted_build_resumes_without_regrading_or_duplicates(tmp_path, mon
     build_dataset(run, tmp_path / "ds", resume=True, shard_rows=3, show_progress=False)
     assert graded == [3, 2]  # only rows 6..10 were graded again
     rows = _jsonl(tmp_path / "ds" / "sft_all.jsonl")
-    assert len(rows) == len(ROWS) == len(_kept(tmp_path / "ds"))
+    assert len(rows) == len(ALL - TRUNCATED) == len(_kept(tmp_path / "ds"))
     build_dataset(run, tmp_path / "whole", show_progress=False)
     assert rows == _jsonl(tmp_path / "whole" / "sft_all.jsonl")
 
@@ -221,7 +271,8 @@ def _error(capsys, *argv: str) -> str:
     return err
 
 
-def test_bad_input_gets_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
+def test_bad_input_gets_one_line_exit_2_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("THINKSCOPE_PROGRESS", "0")  # no grading progress lines before the error
     unscored = str(make_run(tmp_path / "unscored", scored=False))
     scored = str(make_run(tmp_path / "scored"))
     out = tmp_path / "ds"
@@ -230,7 +281,8 @@ def test_bad_input_gets_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
     assert "after --min-dtr" in _error(capsys, *build, scored, "--min-dtr", "0.95")
     strict = ["--require-correct", "--require-answer-tag", "--max-tokens", "9"]
     err = _error(capsys, *build, scored, *strict)
-    assert "after --max-tokens: it dropped all 5" in err
+    assert "after --max-tokens: it dropped all 4" in err
+    assert "--truncated" in _error(capsys, *build, scored, "--truncated", "drop")
     assert not out.exists()
     nocol = str(make_run(tmp_path / "nocol", drop=("completion",)))
     assert "lacks the column(s) completion" in _error(capsys, *build, nocol)
@@ -249,6 +301,7 @@ def test_bad_input_gets_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
 
 def test_push_to_hub_offline_is_one_clear_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("THINKSCOPE_PROGRESS", "0")  # no grading progress lines before the error
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     scored = str(make_run(tmp_path / "scored"))
     err = _error(

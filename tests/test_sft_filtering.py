@@ -86,6 +86,7 @@ def test_sft_filtering_datasets_hold_exactly_the_filtered_correct_traces(tiny_mo
     for i, value in dtr.items():
         answer = int(traces.loc[i, "gold"]) + (i not in right)
         traces.loc[i, "completion"] = f"Sample {i}: the answer is {answer}."
+        traces.loc[i, "finish_reason"] = "stop"  # a whole answer, not cut at max_new_tokens
         traces.loc[i, "dtr"] = value
     run.write_traces(traces)
     files = build_datasets(config, out)

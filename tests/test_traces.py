@@ -93,7 +93,7 @@ def test_traces_score_and_build_on_a_tiny_model(tiny_model_dir, tmp_path, capsys
     assert len(frame) == 4 and frame["prompt"].str.startswith(R1_SYSTEM).all()
     assert frame["prompt"].str.endswith("\nAssistant: <think>").all()
     _run("score", str(run), "--metrics", "dtr")
-    _run("dataset", "build", str(run), "--out", str(ds), "--min-dtr", "0")
+    _run("dataset", "build", str(run), "--out", str(ds), "--min-dtr", "0", "--truncated", "keep")
     rows = [json.loads(line) for line in (ds / "sft_all.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and {"dtr", "n_tokens", "is_correct"} <= set(rows[0])
     assert [r["prompt"] for r in rows] == frame["prompt"].tolist()
@@ -111,7 +111,7 @@ def test_bundled_model_traces_to_dataset(tmp_path, capsys):
 
     run, ds = tmp_path / "run", tmp_path / "ds"
     _run("traces", "--questions", "2", "--n", "2", "--max-new-tokens", "48", "--out", str(run))
-    _run("dataset", "build", str(run), "--out", str(ds))
+    _run("dataset", "build", str(run), "--out", str(ds), "--truncated", "keep")
     rows = [json.loads(line) for line in (ds / "sft_all.jsonl").read_text().splitlines()]
     assert len(rows) == 4
     for row in rows:

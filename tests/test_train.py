@@ -96,6 +96,43 @@ def test_messages_rows_mask_the_chat_prompt(tiny_model_dir, tmp_path):
     assert answer.startswith(ROWS[0]["response"]) and answer.endswith("<eos>")
 
 
+def _labels(trainer, i: int) -> list[int]:
+    return [t for t in trainer.train_dataset[i]["labels"] if t != -100]
+
+
+def test_truncated_rows_are_trained_without_an_end_of_sequence(tiny_model_dir, tmp_path):
+    cut = {"prompt": ROWS[1]["prompt"], "response": " 12 + 7 = 1", "truncated": True}
+    data = _write(tmp_path / "cut.jsonl", [{**ROWS[0], "truncated": False}, cut])
+    trainer = build_trainer(_config(tiny_model_dir, data), tmp_path / "out", progress=False)
+    tok = trainer.processing_class
+    eos = tok.convert_tokens_to_ids("<eos>")
+    for i, row, end in ((0, ROWS[0], "<eos>"), (1, cut, "")):
+        prompt = tok(row["prompt"])["input_ids"]
+        full = tok(row["prompt"] + row["response"] + end)["input_ids"]
+        assert trainer.train_dataset[i]["input_ids"] == full
+        assert _labels(trainer, i) == full[len(prompt) :]
+    assert _labels(trainer, 0)[-1] == eos and _labels(trainer, 1)[-1] != eos
+    assert eos not in trainer.train_dataset[1]["input_ids"]
+
+
+def test_truncated_chat_rows_leave_the_assistant_turn_open(tiny_model_dir, tmp_path):
+    def chat(row, truncated):
+        turns = [{"role": "user", "content": row["prompt"]}]
+        turns.append({"role": "assistant", "content": row["response"]})
+        return {"messages": turns, "truncated": truncated}
+
+    data = _write(tmp_path / "chat.jsonl", [chat(ROWS[0], False), chat(ROWS[1], True)])
+    trainer = build_trainer(_config(tiny_model_dir, data), tmp_path / "out", progress=False)
+    tok = trainer.processing_class
+    for i, end in ((0, "<eos>"), (1, "")):
+        prompt = f"<|user|>{ROWS[i]['prompt']}<eos><|assistant|>"  # tests/tiny.py's template
+        assert (
+            trainer.train_dataset[i]["input_ids"]
+            == tok(prompt + ROWS[i]["response"] + end)["input_ids"]
+        )
+        assert tok.decode(_labels(trainer, i)) == ROWS[i]["response"] + end
+
+
 class _Kill(TrainerCallback):
     """Stop the process (as a kill would) at the end of step ``at``, before it is saved."""
 
@@ -112,7 +149,13 @@ def _step_losses(path) -> list[tuple[int, float]]:
     return [(e["step"], e["loss"]) for e in history if "loss" in e]
 
 
-def test_killed_train_resumes_without_lost_steps(tiny_model_dir, data_dir, tmp_path):
+def _train_loss(path) -> float:
+    """transformers' own mean loss of the last session (its final log entry)."""
+    history = json.loads((path / "trainer_state.json").read_text())["log_history"]
+    return history[-1]["train_loss"]
+
+
+def test_killed_train_resumes_without_lost_steps(tiny_model_dir, data_dir, tmp_path, capsys):
     config = _config(tiny_model_dir, data_dir)
     whole = train(config, tmp_path / "whole", progress=False)
     killed = tmp_path / "killed"
@@ -121,12 +164,21 @@ def test_killed_train_resumes_without_lost_steps(tiny_model_dir, data_dir, tmp_p
     assert last_checkpoint(killed / "checkpoints").name == "checkpoint-4"
     with pytest.raises(UserError, match="--resume"):
         train(config, killed, progress=False)
-    resumed = train(config, killed, resume=True, progress=False)
+    capsys.readouterr()
+    resumed = train(config, killed, resume=True)
+    assert f"resuming {killed} from step 4 (checkpoint-4)\n" in capsys.readouterr().err
     assert resumed.summary["resumed_from_step"] == 4
     assert resumed.summary["global_step"] == whole.summary["global_step"] == 6
     steps = _step_losses(killed)
     assert [s for s, _ in steps] == [1, 2, 3, 4, 5, 6]  # every step once, none lost
-    assert [loss for _, loss in steps] == pytest.approx([x for _, x in _step_losses(whole.path)])
+    # The checkpoint restores weights, optimizer, RNG and data order, and on the CPU the same
+    # fp32 ops run in the same order: each step's loss is the same float, so exact equality.
+    losses = [x for _, x in _step_losses(whole.path)]
+    assert [loss for _, loss in steps] == losses
+    # the mean covers all 6 steps, not only the 2 after the resume (transformers' train_loss)
+    assert resumed.summary["mean_train_loss"] == whole.summary["mean_train_loss"]
+    assert whole.summary["mean_train_loss"] == sum(losses) / 6 == _train_loss(whole.path)
+    assert _train_loss(killed) == sum(losses[4:]) / 2 != resumed.summary["mean_train_loss"]
     from safetensors.torch import load_file
 
     a = load_file(whole.adapter / "adapter_model.safetensors")
@@ -187,6 +239,18 @@ def test_cli_train_and_merge(tiny_model_dir, data_dir, tmp_path, monkeypatch, ca
         "--merge",
     )
     assert code in (0, None)
+    capsys.readouterr()
+    again = ["train", "--model", tiny_model_dir, "--dataset", data_dir, "--out", out]
+    again += ["--max-steps", "2", "--batch-size", "2"]
+    again += ["--target-modules", "q_proj", "--target-modules", "v_proj"]
+    summary = (out / "summary.json").read_text()
+    code, err = _cli(monkeypatch, capsys, *again, "--resume")
+    assert code in (0, None) and err == f"{out} is complete (same config): nothing to do\n"
+    code, err = _cli(monkeypatch, capsys, *again)
+    assert code == 2 and f"{out} holds a finished training run; choose another --out" in err
+    code, err = _cli(monkeypatch, capsys, *again, "--resume", "--seed", "1")
+    assert code == 2 and "differs in seed" in err
+    assert (out / "summary.json").read_text() == summary  # nothing was done
     adapter = json.loads((out / "adapter" / "adapter_config.json").read_text())
     assert sorted(adapter["target_modules"]) == ["q_proj", "v_proj"]
     base = load_model(str(tiny_model_dir), device="cpu").model.state_dict()
@@ -202,6 +266,7 @@ def test_cli_train_and_merge(tiny_model_dir, data_dir, tmp_path, monkeypatch, ca
         ([{"question": "q", "answer": "1"}], "expected string columns 'prompt' and 'response'"),
         ([{"messages": [{"role": "user", "content": "hi"}]}], "must end with an assistant turn"),
         ([], "holds no rows"),
+        ([{"prompt": "p", "response": "r", "truncated": "yes"}], "'truncated' must be true"),
     ],
 )
 def test_bad_datasets_are_one_line_errors(rows, message, tmp_path, monkeypatch, capsys):

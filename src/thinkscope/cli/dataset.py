@@ -10,7 +10,9 @@ from pathlib import Path
 
 import typer
 
-from thinkscope.cli.options import option_block
+from thinkscope.cli.options import option_block, spec_options
+from thinkscope.cli.tables import Format, print_table
+from thinkscope.sft.filter_spec import DatasetFilters
 
 TRACE_DEFAULTS = {"prompt_style": "r1", "template": "plain"}
 
@@ -49,48 +51,23 @@ def traces_command(generate: Callable) -> Callable:
 
 @dataset_app.command("build")
 @export_options
+@spec_options(DatasetFilters, "filters", "Filters")
 def build_command(
     run_dir: Path = typer.Argument(..., help="Run folder from `thinkscope traces` or `generate`."),
     out: Path = typer.Option(..., help="Dataset folder to create (or to resume)."),
-    require_correct: bool = typer.Option(False, help="Keep only traces the grader marks right."),
-    require_answer_tag: bool = typer.Option(
-        False, help="Keep only responses with an <answer> tag or \\boxed{}."
-    ),
-    exclude_truncated: bool = typer.Option(False, help="Drop traces cut at --max-new-tokens."),
-    min_dtr: float = typer.Option(None, help="Keep traces with DTR >= X (needs a scored run)."),
-    fallback_best_correct: bool = typer.Option(
-        False, help="A question with no trace at --min-dtr keeps its best correct one."
-    ),
-    keep_per_question: int = typer.Option(
-        None, help="Keep the K best traces per question (by DTR, then log-probability)."
-    ),
-    min_tokens: int = typer.Option(None, help="Drop responses shorter than this (tokens)."),
-    max_tokens: int = typer.Option(None, help="Drop responses longer than this (tokens)."),
-    dedupe: bool = typer.Option(False, help="Drop repeated identical responses to a prompt."),
-    dtr_column: str = typer.Option("dtr", help="Which DTR column of a scored run to use."),
     push_to_hub: str = typer.Option(None, help="Also push the export to this Hub repo."),
     shard_rows: int = typer.Option(512, min=1, help="Traces graded per checkpoint."),
     resume: bool = typer.Option(False, help="Continue a killed build in --out."),
     export: dict | None = None,
+    filters: DatasetFilters | None = None,
 ) -> None:
     """Grade a run's traces again, filter them, and write SFT JSONL files with a card."""
     from rich.console import Console
-    from rich.table import Table
 
-    from thinkscope.sft import DatasetFilters, build_dataset
+    from thinkscope.sft import build_dataset
 
-    filters = DatasetFilters.parse(
-        require_correct=require_correct,
-        require_answer_tag=require_answer_tag,
-        exclude_truncated=exclude_truncated,
-        min_dtr=min_dtr,
-        fallback_best_correct=fallback_best_correct,
-        keep_per_question=keep_per_question,
-        min_tokens=min_tokens,
-        max_tokens=max_tokens,
-        dedupe=dedupe,
-        dtr_column=dtr_column,
-    )
+    if filters.dtr_column != "dtr" or filters.needs_dtr:
+        _check_dtr_column(run_dir, filters.dtr_column)
     result = build_dataset(
         run_dir,
         out,
@@ -100,16 +77,36 @@ def build_command(
         shard_rows=shard_rows,
         **(export or {}),
     )
-    table = Table("filter", "before", "kept", "dropped", "restored")
-    for step in result.steps:
-        row = (step.before, step.kept, step.dropped, step.restored)
-        table.add_row(step.flag, *map(str, row))
-    console = Console()
-    console.print(table)
-    console.print(
+    rows = [
+        {
+            "filter": step.flag,
+            "before": step.before,
+            "kept": step.kept,
+            "dropped": step.dropped,
+            "restored": step.restored,
+        }
+        for step in result.steps
+    ]
+    print_table(rows, Format.table)  # --format here is the export's (dataset files)
+    Console().print(
         f"sft_all: {result.n_all} rows (accuracy {result.accuracy:.3f}), "
         f"sft_correct: {result.n_correct} rows; card: {result.card}"
     )
+
+
+def _check_dtr_column(run_dir: Path, column: str) -> None:
+    """Refuse a ``--dtr-column`` that a scored run does not have, naming the ones it has."""
+    from thinkscope.analysis.load import load_scored
+    from thinkscope.core.errors import UserError
+
+    if not (run_dir / "scores.json").is_file():
+        return  # not scored: the build says to score it
+    columns = load_scored(run_dir).columns
+    if column not in columns:
+        raise UserError(
+            f"--dtr-column {column!r} is not a column of {run_dir}; its metric columns: "
+            f"{', '.join(columns)}"
+        )
 
 
 @dataset_app.command("reference")

@@ -7,12 +7,13 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from thinkscope.cli.loading import model_options, own_model_options, with_own_model
+from thinkscope.cli.tables import Format, format_option, print_mapping
 from thinkscope.models.spec import ModelSpec
 
 
+@format_option
 @model_options
 def train_command(
     dataset: Path = typer.Option(
@@ -38,6 +39,7 @@ def train_command(
     resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint."),
     merge: bool = typer.Option(False, help="Also write OUT/merged, a standalone model."),
     model_spec: ModelSpec | None = None,
+    fmt: Format = Format.table,
 ) -> None:
     """LoRA SFT (TRL + PEFT) on prompt/response rows, loss on the response only."""
     from thinkscope.sft.merge import merge_adapter
@@ -45,9 +47,9 @@ def train_command(
 
     config = TrainConfig.parse(
         **model_spec.model_dump(),
-        dataset=str(dataset),
+        dataset=str(dataset.resolve()) if dataset.exists() else str(dataset),
         file=file,
-        eval_file=str(eval_file) if eval_file else None,
+        eval_file=str(eval_file.resolve()) if eval_file else None,
         lora_rank=lora_rank,
         lora_alpha=lora_alpha,
         lora_dropout=lora_dropout,
@@ -62,16 +64,12 @@ def train_command(
         save_steps=save_steps,
     )
     result = train(config, out, resume=resume)
-    table = Table(show_header=False, box=None)
-    for key, value in result.summary.items():
-        table.add_row(
-            key.replace("_", " "), f"{value:.4f}" if isinstance(value, float) else str(value)
-        )
-    table.add_row("adapter", escape(str(result.adapter)))
-    table.add_row("loss curve", escape(str(result.path / "loss.png")))
+    if result.finished_before:
+        return  # train said so in one line
+    paths = {"adapter": result.adapter, "loss_curve": result.path / "loss.png"}
     if merge:
-        table.add_row("merged", escape(str(merge_adapter(result.path))))
-    Console().print(table)
+        paths["merged"] = merge_adapter(result.path)
+    print_mapping({**result.summary, **{k: str(v) for k, v in paths.items()}}, fmt)
 
 
 @own_model_options("Base model (default: the one it was trained from, same weights).")

@@ -7,26 +7,18 @@ Training needs the ``train`` extra; TRL and PEFT are imported only when training
 >>> build_dataset("runs/traces", "data/sft", DatasetFilters(require_correct=True, min_dtr=0.2))
 """
 
-from thinkscope.sft.builder import DatasetResult, build_dataset
-from thinkscope.sft.export import FORMATS
-from thinkscope.sft.filters import DatasetFilters, FilterStep, has_answer_tag
-from thinkscope.sft.merge import merge_adapter
-from thinkscope.sft.reference import reference_dataset
-from thinkscope.sft.train_data import load_sft_rows, resolve_dataset
-from thinkscope.sft.trainer import TrainConfig, TrainResult, train
+from thinkscope.core.lazy import lazy_exports
 
-__all__ = [
-    "FORMATS",
-    "DatasetFilters",
-    "DatasetResult",
-    "FilterStep",
-    "TrainConfig",
-    "TrainResult",
-    "build_dataset",
-    "has_answer_tag",
-    "load_sft_rows",
-    "merge_adapter",
-    "reference_dataset",
-    "resolve_dataset",
-    "train",
-]
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        **dict.fromkeys(["DatasetResult", "build_dataset"], "thinkscope.sft.builder"),
+        "FORMATS": "thinkscope.sft.export",
+        "DatasetFilters": "thinkscope.sft.filter_spec",
+        **dict.fromkeys(["FilterStep", "has_answer_tag"], "thinkscope.sft.filters"),
+        "merge_adapter": "thinkscope.sft.merge",
+        "reference_dataset": "thinkscope.sft.reference",
+        **dict.fromkeys(["load_sft_rows", "resolve_dataset"], "thinkscope.sft.train_data"),
+        **dict.fromkeys(["TrainConfig", "TrainResult", "train"], "thinkscope.sft.trainer"),
+    },
+)

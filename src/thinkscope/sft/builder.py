@@ -2,7 +2,8 @@
 
 Output folder::
 
-    OUT/sft_correct.jsonl   kept traces that the grader marks correct (prompt, response)
+    OUT/sft_correct.jsonl   kept traces that the grader marks correct (prompt, response;
+                            ``truncated`` with ``--truncated keep``)
     OUT/sft_all.jsonl       every kept trace with its labels (see export.py)
     OUT/README.md           the dataset card; OUT/*.png its histograms
     OUT/hf/                 ``datasets.DatasetDict`` ("correct", "all") from ``save_to_disk``
@@ -32,7 +33,8 @@ import pandas as pd
 from thinkscope.core.atomic import write_json, write_parquet
 from thinkscope.core.errors import UserError
 from thinkscope.core.progress import progress_bar
-from thinkscope.runstore.folder import Run
+from thinkscope.runstore.folder import Run, now
+from thinkscope.runstore.header import register
 from thinkscope.runstore.sections import FOLDER, add_section
 from thinkscope.sft import card, export
 from thinkscope.sft.filters import (
@@ -42,6 +44,7 @@ from thinkscope.sft.filters import (
     check_scored,
     has_answer_tag,
 )
+from thinkscope.sft.filters import truncation as filter_truncation
 from thinkscope.tasks.answers import grade
 
 NEEDED = ["problem_id", "sample_idx", "question", "gold", "prompt", "completion"]
@@ -167,12 +170,12 @@ def build_dataset(
     """Grade, filter and write the SFT dataset of the run in ``run_dir`` to ``out_dir``."""
     export.check_format(format)
     out = Path(out_dir)
-    run = Run.open(run_dir)
+    run, started = Run.open(run_dir), now()
     check_out(out, resume)
     frame = _table(run)
     scored = filters.dtr_column in frame
     check_scored(filters, scored)
-    created = not out.exists()
+    created = next((p for p in (*reversed(out.absolute().parents), out) if not p.exists()), None)
     staging = _stage(out, _request(run))
     graded = _grade_resumably(frame, staging, shard_rows, show_progress)
     frame["predicted"] = graded["predicted"].to_numpy()
@@ -182,8 +185,8 @@ def build_dataset(
         kept, steps = apply_filters(frame, filters, scored)
     except UserError:
         shutil.rmtree(staging)
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
+        if created is not None:  # the first folder this build made: out, or a parent of it
+            shutil.rmtree(created, ignore_errors=True)
         raise
     config = run.config if run.config_path.is_file() else {}
     source = {
@@ -208,6 +211,10 @@ def build_dataset(
                 "--push-to-hub needs the `datasets` package (pip install thinkscope[train])"
             )
         export.push_to_hub(result.hf_dir, push_to_hub)
+    config = {"run": str(run.path.resolve()), "format": format, **filters.model_dump()}
+    config.update(push_to_hub=push_to_hub, shard_rows=shard_rows)
+    headline = {"n_all": result.n_all, "n_correct": result.n_correct, "accuracy": result.accuracy}
+    register(out, "dataset build", config, headline, started)
     return result
 
 
@@ -248,8 +255,9 @@ def write_dataset(
     out.mkdir(parents=True, exist_ok=True)
     correct = kept[kept["is_correct"].to_numpy(dtype=bool)]
     extra = ("n_tokens", dtr) if dtr else ()
-    all_rows = export.records(kept, format, r1, labels=True, extra=extra)
-    correct_rows = export.records(correct, format, r1, labels=False)
+    mark = filters.truncated == "keep"
+    all_rows = export.records(kept, format, r1, labels=True, extra=extra, mark_truncated=mark)
+    correct_rows = export.records(correct, format, r1, labels=False, mark_truncated=mark)
     export.write_jsonl(out / "sft_all.jsonl", all_rows)
     export.write_jsonl(out / "sft_correct.jsonl", correct_rows)
     hf_dir = export.save_hf(out, {"correct": correct_rows, "all": all_rows})
@@ -257,7 +265,10 @@ def write_dataset(
     files = {"sft_correct.jsonl": len(correct_rows), "sft_all.jsonl": len(all_rows)}
     if hf_dir is None:
         source = {**source, "hf export": "skipped: install the `datasets` package (extra train)"}
-    text = card.card_text(source, filters.active(), steps, graded, kept, files, figures, dtr)
+    truncation = filter_truncation(filters, steps, kept)
+    text = card.card_text(
+        source, filters.active(), truncation, steps, graded, kept, files, figures, dtr
+    )
     card.write_card(out, text)
     result = DatasetResult(
         out_dir=out,
@@ -275,6 +286,7 @@ def write_dataset(
         "n_correct": result.n_correct,
         "accuracy": result.accuracy,
         "filters": filters.active(),
+        "truncated": truncation,
         "steps": [{**s.__dict__, "dropped": s.dropped} for s in steps],
         "source": source,
     }

@@ -72,6 +72,7 @@ def _mean(frame: pd.DataFrame, column: str | None) -> str:
 def card_text(
     source: dict,
     filters: dict,
+    truncation: dict,
     steps: list[FilterStep],
     graded: pd.DataFrame,
     kept: pd.DataFrame,
@@ -79,11 +80,14 @@ def card_text(
     figures: list[str],
     dtr: str | None,
 ) -> str:
-    """The card's markdown: source, filters, per-filter counts, accuracy, lengths, figures."""
+    """The card's markdown: source, truncated-trace policy, filters, per-filter counts,
+    accuracy, lengths, figures."""
     lines = ["# thinkscope SFT dataset", "", "## Source", ""]
     lines += [f"- {key}: `{value}`" for key, value in source.items()]
+    lines += ["", "## Truncated traces", "", _truncation_text(truncation)]
     lines += ["", "## Filters", ""]
-    lines += [f"- `{k}`: `{v}`" for k, v in filters.items()] or ["- none (every trace kept)"]
+    active = [f"- `{k}`: `{v}`" for k, v in filters.items()]
+    lines += active or ["- none besides the truncated-trace policy"]
     lines += ["", "| filter | before | kept | dropped | restored |"]
     lines += ["| --- | ---: | ---: | ---: | ---: |"]
     lines += [f"| `{s.flag}` | {s.before} | {s.kept} | {s.dropped} | {s.restored} |" for s in steps]
@@ -101,6 +105,16 @@ def card_text(
     lines += [f"- `{name}`: {count} rows" for name, count in files.items()]
     lines += ["", *[f"![{name}]({name})" for name in figures]]
     return "\n".join(lines) + "\n"
+
+
+def _truncation_text(truncation: dict) -> str:
+    cut = "Traces cut at `--max-new-tokens` (finish reason `length`)"
+    if truncation["policy"] == "keep":
+        return (
+            f"{cut}: policy `keep`, {truncation['kept']} kept, marked `truncated: true`; "
+            "training appends no end-of-sequence token to them."
+        )
+    return f"{cut}: policy `exclude`, {truncation['excluded']} excluded."
 
 
 def write_card(out: Path, text: str) -> None:

@@ -10,6 +10,9 @@ Formats of a record:
   "<think>" + response}]}`` (the system turn and the ``<think>`` opener only for R1 prompts).
   Train on the assistant turn only with ``SFTConfig(assistant_only_loss=True)``.
 
+With the ``keep`` policy for truncated traces every record has ``truncated`` (true for a trace
+cut at ``--max-new-tokens``: training appends no end-of-sequence token to it).
+
 ``sft_all`` records add ``ground_truth``, ``predicted``, ``is_correct``, ``problem_id``,
 ``sample_idx`` and, when the run is scored, ``dtr`` and ``n_tokens``.
 """
@@ -53,15 +56,23 @@ def _plain(value):
 
 
 def records(
-    frame: pd.DataFrame, format: str, r1: bool, labels: bool, extra: tuple[str, ...] = ()
+    frame: pd.DataFrame,
+    format: str,
+    r1: bool,
+    labels: bool,
+    extra: tuple[str, ...] = (),
+    mark_truncated: bool = False,
 ) -> list[dict]:
-    """One SFT record per row of ``frame`` (``labels``: add the sft_all columns and ``extra``)."""
+    """One SFT record per row of ``frame`` (``labels``: add the sft_all columns and ``extra``;
+    ``mark_truncated``: add ``truncated``)."""
     out = []
     for row in frame.to_dict("records"):
         if format == "messages":
             record: dict = {"messages": messages(row["question"], row["response"], r1)}
         else:
             record = {"prompt": row["prompt"], "response": row["response"]}
+        if mark_truncated:
+            record["truncated"] = row["finish_reason"] == "length"
         if labels:
             record.update({key: _plain(row[key]) for key in (*LABELS, *extra)})
         out.append(record)

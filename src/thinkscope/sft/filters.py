@@ -2,8 +2,13 @@
 
 Filters run in a fixed order, each on what the previous ones kept::
 
-    --require-correct  --require-answer-tag  --exclude-truncated  --min-tokens  --max-tokens
+    --require-correct  --require-answer-tag  --truncated exclude  --min-tokens  --max-tokens
     --dedupe  --min-dtr (with --fallback-best-correct)  --keep-per-question
+
+A truncated trace (cut at ``--max-new-tokens``, ``finish_reason`` "length") ends mid-thought:
+trained with an end-of-sequence token after it, a model learns to stop mid-thought. So the
+policy ``truncated`` is explicit: ``exclude`` (the default) drops them; ``keep`` keeps them,
+marked ``"truncated": true`` in the records, and training appends no end-of-sequence to them.
 
 Ranking ("best") is by DTR, highest first, then by mean token log-probability: the scorer's
 ``logprob`` column when the run has one, else the mean of the sampled ``token_logprobs``.
@@ -15,51 +20,17 @@ import re
 from dataclasses import dataclass
 
 import pandas as pd
-from pydantic import ConfigDict, Field, model_validator
 
 from thinkscope.core.errors import UserError
-from thinkscope.core.spec import Spec
+from thinkscope.sft.filter_spec import DatasetFilters
 
+EXCLUDE_TRUNCATED = "--truncated exclude"
 _ANSWER_TAG = re.compile(r"<answer>.*?\S.*?</answer>|\\boxed\s*\{", re.S)
 
 
 def has_answer_tag(response: str) -> bool:
     """A closed, non-empty ``<answer>...</answer>`` tag or a ``\\boxed{`` in ``response``."""
     return bool(_ANSWER_TAG.search(response))
-
-
-class DatasetFilters(Spec):
-    """What a trace must satisfy to enter the dataset (the defaults keep everything)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    require_correct: bool = False
-    require_answer_tag: bool = False
-    exclude_truncated: bool = False
-    min_tokens: int | None = Field(None, ge=0)
-    max_tokens: int | None = Field(None, ge=1)
-    dedupe: bool = False
-    min_dtr: float | None = Field(None, ge=0, le=1)
-    fallback_best_correct: bool = False
-    keep_per_question: int | None = Field(None, ge=1)
-    dtr_column: str = "dtr"
-
-    @model_validator(mode="after")
-    def _consistent(self) -> DatasetFilters:
-        lo, hi = self.min_tokens, self.max_tokens
-        if lo is not None and hi is not None and lo > hi:
-            raise ValueError("--min-tokens is larger than --max-tokens")
-        if self.fallback_best_correct and self.min_dtr is None:
-            raise ValueError("--fallback-best-correct needs --min-dtr")
-        return self
-
-    @property
-    def needs_dtr(self) -> bool:
-        return self.min_dtr is not None
-
-    def active(self) -> dict:
-        """The filters that differ from the defaults (for the card)."""
-        return self.model_dump(exclude_defaults=True)
 
 
 @dataclass(frozen=True)
@@ -74,6 +45,19 @@ class FilterStep:
     @property
     def dropped(self) -> int:
         return self.before - self.kept
+
+
+def truncation(filters: DatasetFilters, steps: list[FilterStep], kept: pd.DataFrame) -> dict:
+    """The truncated-trace policy and how many traces it excluded (or kept)."""
+    if filters.truncated == "keep":
+        return {"policy": "keep", "kept": int(truncated(kept).sum())}
+    excluded = sum(s.dropped for s in steps if s.flag == EXCLUDE_TRUNCATED)
+    return {"policy": "exclude", "excluded": excluded}
+
+
+def truncated(frame: pd.DataFrame) -> pd.Series:
+    """Which rows were cut at ``--max-new-tokens`` (``finish_reason`` "length")."""
+    return frame["finish_reason"] == "length"
 
 
 def rank(frame: pd.DataFrame, dtr_column: str | None) -> pd.DataFrame:
@@ -107,11 +91,7 @@ def apply_filters(
     masks = [
         ("--require-correct", filters.require_correct, lambda f: f["is_correct"]),
         ("--require-answer-tag", filters.require_answer_tag, lambda f: f["has_tag"]),
-        (
-            "--exclude-truncated",
-            filters.exclude_truncated,
-            lambda f: f["finish_reason"] != "length",
-        ),
+        (EXCLUDE_TRUNCATED, filters.truncated == "exclude", lambda f: ~truncated(f)),
         ("--min-tokens", lo is not None, lambda f: f["n_tokens"] >= lo),
         ("--max-tokens", hi is not None, lambda f: f["n_tokens"] <= hi),
         ("--dedupe", filters.dedupe, lambda f: ~f.duplicated(["prompt", "response"])),
@@ -151,7 +131,6 @@ def _min_dtr(
 
 def _checked(step: FilterStep) -> FilterStep:
     if step.kept == 0:
-        raise UserError(
-            f"no traces left after {step.flag}: it dropped all {step.before}; relax it or drop it"
-        )
+        fix = "pass --truncated keep" if step.flag == EXCLUDE_TRUNCATED else "relax it or drop it"
+        raise UserError(f"no traces left after {step.flag}: it dropped all {step.before}; {fix}")
     return step

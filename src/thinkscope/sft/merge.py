@@ -9,6 +9,8 @@ import yaml
 
 from thinkscope.core.errors import UserError
 from thinkscope.models.spec import ModelSpec
+from thinkscope.runstore.folder import now
+from thinkscope.runstore.header import register
 from thinkscope.sft.trainer import CONFIG_NAME, require_train_extra, train_dtype
 
 
@@ -46,7 +48,7 @@ def merge_adapter(
     _, peft, _ = require_train_extra()
     spec = ModelSpec.of(model if model is not None else base_model_of(path))
     spec = ModelSpec.of(spec, dtype=train_dtype(spec), device=spec.device or "cpu")
-    lm = load_model(spec)
+    lm, started = load_model(spec), now()
     merged = peft.PeftModel.from_pretrained(lm.model, str(adapter)).merge_and_unload()
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -54,4 +56,7 @@ def merge_adapter(
     lm.tokenizer.save_pretrained(tmp)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
+    config = {"adapter": str(adapter.resolve()), **ModelSpec.of(lm.spec).model_dump()}
+    summary = {"parameters": sum(p.numel() for p in merged.parameters())}
+    register(target, "merge", config, summary, started)
     return target

@@ -16,7 +16,8 @@ import pandas as pd
 from thinkscope.core.errors import UserError
 from thinkscope.sft import export
 from thinkscope.sft.builder import DatasetResult, check_out, grade_rows, write_dataset
-from thinkscope.sft.filters import DatasetFilters, has_answer_tag
+from thinkscope.sft.filter_spec import DatasetFilters
+from thinkscope.sft.filters import has_answer_tag
 from thinkscope.tasks.loaders import load_problems
 from thinkscope.tasks.problem import Problem
 from thinkscope.tasks.prompts import render_prompt

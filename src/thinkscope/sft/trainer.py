@@ -1,5 +1,8 @@
 """LoRA SFT with TRL's ``SFTTrainer`` and PEFT, loss on the completion only, resumable.
 
+Rows are tokenized by :func:`~thinkscope.sft.train_data.tokenize_row` (as TRL would, but with
+no end-of-sequence token after a row marked ``truncated``).
+
 Files in the output folder ``OUT``::
 
     train_config.yaml       the :class:`TrainConfig` (a resume must match it)
@@ -8,13 +11,15 @@ Files in the output folder ``OUT``::
     trainer_state.json      the final trainer state (``log_history``: the loss at every step)
     eval_before.json        held-out loss before training (with ``--eval-file``)
     loss.png                the loss curve
-    summary.json            steps, losses, held-out loss before and after, wall time
+    summary.json            steps, the step it resumed from, losses (over every step, those
+                            before a resume included), held-out loss before and after, wall time
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -27,9 +32,9 @@ from thinkscope.core.atomic import write_json, write_yaml
 from thinkscope.core.errors import UserError
 from thinkscope.core.progress import progress_enabled
 from thinkscope.models.spec import ModelSpec
-from thinkscope.runstore import registry
 from thinkscope.runstore.folder import now
-from thinkscope.sft.train_data import load_sft_rows, resolve_dataset
+from thinkscope.runstore.header import register
+from thinkscope.sft.train_data import load_sft_rows, resolve_dataset, tokenize_row
 from thinkscope.sft.train_figure import save_loss_curve
 
 CONFIG_NAME = "train_config.yaml"
@@ -63,6 +68,7 @@ class TrainResult:
     path: Path
     adapter: Path
     summary: dict
+    finished_before: bool = False  # --resume found the run complete and did nothing
 
 
 def require_train_extra():
@@ -92,22 +98,25 @@ def last_checkpoint(folder: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
-def _check_start(out: Path, config: TrainConfig, resume: bool) -> None:
+def _check_start(out: Path, config: TrainConfig, resume: bool) -> bool:
+    """Raise if ``out`` cannot take this run (as :meth:`Run.check_start` does for ``generate``);
+    True when ``out`` holds this very run, finished (``--resume`` has nothing to do)."""
     saved = out / CONFIG_NAME
+    finished = (out / "summary.json").is_file()
     if saved.is_file():
         if not resume:
-            raise UserError(
-                f"{out} already holds a training run: pass --resume to continue it, "
-                "or choose another --out"
-            )
+            state = "a finished" if finished else "an unfinished"
+            hint = "choose another --out" if finished else "pass --resume or choose another --out"
+            raise UserError(f"{out} holds {state} training run; {hint}")
         old, new = yaml.safe_load(saved.read_text()), config.model_dump()
-        if old != new:
-            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if changed:
             raise UserError(
-                f"--resume with different settings than {saved} ({', '.join(changed)} changed)"
+                f"cannot resume {out}: its {CONFIG_NAME} differs in {', '.join(changed)}"
             )
     elif out.exists() and any(out.iterdir()):
         raise UserError(f"--out {out} exists and is not a training run folder")
+    return finished
 
 
 def _sft_config(trl, config: TrainConfig, out: Path, cuda: bool, bf16: bool, progress: bool):
@@ -170,12 +179,16 @@ def build_trainer(config: TrainConfig, out: Path, lm=None, callbacks=(), progres
         target_modules=config.target_modules or "all-linear",
         task_type="CAUSAL_LM",
     )
+
+    def tokenized(rows: list[dict]):
+        return datasets.Dataset.from_list([tokenize_row(lm.tokenizer, row) for row in rows])
+
     try:
         trainer = trl.SFTTrainer(
             model=lm.model,
             args=_sft_config(trl, config, out, cuda, bf16, progress),
-            train_dataset=datasets.Dataset.from_list(rows),
-            eval_dataset=datasets.Dataset.from_list(eval_rows) if eval_rows else None,
+            train_dataset=tokenized(rows),
+            eval_dataset=tokenized(eval_rows) if eval_rows else None,
             processing_class=lm.tokenizer,
             peft_config=lora,
             callbacks=list(callbacks),
@@ -219,30 +232,38 @@ def train(
 ) -> TrainResult:
     """Train a LoRA adapter on ``config.dataset`` into ``out`` (see the module docstring).
 
-    With ``resume`` a killed run continues from its last complete checkpoint; a finished one
-    is left as it is.
+    With ``resume`` a killed run continues from its last complete checkpoint (the summary's
+    ``resumed_from_step``; its losses cover every step); a finished one is left as it is
+    (``finished_before``).
     """
     out = Path(out)
     config = config.model_copy(update={"dtype": train_dtype(config)}).resolved(lm)
-    _check_start(out, config, resume)
-    if (out / "summary.json").is_file():
-        return TrainResult(out, out / "adapter", json.loads((out / "summary.json").read_text()))
+    if _check_start(out, config, resume):
+        _say(progress, f"{out} is complete (same config): nothing to do")
+        summary = json.loads((out / "summary.json").read_text())
+        return TrainResult(out, out / "adapter", summary, finished_before=True)
     started, wall = now(), time.perf_counter()
     trainer = build_trainer(config, out, lm, callbacks, progress)
+    resuming = (out / CONFIG_NAME).is_file()
     out.mkdir(parents=True, exist_ok=True)
     write_yaml(out / CONFIG_NAME, config.model_dump())
     if config.eval_file and not (out / "eval_before.json").is_file():
         write_json(out / "eval_before.json", trainer.evaluate())
     checkpoint = last_checkpoint(out / "checkpoints")
-    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    step = checkpoint_step(checkpoint) if checkpoint else 0
+    if resuming:
+        where = f"step {step} ({checkpoint.name})" if checkpoint else "step 0 (no checkpoint yet)"
+        _say(progress, f"resuming {out} from {where}")
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     adapter = _save_adapter(trainer, out)
     trainer.state.save_to_json(str(out / "trainer_state.json"))
+    history = trainer.state.log_history  # every step's loss, those before a resume included
     summary = {
         "global_step": trainer.state.global_step,
         "train_rows": len(trainer.train_dataset),
-        "final_loss": _last(trainer.state.log_history, "loss"),
-        "mean_train_loss": result.training_loss,
-        "resumed_from_step": int(checkpoint.name.split("-")[-1]) if checkpoint else 0,
+        "final_loss": _last(history, "loss"),
+        "mean_train_loss": mean_step_loss(history),
+        "resumed_from_step": step,
         "wall_s_last_session": round(time.perf_counter() - wall, 2),
     }
     if config.eval_file:
@@ -250,8 +271,28 @@ def train(
         summary.update(eval_loss_before=before, eval_loss_after=trainer.evaluate()["eval_loss"])
     save_loss_curve(trainer.state.log_history, out / "loss.png", summary)
     write_json(out / "summary.json", summary)
-    registry.record(out, "train", started, "finished", config.model_dump(), summary)
+    register(out, "train", config.model_dump(), summary, started)
     return TrainResult(out, adapter, summary)
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    """The global step a checkpoint was saved at (from its ``trainer_state.json``)."""
+    return json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
+
+
+def mean_step_loss(history: list[dict]) -> float | None:
+    """The mean training loss over every logged step (``logging_steps=1``: one entry per step).
+
+    transformers' own ``training_loss`` averages only the steps of the last session.
+    """
+    losses = [entry["loss"] for entry in history if "loss" in entry]
+    return sum(losses) / len(losses) if losses else None
+
+
+def _say(progress: bool, line: str) -> None:
+    """``line`` on stderr unless the caller is quiet (a status line, shown off a terminal too)."""
+    if progress:
+        print(line, file=sys.stderr)
 
 
 def _last(history: list[dict], key: str) -> float | None:
