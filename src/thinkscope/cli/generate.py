@@ -6,20 +6,19 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from thinkscope.cli.decoding import decoding_options
 from thinkscope.cli.loading import model_options
 from thinkscope.cli.options import spec_options
+from thinkscope.cli.tables import Format, format_option, print_mapping
 from thinkscope.cluster import ClusterSpec
 from thinkscope.decoding.config import DecodingKnobs
 from thinkscope.generation.spec import SamplingSpec
 from thinkscope.models.spec import ModelSpec
 from thinkscope.tasks.spec import TaskSpec
 
-console = Console()
 
-
+@format_option
 @spec_options(ClusterSpec, "cluster", "Cluster")
 @decoding_options
 @model_options
@@ -35,6 +34,7 @@ def generate(
     sampling: SamplingSpec | None = None,
     task_spec: TaskSpec | None = None,
     cluster: ClusterSpec = ClusterSpec(),
+    fmt: Format = Format.table,
 ) -> None:
     """Sample N completions per problem, grade them, and write a run folder."""
     from thinkscope.generation.pipeline import GenerateConfig, generate_run, summarize
@@ -48,19 +48,11 @@ def generate(
         **decoding.model_dump(),
     )
     run = generate_run(config, out, resume=resume, cluster=cluster.cluster())
-    _print_summary(summarize(run.traces(), run.timing), run.path)
-
-
-def _print_summary(summary: dict, path: Path) -> None:
-    table = Table(show_header=False, box=None)
-    for key, value in summary.items():
-        table.add_row(key.replace("_", " "), str(value))
-    table.add_row("run", str(path))
-    console.print(table)
+    print_mapping({**summarize(run.traces(), run.timing), "run": str(run.path)}, fmt)
 
 
 def demo(out: Path = typer.Option(None, help="Run folder (default: runs/demo-<time>).")) -> None:
     """The main job on the bundled model: generate a small arithmetic mix and summarise it."""
     from thinkscope.experiments.demo import run_demo
 
-    run_demo(out, console)
+    run_demo(out, Console())

@@ -8,11 +8,13 @@ import typer
 
 from thinkscope.cli.loading import own_model_options, with_own_model
 from thinkscope.cli.options import spec_options
+from thinkscope.cli.tables import Col, Format, format_option, messages, print_table
 from thinkscope.cluster import ClusterSpec
 from thinkscope.models.spec import ModelSpec
 from thinkscope.scoring import DEFAULT_METRICS
 
 
+@format_option
 @spec_options(ClusterSpec, "cluster", "Cluster")
 @own_model_options("Scoring model (default: the run's own model).")
 def score_command(
@@ -25,11 +27,10 @@ def score_command(
     batch_tokens: int = typer.Option(4096, help="Padded tokens per forward pass."),
     model_spec: ModelSpec | None = None,
     cluster: ClusterSpec = ClusterSpec(),
+    fmt: Format = Format.table,
 ) -> None:
     """Add DTR, confidence and other metric columns to a run's traces."""
-    from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
     from thinkscope.metrics import parse_metrics
     from thinkscope.models import load_model
@@ -42,16 +43,19 @@ def score_command(
     record = run.path / "scores.json"
     before = record.stat().st_mtime_ns if record.is_file() else None
     frame = score_run(lm, run.path, specs, batch_tokens, cluster=cluster.cluster())
+    console = messages(fmt)
     if before is not None and record.stat().st_mtime_ns == before:
-        Console().print(
+        console.print(
             f"{escape(str(run.path))} is already scored with these metrics: nothing to do"
         )
-    table = Table("column", "mean", "traces")
-    for spec in specs:
-        if spec.metric.scalar:
-            values = frame[spec.column]
-            table.add_row(
-                escape(spec.column), f"{values.mean():.4f}", str(int(values.notna().sum()))
-            )
-    Console().print(table)
-    Console().print(f"scored {len(frame)} traces in {escape(str(run.path))}")
+    rows = [
+        {
+            "column": spec.column,
+            "mean": float(frame[spec.column].mean()),
+            "traces": int(frame[spec.column].notna().sum()),
+        }
+        for spec in specs
+        if spec.metric.scalar
+    ]
+    print_table(rows, fmt, (Col("column", role="name"), Col("mean", show=".4f"), Col("traces")))
+    console.print(f"scored {len(frame)} traces in {escape(str(run.path))}")

@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from thinkscope.cli.decoding import decoding_options
 from thinkscope.cli.loading import model_options
 from thinkscope.cli.options import spec_options
+from thinkscope.cli.tables import Col, Format, format_option, messages, print_table
 from thinkscope.cluster import ClusterSpec
 from thinkscope.decoding.config import DecodingKnobs
 from thinkscope.generation.spec import SamplingSpec
 from thinkscope.metrics.dtr_spec import DTRSpec
 from thinkscope.models.spec import ModelSpec
 from thinkscope.tasks.spec import TaskSpec
-
-if TYPE_CHECKING:
-    import pandas as pd
-
 
 #: think-at-n's own defaults: short arithmetic that a small model answers in 48 tokens, 8
 #: samples to select from, and DeepConf's k of recorded log-probs (SelectConfig has the same).
@@ -34,6 +28,7 @@ OWN_DEFAULTS = {
 }
 
 
+@format_option
 @spec_options(ClusterSpec, "cluster", "Cluster")
 @decoding_options
 @model_options
@@ -66,6 +61,7 @@ def think_at_n_command(
     sampling: SamplingSpec | None = None,
     task_spec: TaskSpec | None = None,
     cluster: ClusterSpec = ClusterSpec(),
+    fmt: Format = Format.table,
 ) -> None:
     """Think@n, Self-Certainty@n, DeepConf and Cons@n on one sample pool: accuracy versus
     tokens. Defaults differ from generate's where selection needs it: short arithmetic
@@ -90,35 +86,24 @@ def think_at_n_command(
     )
     complete = (out / "selection.csv").is_file()
     table = run_selection(config, out, resume=resume, cluster=cluster.cluster())
-    console = Console()
+    console = messages(fmt)
     if complete:
         console.print(f"{out} is complete (same config): nothing to do")
-    print_table(table, console)
+    print_table(table, fmt, selection_columns(config.repeats))
     console.print(f"run folder: {out}  (selection.csv, selection.png)")
 
 
-def print_table(table: pd.DataFrame, console: Console) -> None:
-    view = Table(
-        "method",
-        "accuracy",
-        "± std",
-        "tokens",
-        "prefill",
-        "relative cost",
-        "voters",
-        "lens s",
-        "lens GFLOP",
-    )
-    for row in table.itertuples():
-        view.add_row(
-            row.method,
-            f"{row.accuracy:.3f}",
-            f"{row.accuracy_std:.3f}",
-            f"{row.tokens:,.0f}",
-            f"{row.prefill_tokens:,.0f}",
-            f"{row.relative_cost:.2f}",
-            f"{row.voters:.1f}",
-            f"{row.lens_s:.1f}",
-            f"{row.lens_gflop:,.0f}",
-        )
-    console.print(view)
+def selection_columns(repeats: int) -> list[Col]:
+    """The selection table as printed: the spread over repeats only where there are repeats;
+    at 80 columns the lens costs, the prefill and the voters go first."""
+    return [
+        Col("method", role="name"),
+        Col("accuracy", show=".3f"),
+        *([Col("accuracy_std", "± std", show=".3f")] if repeats > 1 else []),
+        Col("tokens", show=",.0f"),
+        Col("prefill_tokens", "prefill", show=",.0f", drop=3),
+        Col("relative_cost", "rel. cost", show=".2f"),
+        Col("voters", show=".1f", drop=1),
+        Col("lens_s", "lens s", show=".1f", drop=2),
+        Col("lens_gflop", "lens GFLOP", show=",.0f", drop=4),
+    ]

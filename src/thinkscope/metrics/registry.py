@@ -20,6 +20,7 @@ import torch
 
 from thinkscope.core.errors import UserError
 from thinkscope.lens import FinalStats, ln_base
+from thinkscope.metrics.dtr_spec import check_g
 
 
 @dataclass
@@ -154,16 +155,40 @@ def _base(raw: str) -> str:
     return f"{float(raw):g}"
 
 
+#: The valid range of each metric parameter besides g (see :func:`check_g`) and base: rho a
+#: share of layers; topk-agreement's K a count and alpha an overlap share (at 0 every token
+#: agrees at layer 1); DeepConf's window a count of tokens.
+RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "rho": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "k": (lambda v: v >= 1, ">= 1"),
+    "alpha": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "window": (lambda v: v >= 1, ">= 1"),
+}
+
+
+def _check_ranges(name: str, params: dict[str, Any]) -> None:
+    for key, value in params.items():
+        given = f"{name}[{key}={value}]"
+        if key == "g":
+            try:
+                check_g(value, params["base"], given)
+            except ValueError as err:
+                raise UserError(str(err)) from None
+        elif key in RANGES and not RANGES[key][0](value):
+            raise UserError(f"{given} is out of range: {key} must be {RANGES[key][1]}")
+
+
 def spec(name: str, **params: Any) -> MetricSpec:
     """``spec("dtr", g=0.6)``: a metric with parameters (defaults filled in, types checked)."""
     if name not in REGISTRY:
-        known = ", ".join([*REGISTRY, *GROUPS, "all"])
+        known = ", ".join(dict.fromkeys([*REGISTRY, *GROUPS, "all"]))  # rev: metric and group
         raise UserError(f"unknown metric {name!r}; known: {known}")
     metric = REGISTRY[name]
     full = dict(metric.defaults)
     full.update({k: _coerce(metric, k, str(v)) for k, v in params.items()})
     if "base" in full:
         full["base"] = _base(full["base"])
+    _check_ranges(name, full)
     return MetricSpec(metric, full)
 
 

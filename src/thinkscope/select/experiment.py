@@ -11,11 +11,12 @@ is written atomically, so a killed run resumes where it stopped. Layout of ``DIR
     selection.csv                                 the table (written last: marks the run done)
 
 Columns of the table, per method, averaged over repeats: ``accuracy`` (``accuracy_std``: std
-over repeats), ``tokens`` (every sampled token summed over questions, EOS and pruned prefixes
-included), ``prefill_tokens`` (prompt tokens run through the model: each distinct prompt once
-per sampler, so DeepConf online, with two samplers, prefills twice), ``relative_cost`` (tokens
-over Cons@n's), ``voters`` (samples voting per question), ``pool_mismatches`` (samples whose
-tokens differ from Cons@n's, summed: non-zero only through batch-shape float noise) and
+over repeats; empty with one repeat), ``tokens`` (every sampled token summed over questions,
+EOS and pruned prefixes included), ``prefill_tokens`` (prompt tokens run through the model:
+each distinct prompt once per sampler, so DeepConf online, with two samplers, prefills twice),
+``relative_cost`` (tokens over Cons@n's), ``voters`` (samples voting per question),
+``pool_mismatches`` (samples whose tokens differ from Cons@n's, summed: non-zero only through
+batch-shape float noise) and
 ``wall_s`` (the method's own seconds; Think@n's include the lens; noisy on a shared machine),
 ``lens_s`` and ``lens_gflop`` (of those, the seconds and the unembedding GFLOPs spent scoring
 prefixes from hidden states: Think@n's lens, Self-Certainty@n's head; 0 for the others).
@@ -42,8 +43,9 @@ from functools import partial
 from pathlib import Path
 
 import pandas as pd
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from rich.console import Console
+from typing_extensions import Self
 
 from thinkscope.cluster import Cluster
 from thinkscope.core.atomic import write_parquet, write_text
@@ -57,8 +59,8 @@ from thinkscope.generation.spec import SamplingSpec
 from thinkscope.metrics.dtr_spec import DTRSpec
 from thinkscope.models import LM, load_model, load_tokenizer
 from thinkscope.models.spec import ModelSpec
-from thinkscope.runstore import registry
 from thinkscope.runstore.folder import Run, now
+from thinkscope.runstore.header import register
 from thinkscope.select import staged
 from thinkscope.select.deepconf import deepconf_offline, deepconf_online
 from thinkscope.select.figure import plot_selection
@@ -122,6 +124,15 @@ class SelectConfig(GenerateConfig, DTRSpec):
         if k < 1:
             raise ValueError("must be >= 1: it is DeepConf's k")
         return k
+
+    @model_validator(mode="after")
+    def _prefix_within_sample(self) -> Self:
+        if self.prefix_tokens > self.max_new_tokens:
+            raise ValueError(
+                f"--prefix-tokens {self.prefix_tokens} is longer than a whole sample "
+                f"(--max-new-tokens {self.max_new_tokens}); lower it or raise --max-new-tokens"
+            )
+        return self
 
     def continuous_score(self, lm: LM) -> PrefixScore:
         """The continuous prefix score of ``think@n-depth``."""
@@ -266,7 +277,6 @@ def summarize(outcomes: pd.DataFrame) -> pd.DataFrame:
         lens_s=("lens_s", "mean"),
         lens_gflop=("lens_gflop", "mean"),
     )
-    table["accuracy_std"] = table["accuracy_std"].fillna(0.0)
     table["relative_cost"] = table["tokens"] / table.loc["cons@n", "tokens"]
     table = table.reindex([m for m in METHODS if m in table.index]).reset_index()
     columns = [
@@ -428,6 +438,6 @@ def run_selection(
         row.method: {"accuracy": row.accuracy, "relative_cost": row.relative_cost}
         for row in table.itertuples()
     }
-    registry.record(run.path, "select", started, "finished", config.model_dump(), summary)
+    register(run.path, "think-at-n", run.config, summary, started)
     log.info("finished:\n%s", table.to_string(index=False))
     return table

@@ -15,13 +15,14 @@ from thinkscope.core.atomic import atomic_write  # noqa: E402
 
 
 def plot_selection(table: pd.DataFrame, path: Path, title: str = "") -> None:
-    """Write a PNG of ``accuracy`` (error bar: ``accuracy_std``) against ``relative_cost``."""
+    """Write a PNG of ``accuracy`` (error bar: ``accuracy_std``, where there are repeats)
+    against ``relative_cost``."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for row, marker in zip(table.itertuples(), "osD^vP*X", strict=False):
         ax.errorbar(
             row.relative_cost,
             row.accuracy,
-            yerr=row.accuracy_std,
+            yerr=None if pd.isna(row.accuracy_std) else row.accuracy_std,
             fmt=marker,
             capsize=3,
             alpha=0.85,
