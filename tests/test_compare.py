@@ -146,3 +146,26 @@ def test_unmerged_train_folder_is_refused(tmp_path):
     (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
     with pytest.raises(UserError, match="thinkscope merge"):
         resolve_model(str(tmp_path))
+
+
+def test_local_models_are_stored_absolute(tiny_model_dir, tmp_path, monkeypatch):
+    """A model directory given relative to the working directory is stored absolute (in the
+    config, compare.json and both runs' config.yaml), so the comparison reproduces from
+    anywhere; the bundled name and hub ids are kept as given."""
+    monkeypatch.chdir(tiny_model_dir.parent)
+    relative = tiny_model_dir.name
+    config = _config(relative, relative, questions=1, n=1, max_new_tokens=2)
+    assert config.base == config.tuned == str(tiny_model_dir.resolve())
+    assert CompareConfig.parse(base="smollm2-135m", tuned="org/model").base == "smollm2-135m"
+    compare_models(config, tmp_path / "cmp", False)
+    saved = json.loads((tmp_path / "cmp/compare.json").read_text())
+    assert saved["config"]["tuned"] == saved["models"]["tuned"] == str(tiny_model_dir.resolve())
+    assert Run.open(tmp_path / "cmp/runs/tuned-greedy").config["model"] == str(
+        tiny_model_dir.resolve()
+    )
+
+
+def test_a_missing_tuned_model_is_refused_before_any_run(tiny_model_dir, tmp_path):
+    with pytest.raises(UserError, match="neither a model directory"):
+        compare_models(_config(tiny_model_dir, tmp_path / "nope"), tmp_path / "cmp", False)
+    assert not (tmp_path / "cmp").exists()

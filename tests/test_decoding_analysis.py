@@ -242,6 +242,9 @@ def test_maj_at_k_limits():
 def test_missing_step_columns_are_a_user_error():
     with pytest.raises(UserError, match="--log-steps"):
         step_stats.require_steps(pd.DataFrame({"correct": [True]}))
+    unlogged = pd.DataFrame({"token_ids": [[1, 2]], "step_pmax": [[]], "step_rank": [[]]})
+    with pytest.raises(UserError, match="RUN has no step logs; generate it with --log-steps"):
+        step_stats.require_steps(unlogged, "RUN")
 
 
 # -- decode sweep ------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import pytest
 from scored_run import VOCAB, VocabTokenizer, make_scored_run
 from thinkscope.core.errors import UserError
 from thinkscope.experiments import EXPERIMENTS, Experiment, ExperimentConfig
+from thinkscope.experiments.common import THRESHOLDS
 from thinkscope.experiments.tokens import token_category
 from thinkscope.models.spec import ModelSpec
 from thinkscope.runstore.folder import Run
@@ -202,7 +203,7 @@ def test_cli_runs_an_experiment_on_a_reused_run(fake_run, tmp_path):
         app, ["experiment", "threshold-sweep", "--run", str(fake_run), "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
-    assert len(pd.read_csv(out / "results.csv")) == 7 and not (out / "runs").exists()
+    assert len(pd.read_csv(out / "results.csv")) == len(THRESHOLDS) and not (out / "runs").exists()
     result = CliRunner().invoke(
         app, ["experiment", "cot-vs-direct", "--run", str(fake_run), "--out", str(tmp_path / "cot")]
     )

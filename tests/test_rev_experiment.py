@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -179,6 +180,9 @@ def test_rev_experiment_writes_tables_figures_and_criteria(tiny_model_dir, tmp_p
     assert len(result.separation) == 2 * 8
     saved = json.loads((out / "results.json").read_text())
     assert saved["criteria"][0]["criterion"] == "no NaNs across temperatures"
+    # written in a temporary sibling, renamed into place: the figures are recorded where they are
+    assert [Path(f).parent for f in saved["figures"]] == [out / "figures"] * 3
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".rev")) == []
     cli = CliRunner().invoke(app, ["experiment", "rev", str(paths[0]), "--out", str(out)])
     assert cli.exit_code != 0 and "finished REV evaluation" in str(cli.exception)
 

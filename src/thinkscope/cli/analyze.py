@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from thinkscope.cli.tables import Format, format_option, messages, print_table
 
+
+@format_option
 def analyze_command(
     run_dir: Path = typer.Argument(..., metavar="DIR", help="A scored run folder."),
     resamples: int = typer.Option(10_000, min=0, help="Bootstrap resamples for the AUROC CI."),
@@ -17,14 +19,18 @@ def analyze_command(
     samples_per_question: int | None = typer.Option(
         None, min=5, help="Samples drawn per question for the binned correlation (default: all)."
     ),
+    fmt: Format = Format.table,
 ) -> None:
     """AUROC, binned and partial correlations of every metric, and figures, into DIR/analysis."""
     from thinkscope.analysis.console import metric_rich_table
     from thinkscope.analysis.run import analyze_run
 
-    console = Console()
+    console = messages(fmt)
     result = analyze_run(run_dir, resamples, seed, seeds, samples_per_question)
-    console.print(metric_rich_table(result.metrics))
+    if fmt is Format.table:
+        console.print(metric_rich_table(result.metrics, console.width))
+    else:
+        print_table(result.metrics, fmt)
     for notice in result.notices:
         console.print(f"[yellow]note:[/] {escape(notice)}", soft_wrap=True)
     console.print(

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from thinkscope.cli.loading import PANEL, model_options
 from thinkscope.cli.options import spec_options
+from thinkscope.cli.tables import Format, format_option, messages, print_table
 from thinkscope.experiments.sft_filtering import SftFilteringConfig
 from thinkscope.generation.spec import SamplingSpec
 from thinkscope.models.spec import LoadingSpec, ModelSpec
@@ -19,6 +19,7 @@ from thinkscope.tasks.spec import TaskSpec
 OWN_DEFAULTS = {"prompt_style": "r1", "template": "plain"}
 
 
+@format_option
 @spec_options(LoadingSpec, "loading", PANEL)
 @spec_options(SamplingSpec, "sampling", "Sampling")
 @spec_options(TaskSpec, "task_spec", "Task", defaults=OWN_DEFAULTS)
@@ -31,6 +32,7 @@ def compare_command(
     sampling: SamplingSpec | None = None,
     task_spec: TaskSpec | None = None,
     loading: LoadingSpec | None = None,
+    fmt: Format = Format.table,
 ) -> None:
     """Base versus tuned on the same problems and seeds: mean sample accuracy, pass@k (k up to --n),
     length, DTR, confidence, per-question wins and McNemar's test on paired greedy correctness.
@@ -48,8 +50,8 @@ def compare_command(
         **sampling.model_dump(),
     )
     result = compare_models(config, out)
-    console = Console()
-    console.print(result.summary.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    print_table(result.summary, fmt)
+    console = messages(fmt)
     test = result.mcnemar
     console.print(
         f"greedy: both {test.both}, base only {test.base_only}, tuned only {test.tuned_only}, "
@@ -60,6 +62,7 @@ def compare_command(
     console.print(f"also a section of the tuned run's report: thinkscope report {tuned}")
 
 
+@format_option
 @model_options
 @spec_options(SamplingSpec, "sampling", "Sampling")
 @spec_options(
@@ -73,6 +76,7 @@ def sft_filtering_command(
     arms: SftFilteringConfig | None = None,
     sampling: SamplingSpec | None = None,
     model_spec: ModelSpec | None = None,
+    fmt: Format = Format.table,
 ) -> None:
     """Seed 004: reference vs correct vs all traces vs DTR-filtered, one adapter each, one table."""
     from thinkscope.experiments.sft_filtering import run_sft_filtering
@@ -81,6 +85,5 @@ def sft_filtering_command(
         **{**arms.model_dump(), **model_spec.model_dump(), **sampling.model_dump()}
     )
     table = run_sft_filtering(config, out)
-    console = Console()
-    console.print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-    console.print(f"results: {escape(str(out / 'results.csv'))}")
+    print_table(table, fmt)
+    messages(fmt).print(f"results: {escape(str(out / 'results.csv'))}")

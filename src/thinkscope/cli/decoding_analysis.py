@@ -5,17 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from thinkscope.cli.loading import model_options
 from thinkscope.cli.options import spec_options
+from thinkscope.cli.tables import (
+    Format,
+    format_option,
+    infer_columns,
+    messages,
+    print_mapping,
+    print_table,
+    print_tables,
+)
 from thinkscope.generation.spec import SamplingSpec
 from thinkscope.models.spec import ModelSpec
 from thinkscope.tasks.spec import TaskSpec
 
-console = Console()
 
-
+@format_option
 @model_options
 @spec_options(TaskSpec, "task_spec", "Task", defaults={"task": "gsm8k:train", "questions": 200})
 def calibrate_command(
@@ -26,6 +33,7 @@ def calibrate_command(
     resume: bool = typer.Option(False, help="Continue a killed calibration in --out."),
     task_spec: TaskSpec | None = None,
     model_spec: ModelSpec | None = None,
+    fmt: Format = Format.table,
 ) -> None:
     """Teacher-force reference solutions: rank calibration grid and power-law fit. The task
     defaults to gsm8k:train, whose problems carry reference solutions (200 of them)."""
@@ -39,28 +47,27 @@ def calibrate_command(
         **task_spec.model_dump(),
     )
     summary = run_calibration(config, out, resume=resume)
-    console.print(
-        f"{summary['tokens']:,} reference tokens of {summary['problems']} problems; "
-        f"top-1 accuracy {summary['top1_accuracy']:.3f}; "
-        f"fit log10 c = {summary['A']:.4f} + {summary['B']:.4f} log10 p"
-    )
-    console.print(f"calibration: {out / 'calibration.json'}; figures: {out / 'figures'}")
+    shown = ("problems", "tokens", "top1_accuracy", "A", "B", "fit")
+    print_mapping({key: summary[key] for key in shown}, fmt)
+    messages(fmt).print(f"calibration: {out / 'calibration.json'}; figures: {out / 'figures'}")
 
 
+@format_option
 def decoding_report_command(
     run: Path = typer.Argument(..., help="A run generated with --log-steps."),
     bin_runs: list[Path] = typer.Option(
         [], "--bin-run", help="A --confidence-bin-only run for the maj@k-by-bin figure (repeat)."
     ),
     threshold: float = typer.Option(0.5, help="A step is low-confidence when pmax < this."),
+    fmt: Format = Format.table,
 ) -> None:
     """Accuracy against low-confidence steps, sampled ranks, and confidence-conditioned votes."""
     from thinkscope.experiments.decoding.step_report import decoding_report
 
     report = decoding_report(run, bin_runs, threshold)
-    for name in ("low_confidence", "off_top", "mean_rank"):
-        console.print(f"[bold]{name}[/]")
-        console.print(report.tables[name].to_string(index=False, float_format="{:.3f}".format))
+    shown = {name: report.tables[name] for name in ("low_confidence", "off_top", "mean_rank")}
+    console = messages(fmt)
+    print_tables(shown, fmt, {k: infer_columns(v, ".3f") for k, v in shown.items()}, console)
     s = report.summary
     console.print(
         f"majority vote: all samples {s['maj_all']:.3f}, confident half {s['maj_confident']:.3f}"
@@ -79,6 +86,7 @@ SWEEP_DEFAULTS = {
 }
 
 
+@format_option
 @model_options
 @spec_options(SamplingSpec, "sampling", "Sampling", defaults=SWEEP_DEFAULTS)
 @spec_options(TaskSpec, "task_spec", "Task", defaults=SWEEP_DEFAULTS)
@@ -89,6 +97,7 @@ def decode_sweep_command(
     sampling: SamplingSpec | None = None,
     task_spec: TaskSpec | None = None,
     model_spec: ModelSpec | None = None,
+    fmt: Format = Format.table,
 ) -> None:
     """Run several decoding configs over the same problems and seeds; one table. The options
     are every config's base (a config's own options win); the defaults are short arithmetic
@@ -102,5 +111,5 @@ def decode_sweep_command(
         **sampling.model_dump(),
     }
     table = decode_sweep(configs, out, base)
-    console.print(table.to_string(index=False, float_format="{:.3f}".format))
-    console.print(f"results: {out / 'results.csv'}; figure: {out / 'figures' / 'sweep.png'}")
+    print_table(table, fmt, infer_columns(table, ".3f"))
+    messages(fmt).print(f"results: {out / 'results.csv'}; figure: {out / 'figures' / 'sweep.png'}")

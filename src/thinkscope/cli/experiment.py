@@ -7,12 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from thinkscope.cli.compare import sft_filtering_command
 from thinkscope.cli.loading import model_options
 from thinkscope.cli.options import OptionSpec, field_option, option_block
 from thinkscope.cli.rev import rev_command
+from thinkscope.cli.tables import Format, format_option, messages, print_table
 from thinkscope.core.errors import UserError
 from thinkscope.generation.spec import SamplingSpec
 from thinkscope.metrics.dtr_spec import G_DEFAULT, RHO_DEFAULT, DTRSpec
@@ -22,7 +22,6 @@ from thinkscope.tasks.spec import TaskSpec
 experiment_app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="One-command experiments around DTR."
 )
-console = Console()
 
 # Defaults are ExperimentConfig's (experiments/common.py); they are repeated here so that
 # `thinkscope experiment X --help` imports no torch; tests/test_experiments.py compares them.
@@ -41,7 +40,7 @@ RHO: OptionSpec = (float, RHO_DEFAULT, DTRSpec.model_fields["rho"].description)
 RUN: OptionSpec = (Path, None, "Reuse this finished (scored) run instead of generating one.")
 G_GRID: OptionSpec = (
     str,
-    "0.1,0.2,0.3,0.4,0.5,0.6,0.7",
+    "0.1,0.2,0.3,0.4,0.5,0.6",
     "Thresholds g to sweep (nats), a comma list.",
 )
 T_GRID: OptionSpec = (
@@ -122,6 +121,7 @@ def _experiment_command(name: str, doc: str, options: dict[str, OptionSpec]) -> 
         out: Path = typer.Option(..., help="Result folder for the experiment."),
         values: dict | None = None,
         model_spec: ModelSpec | None = None,
+        fmt: Format = Format.table,
     ) -> None:
         from thinkscope.experiments import EXPERIMENTS, Experiment, ExperimentConfig
 
@@ -134,13 +134,13 @@ def _experiment_command(name: str, doc: str, options: dict[str, OptionSpec]) -> 
         traces = values.pop("traces", None)
         if traces is not None:
             values["traces"] = tuple(traces.split(","))
-        config = ExperimentConfig(out=out, model_spec=model_spec, **values)
+        config = ExperimentConfig.parse(out=out, model_spec=model_spec, **values)
         table = EXPERIMENTS[name](Experiment(name, config))
-        console.print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-        console.print(f"results: {out / 'results.csv'}; figures: {out / 'figures'}")
+        print_table(table, fmt)
+        messages(fmt).print(f"results: {out / 'results.csv'}; figures: {out / 'figures'}")
 
     command.__doc__ = doc
-    return model_options(option_block(options, "values")(command))
+    return format_option(model_options(option_block(options, "values")(command)))
 
 
 for _name, (_doc, _options) in EXPERIMENT_OPTIONS.items():

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from thinkscope.cli.loading import model_options
+from thinkscope.cli.tables import Format, format_option, infer_columns, print_table
 from thinkscope.core.errors import UserError
 from thinkscope.core.spec import Spec
 from thinkscope.generation.spec import SamplingSpec
@@ -28,11 +29,12 @@ def _help(spec: type[Spec], name: str) -> str | None:
     return spec.model_fields[name].description
 
 
-def parse_layers(text: str, n_layers: int) -> list[int]:
-    """``all``, ``A-B`` or ``a,b,c`` as a sorted list of layers in 1..n_layers."""
+def layer_syntax(text: str) -> list[int] | None:
+    """``A-B`` or ``a,b,c`` as a sorted list of layers >= 1; ``all`` as ``None`` (checked
+    before a model is loaded; :func:`parse_layers` bounds it by the model's layers)."""
+    if text == "all":
+        return None
     try:
-        if text == "all":
-            return list(range(1, n_layers + 1))
         if "-" in text:
             first, last = (int(x) for x in text.split("-"))
             layers = list(range(first, last + 1))
@@ -40,9 +42,26 @@ def parse_layers(text: str, n_layers: int) -> list[int]:
             layers = sorted({int(x) for x in text.split(",")})
     except ValueError as err:
         raise UserError(f"--layers takes all, A-B or a comma list, got {text!r}") from err
-    if not layers or layers[0] < 1 or layers[-1] > n_layers:
+    if not layers or layers[0] < 1:
+        raise UserError(f"--layers {text!r} must name layers from 1 up")
+    return layers
+
+
+def parse_layers(text: str, n_layers: int) -> list[int]:
+    """``all``, ``A-B`` or ``a,b,c`` as a sorted list of layers in 1..n_layers."""
+    layers = layer_syntax(text)
+    if layers is None:
+        return list(range(1, n_layers + 1))
+    if layers[-1] > n_layers:
         raise UserError(f"--layers {text!r} must lie within 1..{n_layers}")
     return layers
+
+
+def _check_positions(positions: str) -> None:
+    from thinkscope.interp.activations import POSITIONS
+
+    if positions not in POSITIONS:
+        raise UserError(f"--positions must be one of {', '.join(POSITIONS)}, got {positions!r}")
 
 
 def _lines(path: Path) -> list[str]:
@@ -72,17 +91,23 @@ def directions_command(
     from thinkscope.interp.directions import cosine_matrix, decode, diff_in_means
     from thinkscope.models import load_model
 
-    lm = load_model(model_spec)
-    chosen = parse_layers(layers, lm.n_layers)
+    _check_positions(positions)
+    layer_syntax(layers)
     if run is not None:
         seqs, correct = sequences_from_run(run)
-        a = collect(lm, [s for s, c in zip(seqs, correct, strict=True) if c], chosen, positions)
-        b = collect(lm, [s for s, c in zip(seqs, correct, strict=True) if not c], chosen, positions)
-        names = ("correct", "wrong")
+        if correct.all() or not correct.any():
+            raise UserError(f"{run} needs both correct and wrong traces for a direction")
     else:
         bundled_r, bundled_c, _ = contrast_prompts()
         texts_r = _lines(reasoning) if reasoning else bundled_r
         texts_c = _lines(control) if control else bundled_c
+    lm = load_model(model_spec)
+    chosen = parse_layers(layers, lm.n_layers)
+    if run is not None:
+        a = collect(lm, [s for s, c in zip(seqs, correct, strict=True) if c], chosen, positions)
+        b = collect(lm, [s for s, c in zip(seqs, correct, strict=True) if not c], chosen, positions)
+        names = ("correct", "wrong")
+    else:
         a = collect(lm, texts_r, chosen, positions, show_progress=True)
         b = collect(lm, texts_c, chosen, positions, show_progress=True)
         names = ("reasoning", "control")
@@ -102,6 +127,7 @@ def directions_command(
 
 
 @interp_app.command("probe")
+@format_option
 @model_options
 def probe_command(
     run: Path = typer.Option(..., help="A run folder: probes predict its traces' correctness."),
@@ -110,26 +136,35 @@ def probe_command(
     layers: str = typer.Option("all", help=LAYERS_HELP),
     positions: str = typer.Option("completion", help="last | mean | completion."),
     folds: int = typer.Option(5),
+    fmt: Format = Format.table,
 ) -> None:
     """Per-layer logistic probes (stratified k-fold, grouped by problem): accuracy and AUROC by
     layer with CIs."""
-    from thinkscope.core.atomic import atomic_write
+    from thinkscope.core.atomic import atomic_dir
     from thinkscope.interp.activations import collect, load_rows, sequences_from_run
-    from thinkscope.interp.probes import probe_figure, probe_layers
+    from thinkscope.interp.probes import check_labels, probe_figure, probe_layers
     from thinkscope.models import load_model
-    from thinkscope.runstore.folder import Run
+    from thinkscope.runstore.folder import Run, now
+    from thinkscope.runstore.header import register
 
-    lm = load_model(model_spec)
-    chosen = parse_layers(layers, lm.n_layers)
     seqs, correct = sequences_from_run(run)
-    out.mkdir(parents=True, exist_ok=True)
-    collect(lm, seqs, chosen, positions, rows=out / "rows.npy", show_progress=True)
     groups = Run.open(run).traces()["problem_id"].to_numpy()
-    table = probe_layers(load_rows(out / "rows.npy"), correct, chosen, folds=folds, groups=groups)
-    atomic_write(out / "probes.csv", lambda p: table.to_csv(p, index=False))
-    fig = probe_figure(table, f"{lm.name}: correct vs wrong")
-    atomic_write(out / "probes.png", lambda p: fig.savefig(p, format="png"))
-    console.print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    check_labels(correct, folds, groups)
+    _check_positions(positions)
+    layer_syntax(layers)
+    lm = load_model(model_spec)
+    chosen, started = parse_layers(layers, lm.n_layers), now()
+    with atomic_dir(out) as tmp:
+        collect(lm, seqs, chosen, positions, rows=tmp / "rows.npy", show_progress=True)
+        table = probe_layers(load_rows(tmp / "rows.npy"), correct, chosen, folds, groups=groups)
+        table.to_csv(tmp / "probes.csv", index=False)
+        probe_figure(table, f"{lm.name}: correct vs wrong").savefig(tmp / "probes.png")
+    config = {**lm.spec.model_dump(), "run": str(Path(run).resolve()), "layers": chosen}
+    config.update(positions=positions, folds=folds)
+    best = table.loc[table["auroc"].idxmax()] if table["auroc"].notna().any() else None
+    summary = {} if best is None else {"best_layer": int(best["layer"]), "auroc": best["auroc"]}
+    register(out, "interp probe", config, summary, started)
+    print_table(table, fmt, infer_columns(table, ".3f"))
 
 
 @interp_app.command("cka")
@@ -141,31 +176,42 @@ def cka_command(
         ..., help="The second model (e.g. a merged LoRA fine-tune), loaded with the same options."
     ),
     texts: Path = typer.Option(None, help="Inputs, one per line (default: bundled prompts)."),
-    batch_size: int = typer.Option(None, help="Minibatch CKA (unbiased HSIC) with this size."),
+    batch_size: int = typer.Option(
+        None, min=4, help="Minibatch CKA (unbiased HSIC, n >= 4) with this size."
+    ),
 ) -> None:
     """Layer-by-layer linear CKA between two models on the same inputs, and its heatmap."""
     import numpy as np
 
-    from thinkscope.core.atomic import atomic_write
+    from thinkscope.core.atomic import atomic_dir
     from thinkscope.experiments.interp.presets import contrast_prompts
     from thinkscope.interp.activations import collect, load_rows
     from thinkscope.interp.cka import cka_matrix, cka_table, heatmap
     from thinkscope.models import load_model
+    from thinkscope.runstore.folder import now
+    from thinkscope.runstore.header import register
 
     inputs = _lines(texts) if texts else sum(contrast_prompts()[:2], [])
-    out.mkdir(parents=True, exist_ok=True)
-    names = []
-    for tag, spec in (("a", model_spec), ("b", ModelSpec.of(model_spec, model=model_b))):
-        lm = load_model(spec)
-        collect(lm, inputs, None, "last", rows=out / f"rows_{tag}.npy", show_progress=True)
-        names.append(lm.name)
-    rows_a, rows_b = load_rows(out / "rows_a.npy"), load_rows(out / "rows_b.npy")
-    cka = cka_matrix(rows_a, rows_b, batch_size=batch_size)
-    layers_a, layers_b = range(1, cka.shape[0] + 1), range(1, cka.shape[1] + 1)
-    table = cka_table(cka, layers_a, layers_b)
-    atomic_write(out / "cka.csv", lambda p: table.to_csv(p, float_format="%.6f"))
-    fig = heatmap(cka, layers_a, layers_b, *names)
-    atomic_write(out / "cka.png", lambda p: fig.savefig(p, format="png"))
+    if batch_size is not None and batch_size > len(inputs):
+        raise UserError(f"--batch-size {batch_size} is more than the {len(inputs)} inputs")
+    specs = {"a": model_spec, "b": ModelSpec.of(model_spec, model=model_b)}
+    for spec in specs.values():  # both models exist before either is loaded
+        spec.resolved()
+    names, started = [], now()
+    with atomic_dir(out) as tmp:
+        for tag, spec in specs.items():
+            lm = load_model(spec)
+            collect(lm, inputs, None, "last", rows=tmp / f"rows_{tag}.npy", show_progress=True)
+            names.append(lm.name)
+        rows_a, rows_b = load_rows(tmp / "rows_a.npy"), load_rows(tmp / "rows_b.npy")
+        cka = cka_matrix(rows_a, rows_b, batch_size=batch_size)
+        layers_a, layers_b = range(1, cka.shape[0] + 1), range(1, cka.shape[1] + 1)
+        table = cka_table(cka, layers_a, layers_b)
+        table.to_csv(tmp / "cka.csv", float_format="%.6f")
+        heatmap(cka, layers_a, layers_b, *names).savefig(tmp / "cka.png", format="png")
+    config = {**specs["a"].resolved().model_dump(), "model_b": model_b, "batch_size": batch_size}
+    config["texts"] = str(texts.resolve()) if texts else None
+    register(out, "interp cka", config, {"mean_cka": float(cka.mean())}, started)
     if cka.shape[0] == cka.shape[1]:
         console.print("same-layer CKA: " + " ".join(f"{x:.3f}" for x in np.diag(cka)))
     console.print(f"heatmap: {out / 'cka.png'}")
@@ -187,8 +233,8 @@ def steer_command(
     from thinkscope.models import load_model
     from thinkscope.models.hooks.interventions import steer
 
-    lm = load_model(model_spec)
     vector = Directions.load(directions).at(layer, unit=False)
+    lm = load_model(model_spec)
     ids = lm.tokenizer(prompt)["input_ids"]
     params = SamplingParams(temperature=0, max_new_tokens=max_new_tokens)
     for a in alpha:
@@ -216,6 +262,7 @@ def patch_command(
     from thinkscope.models import load_model
     from thinkscope.models.hooks.interventions import patch
 
+    layer_syntax(layers)
     lm = load_model(model_spec)
     chosen = parse_layers(layers, lm.n_layers)
     src = record(lm, [source], chosen)
@@ -259,12 +306,18 @@ def run_command(
     """Seed 002's pipeline: directions, probes, logit lens, cross-model CKA, steering sweep.
     The task defaults to demo-arith, where a small model's answers mix right and wrong (the
     probes need both)."""
-    from thinkscope.experiments.interp.pipeline import InterpConfig, run_interp
     from thinkscope.experiments.interp.presets import parse_preset
+    from thinkscope.tasks.loaders import load_problems
+
+    sizes = parse_preset(preset)  # the task and the models exist before anything heavy runs
+    load_problems(task, sizes.questions + sizes.sweep_questions, seed)
+    for model in filter(None, (model_spec.model, model_b)):
+        ModelSpec.of(model_spec, model=model).resolved()
+    from thinkscope.experiments.interp.pipeline import InterpConfig, run_interp
 
     config = InterpConfig(
         out=out,
-        preset=parse_preset(preset),
+        preset=sizes,
         model_spec=model_spec,
         model_b=model_b,
         task=task,

@@ -8,9 +8,11 @@ import typer
 
 from thinkscope.cli.loading import PANEL
 from thinkscope.cli.options import spec_options
+from thinkscope.cli.tables import Format, format_option, messages, print_tables
 from thinkscope.models.spec import LoadingSpec
 
 
+@format_option
 @spec_options(LoadingSpec, "loading", PANEL)
 def rev_command(
     runs: list[Path] = typer.Argument(..., help="Run folders (scored with rev,dtr,length or not)."),
@@ -20,11 +22,10 @@ def rev_command(
     seed: int = typer.Option(0),
     ablation_questions: int = typer.Option(16, help="Problems of the head-ablation curve."),
     loading: LoadingSpec | None = None,
+    fmt: Format = Format.table,
 ) -> None:
     """REV (seed 001) beside DTR: AUROCs, logistic models, DeLong, partial r, Cohen's d,
     figures and the success criteria. Each run's own model is loaded with the model options."""
-    from rich.console import Console
-
     from thinkscope.core.errors import UserError
     from thinkscope.experiments.rev.evaluate import run_rev
 
@@ -39,9 +40,7 @@ def rev_command(
         ablation_questions=ablation_questions,
         loading=loading,
     )
-    console = Console()
-    fmt = lambda x: f"{x:.4g}"  # noqa: E731
-    console.print(result.runs.to_string(index=False, float_format=fmt))
-    console.print(result.models.to_string(index=False, float_format=fmt))
-    console.print(result.criteria.to_string(index=False, float_format=fmt))
+    tables = {"runs": result.runs, "models": result.models, "criteria": result.criteria}
+    console = messages(fmt)
+    print_tables(tables, fmt, console=console)
     console.print(f"results: {out}; figures: {out / 'figures'}")

@@ -18,7 +18,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from thinkscope.core.atomic import write_yaml
 from thinkscope.core.errors import UserError
@@ -26,16 +26,17 @@ from thinkscope.core.spec import with_default
 from thinkscope.generation.pipeline import GenerateConfig, generate_run
 from thinkscope.generation.spec import SamplingSpec
 from thinkscope.metrics.dtr import deep_thinking_ratio, settling_depth
-from thinkscope.metrics.dtr_spec import BASE_DEFAULT, DTRSpec
+from thinkscope.metrics.dtr_spec import BASE_DEFAULT, DTRSpec, check_g
 from thinkscope.models import LM, load_model, load_tokenizer
 from thinkscope.models.spec import ModelSpec
-from thinkscope.runstore.folder import Run
+from thinkscope.runstore.folder import Run, now
+from thinkscope.runstore.header import register
 from thinkscope.scoring import score
 from thinkscope.tasks.spec import TaskSpec
 
 matplotlib.use("Agg")
 SCORED_METRICS = "dtr,length,jsd-profile"
-THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # threshold-sweep's default grid of g
+THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)  # threshold-sweep: g < ln 2 (nats)
 TEMPERATURES = (0.0, 0.4, 0.8)  # temperature-sweep's default grid
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -62,7 +63,19 @@ class ExperimentConfig(TaskSpec, SamplingSpec, DTRSpec):
     @model_validator(mode="after")
     def _check(self) -> ExperimentConfig:
         _check_grid("--g", self.thresholds, positive=True)
+        for g in self.thresholds:
+            try:
+                check_g(g, self.base, f"--g {g}")
+            except ValueError as err:
+                raise UserError(str(err)) from None
         _check_grid("--temperatures", self.temperatures, positive=False)
+        if 0 in self.temperatures:  # that run is greedy: nothing it would ignore may be set
+            greedy = {**self.model_dump(include=set(SamplingSpec.model_fields)), "temperature": 0}
+            try:
+                SamplingSpec(**greedy)
+            except ValidationError as err:
+                message = err.errors()[0]["msg"].removeprefix("Value error, ")
+                raise UserError(f"--temperatures has 0: {message}") from None
         for trace in self.traces:
             problem, sep, sample = trace.rpartition(":")
             if not (sep and problem and sample.isdigit()):
@@ -87,10 +100,12 @@ class Experiment:
         self.out = Path(config.out)
         if (self.out / "results.csv").is_file():
             raise UserError(f"{self.out} holds a finished experiment; choose another --out")
+        if config.run is not None:  # a run to reuse, checked before anything is written
+            Run.open(config.run)
         self.out.mkdir(parents=True, exist_ok=True)
         values = _plain(config.model_dump())
         write_yaml(self.out / "experiment.yaml", {"experiment": name, **values})
-        self._lm = lm
+        self._lm, self.started = lm, now()
 
     @property
     def model(self) -> str:
@@ -130,6 +145,16 @@ class Experiment:
         run = Run.open(path)
         return run, run.traces(), pd.read_parquet(path / "token_metrics.parquet")
 
+    def _model_record(self) -> dict:
+        """The model's resolved spec (dtype used, weights): the loaded model's, else that of
+        the reused run (``--run``), else the spec as asked."""
+        if self._lm is not None and self._lm.spec is not None:
+            return self._lm.spec.model_dump()
+        if self.config.run is not None:
+            stored = Run.open(self.config.run).config
+            return {k: stored[k] for k in ModelSpec.model_fields if k in stored}
+        return self.config.model_spec.model_dump()
+
     def figure(self, name: str, fig) -> Path:
         path = self.out / "figures" / f"{name}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,6 +170,10 @@ class Experiment:
         from thinkscope.core.atomic import atomic_write
 
         atomic_write(self.out / "results.csv", lambda tmp: table.to_csv(tmp, index=False))
+        values = _plain(self.config.model_dump())
+        flat = {**self._model_record(), "experiment": self.name, **values}
+        flat.pop("model_spec")
+        register(self.out, f"experiment {self.name}", flat, {"rows": len(table)}, self.started)
         return table
 
 

@@ -155,8 +155,10 @@ def run_sft_filtering(config: SftFilteringConfig, out: Path | str) -> pd.DataFra
     import pandas as pd
 
     from thinkscope.experiments.compare import CompareConfig, compare_models
+    from thinkscope.runstore.folder import now
+    from thinkscope.runstore.header import register
 
-    out = Path(out)
+    out, started = Path(out), now()
     files = build_datasets(config, out)
     rows, base_row = [], None
     for arm in ARMS:
@@ -196,6 +198,8 @@ def run_sft_filtering(config: SftFilteringConfig, out: Path | str) -> pd.DataFra
     table = pd.DataFrame([base_row, *rows])
     write_text(out / "results.csv", table.to_csv(index=False))
     _figure(table, out / "figures" / "sft_filtering.png")
+    summary = {row.model: row.mean_sample_accuracy for row in table.itertuples()}
+    register(out, "experiment sft-filtering", config.resolved().model_dump(), summary, started)
     return table
 
 

@@ -24,8 +24,8 @@ from thinkscope.generation.seeds import sample_seed
 from thinkscope.generation.spec import SamplingSpec
 from thinkscope.models import LM, load_model, load_tokenizer
 from thinkscope.models.spec import ModelSpec
-from thinkscope.runstore import registry
 from thinkscope.runstore.folder import Run, now
+from thinkscope.runstore.header import register
 from thinkscope.runstore.trace import Trace
 from thinkscope.tasks.answers import grade
 from thinkscope.tasks.loaders import fewshot_examples, load_problems
@@ -235,5 +235,5 @@ def generate_run(
     frame = run.finish([name for name, _ in units])
     summary = summarize(frame, run.timing)
     log.info("finished: %s", summary)
-    registry.record(run.path, "generate", started, "finished", config.model_dump(), summary)
+    register(run.path, "generate", run.config, summary, started)
     return run

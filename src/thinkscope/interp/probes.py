@@ -31,6 +31,14 @@ def _check(rows: np.ndarray, labels: np.ndarray, folds: int, groups: np.ndarray 
         raise UserError(
             f"probes need rows [N, layers, d] and N labels: {rows.shape}, {len(labels)}"
         )
+    check_labels(labels, folds, groups)
+
+
+def check_labels(labels: np.ndarray, folds: int, groups: np.ndarray | None = None) -> None:
+    """Raise unless ``labels`` (and their ``groups``) can be split into ``folds`` CV folds with
+    both classes: what a probe needs, checked before any activation is collected."""
+    if folds < 2:
+        raise UserError(f"--folds must be >= 2, got {folds}")
     if groups is not None:
         if len(groups) != len(labels):
             raise UserError(f"probes need one group id per input: {len(groups)} for {len(labels)}")

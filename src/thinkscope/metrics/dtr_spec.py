@@ -3,13 +3,31 @@ options from these fields, and every default of g and rho in the package comes f
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+import math
+
+from pydantic import Field, field_validator, model_validator
+from typing_extensions import Self
 
 from thinkscope.core.spec import Spec
 
 G_DEFAULT = 0.5  # the paper's settling threshold, in nats
 RHO_DEFAULT = 0.85  # the paper's depth share: deep from layer ceil(0.85 L)
 BASE_DEFAULT = "e"
+
+
+def check_g(g: float, base: str, given: str) -> None:
+    """Raise ``ValueError`` unless ``0 < g < ln 2 / ln base``: the JSD never exceeds ln 2 nats,
+    so from that bound on every token settles at layer 1 and DTR is 0 for every trace.
+    ``given``: how the user wrote it (``--g 0.9``, ``dtr[g=0.9]``), for the message."""
+    from thinkscope.lens import ln_base
+
+    top = math.log(2) / ln_base(base)
+    if not 0 < g < top:
+        raise ValueError(
+            f"{given} is out of range: the settling threshold g must be in (0, {top:.4g}) "
+            f"for base {base} (the JSD is at most ln 2 nats; at or above it every token settles "
+            "at layer 1)"
+        )
 
 
 class DTRSpec(Spec):
@@ -34,3 +52,8 @@ class DTRSpec(Spec):
         except ValueError:
             raise ValueError("must be e, 2, 10 or another number > 1") from None
         return base
+
+    @model_validator(mode="after")
+    def _g_below_max_jsd(self) -> Self:
+        check_g(self.g, self.base, f"--g {self.g}")
+        return self

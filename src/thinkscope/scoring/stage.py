@@ -39,6 +39,7 @@ from thinkscope.core.progress import progress_bar
 from thinkscope.metrics import MetricSpec, measure, parse_metrics
 from thinkscope.models import LM
 from thinkscope.runstore.folder import Run, now
+from thinkscope.runstore.header import add_stage
 from thinkscope.runstore.trace import Trace
 from thinkscope.scoring import DEFAULT_METRICS
 
@@ -268,6 +269,9 @@ def score_run(
     shutil.rmtree(shard_dir, ignore_errors=True)
     if run.path.joinpath("scoring").is_dir() and not any(run.path.joinpath("scoring").iterdir()):
         run.path.joinpath("scoring").rmdir()
+    config = {"metrics": [s.column for s in todo], "batch_tokens": batch_tokens, **model}
+    means = {s.column: float(traces[s.column].mean()) for s in todo if s.metric.scalar}
+    add_stage(run.path, "score", config, {f"mean_{k}": v for k, v in means.items()}, stamp)
     log.info("score: wrote %s", [s.column for s in todo])
     return traces
 

@@ -27,8 +27,11 @@ from thinkscope.core.spec import with_default
 from thinkscope.experiments.compare.stats import McNemar, mcnemar_paired, per_question
 from thinkscope.generation.pipeline import GenerateConfig, generate_run
 from thinkscope.generation.spec import SamplingSpec
+from thinkscope.generation.spec import greedy as greedy_values
+from thinkscope.models.bundled import BUNDLED_NAME
 from thinkscope.models.spec import LoadingSpec, ModelSpec
-from thinkscope.runstore.folder import Run
+from thinkscope.runstore.folder import Run, now
+from thinkscope.runstore.header import register
 from thinkscope.stats.passk import mean_pass_at_k
 from thinkscope.tasks.spec import TaskSpec
 
@@ -45,6 +48,16 @@ class CompareConfig(LoadingSpec, TaskSpec, SamplingSpec):
     batch_size: int = with_default(GenerateConfig, "batch_size", 64)
     metrics: str = "dtr,confidence"
 
+    @field_validator("base", "tuned")
+    @classmethod
+    def _absolute(cls, model: str) -> str:
+        """A local model (directory, .gguf file or train folder) as an absolute path, so that
+        the comparison can be reproduced from another directory."""
+        path = Path(model).expanduser()
+        if model == BUNDLED_NAME or not path.exists():
+            return model
+        return str(path.resolve())
+
     @field_validator("temperature")
     @classmethod
     def _sampled(cls, temperature: float) -> float:
@@ -58,7 +71,7 @@ class CompareConfig(LoadingSpec, TaskSpec, SamplingSpec):
             for name in (*TaskSpec.model_fields, *SamplingSpec.model_fields)
         }
         if greedy:
-            values.update(n=1, temperature=0.0)
+            values = greedy_values({**values, "n": 1})
         spec = ModelSpec.of(self, model=model).model_dump()
         return GenerateConfig.parse(**spec, batch_size=self.batch_size, **values)
 
@@ -120,7 +133,9 @@ def compare_models(
     specs = parse_metrics(config.metrics)
     columns = [s.column for s in specs if s.metric.scalar]
     models = {"base": resolve_model(config.base), "tuned": resolve_model(config.tuned)}
-    sampled, greedy = {}, {}
+    for model in models.values():  # both models must exist before either is run
+        ModelSpec.of(config, model=model).resolved()
+    sampled, greedy, started = {}, {}, now()
     folders = {"base": Path(base_runs) if base_runs else out / "runs", "tuned": out / "runs"}
     for label in MODELS:
         lm = load_model(ModelSpec.of(config, model=models[label]))
@@ -164,4 +179,10 @@ def compare_models(
     write_figure(result)
     write_page(result, config)
     add_report_section(result, config, folders["tuned"] / "tuned")
+    headline = {
+        f"{row.model}_{k}": getattr(row, k)
+        for row in summary.itertuples()
+        for k in ("mean_sample_accuracy", "greedy_accuracy")
+    }
+    register(out, "compare", {**config.model_dump(), **models}, headline, started)
     return result

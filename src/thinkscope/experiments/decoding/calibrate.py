@@ -36,6 +36,7 @@ from thinkscope.experiments.decoding.figures import draw_calibration
 from thinkscope.models import LM, load_model
 from thinkscope.models.spec import ModelSpec
 from thinkscope.runstore.folder import Run, now
+from thinkscope.runstore.header import register
 from thinkscope.stats import calibration_grid, fit_power_law
 from thinkscope.tasks.loaders import fewshot_examples, load_problems
 from thinkscope.tasks.problem import Problem
@@ -223,7 +224,7 @@ def run_calibration(
     problems = load_problems(config.task, config.questions, config.seed, config.fields)
     for problem in problems:
         reference_response(problem, config.reference_field)  # fail before loading the model
-    spec = config.model_spec.resolved(lm)
+    spec, started = config.model_spec.resolved(lm), now()
     run = Run.start(out, _record(config, spec), resume=resume)
     lm = lm or load_model(spec)
     size = config.batch_size
@@ -245,4 +246,6 @@ def run_calibration(
     for shard in run.shards_dir.glob("*.parquet"):
         shard.unlink()
     run.shards_dir.rmdir()
+    headline = ("A", "B", "problems", "tokens", "top1_accuracy")
+    register(out, "calibrate", run.config, {k: summary[k] for k in headline}, started)
     return summary

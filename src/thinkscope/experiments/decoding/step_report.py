@@ -45,7 +45,10 @@ def _bin_runs(runs: list[Run]) -> dict[int, pd.DataFrame]:
     for run in runs:
         b = run.config.get("confidence_bin_only")
         if b is None:
-            continue
+            raise UserError(
+                f"--bin-run {run.path} was not generated with --confidence-bin-only; "
+                "give only runs that sample in one confidence bin"
+            )
         if b in out:
             raise UserError(f"two runs sample only confidence bin {b}; give one per bin")
         traces = run.traces()
@@ -62,7 +65,8 @@ def decoding_report(
         raise UserError(f"--threshold must be in (0, 1], got {threshold}")
     run = Run.open(path)
     traces = run.traces()
-    step_stats.require_steps(traces)
+    step_stats.require_steps(traces, run.path)
+    bins = [Run.open(p) for p in bin_runs]
     correct = traces["correct"].to_numpy(dtype=float)
     low = step_stats.low_confidence_counts(traces, threshold)
     tables = {
@@ -71,7 +75,7 @@ def decoding_report(
         "mean_rank": step_stats.accuracy_by_mean_rank(step_stats.mean_ranks(traces), correct),
         "votes": step_stats.conditioned_vote(traces, low),
     }
-    curves = _bin_runs([Run.open(p) for p in bin_runs])
+    curves = _bin_runs(bins)
     if curves:
         tables["maj_by_bin"] = pd.concat(
             [c.assign(bin=b) for b, c in sorted(curves.items())], ignore_index=True

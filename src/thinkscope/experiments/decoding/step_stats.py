@@ -25,12 +25,17 @@ RANK_BINS = (  # (label, lo, hi): lo <= mean rank < hi
 )
 
 
-def require_steps(frame: pd.DataFrame) -> None:
-    missing = [c for c in ("step_pmax", "step_rank") if c not in frame.columns]
-    if missing:
-        raise UserError(
-            f"the run has no per-step logs ({', '.join(missing)}): generate it with --log-steps"
-        )
+def require_steps(frame: pd.DataFrame, run: object = "the run") -> None:
+    """Raise unless every sample of ``frame`` has a step log per generated token (a run
+    generated without ``--log-steps`` has empty logs)."""
+    logged = {"step_pmax", "step_rank"} <= set(frame.columns) and not frame.empty
+    if logged:
+        steps = frame["step_pmax"].map(len)
+        tokens = frame["token_ids"].map(len) if "token_ids" in frame else steps
+        logged = bool((steps == tokens).all() and (frame["step_rank"].map(len) == steps).all())
+        logged = logged and bool(steps.sum())
+    if not logged:
+        raise UserError(f"{run} has no step logs; generate it with --log-steps")
 
 
 def low_confidence_counts(frame: pd.DataFrame, threshold: float = 0.5) -> np.ndarray:

@@ -35,7 +35,8 @@ from thinkscope.experiments.decoding.step_stats import voted_correct
 from thinkscope.generation.pipeline import GenerateConfig, generate_run
 from thinkscope.models import LM, load_model
 from thinkscope.models.spec import ModelSpec
-from thinkscope.runstore.folder import Run
+from thinkscope.runstore.folder import Run, now
+from thinkscope.runstore.header import register
 from thinkscope.stats.passk import mean_pass_at_k
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$")
@@ -49,7 +50,10 @@ def load_sweep(path: Path | str) -> dict[str, dict]:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise UserError(f"{path} is not valid YAML ({err})") from err
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise UserError(f"{path} is not valid YAML{where}: {problem}") from None
     if isinstance(data, list):
         if not all(isinstance(d, dict) and "name" in d for d in data):
             raise UserError(f"{path}: each entry of the list needs a name")
@@ -103,8 +107,13 @@ def decode_sweep(
 ) -> pd.DataFrame:
     """Run every config of the ``configs`` file with the shared ``base`` generate options."""
     out = Path(out)
-    sweep = load_sweep(configs)
-    plans = {name: GenerateConfig.parse(**{**base, **opts}) for name, opts in sweep.items()}
+    sweep, started = load_sweep(configs), now()
+    plans = {}
+    for name, opts in sweep.items():
+        try:
+            plans[name] = GenerateConfig.parse(**{**base, **opts})
+        except UserError as err:
+            raise UserError(f"{configs}: config {name!r}: {err}") from None
     rows = []
     for name, config in plans.items():
         run = Run(out / "runs" / name)
@@ -120,4 +129,9 @@ def decode_sweep(
     write_text(out / "results.csv", table.to_csv(index=False))
     with matplotlib.rc_context(STYLE):
         figures.save(figures.sweep_bars(table), out / "figures" / "sweep.png")
+    first = Run(out / "runs" / next(iter(plans))).config  # the resolved model spec, weights
+    model = {k: first[k] for k in ModelSpec.model_fields if k in first}
+    config = {"configs": str(Path(configs).resolve()), **base, **model}
+    summary = {row.config: row.mean_sample_accuracy for row in table.itertuples()}
+    register(out, "decode-sweep", config, summary, started)
     return table

@@ -36,6 +36,8 @@ from thinkscope.interp.sweep import steering_sweep
 from thinkscope.interp.transplant import fit_map, transplant
 from thinkscope.models import LM, load_model
 from thinkscope.models.spec import ModelSpec
+from thinkscope.runstore.folder import now
+from thinkscope.runstore.header import register
 from thinkscope.tasks.loaders import load_problems
 
 console = Console(stderr=True)
@@ -160,6 +162,7 @@ def run_interp(config: InterpConfig) -> dict:
         raise UserError(f"{out} already holds an interp run; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     timing: dict[str, float] = {}
+    started = now()
     clock = time.perf_counter()
 
     def lap(name: str) -> None:
@@ -240,4 +243,16 @@ def run_interp(config: InterpConfig) -> dict:
     timing["report"] = round(time.perf_counter() - clock, 1)
     timing["total"] = round(sum(timing.values()), 1)
     write_json(out / "summary.json", summary)
+    config_values = {
+        **lm.spec.model_dump(),
+        "out": str(out.resolve()),
+        "preset": config.preset.name,
+        "model_b": config.model_b,
+        "task": config.task,
+        "steer_layer": steer_layer,
+        "seed": config.seed,
+        "batch_size": config.batch_size,
+    }
+    headline = ("correctness_accuracy", "n_traces", "steer_layer")
+    register(out, "interp", config_values, {k: summary[k] for k in headline}, started)
     return summary

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from thinkscope.generation.pipeline import GenerateConfig, generate_unit
+from thinkscope.generation.spec import greedy
 from thinkscope.interp import ablate_heads
 from thinkscope.metrics.rev.control import controls
 from thinkscope.models import LM
@@ -115,7 +116,7 @@ def head_ablation_curve(
 ) -> pd.DataFrame:
     """Greedy accuracy on the run's first ``questions`` problems with the top ``share`` of
     heads (ranked by mean logit shift on the arithmetic prompts) zeroed, for each share."""
-    gen = GenerateConfig(**{**config, "n": 1, "temperature": 0.0})
+    gen = GenerateConfig(**greedy({**config, "n": 1}))
     problems = load_problems(gen.task, min(questions, gen.questions), gen.seed, gen.fields)
     ranking = controls(lm).ranking
     rows = []

@@ -33,7 +33,7 @@ import pandas as pd
 
 from thinkscope.analysis.load import load_scored
 from thinkscope.analysis.table import covariates
-from thinkscope.core.atomic import atomic_write, write_json, write_yaml
+from thinkscope.core.atomic import atomic_dir, atomic_write, write_json, write_yaml
 from thinkscope.core.errors import UserError
 from thinkscope.experiments.rev.checks import head_ablation_curve, success_criteria
 from thinkscope.experiments.rev.figures import draw_ablation, draw_scaling, draw_temperature
@@ -48,7 +48,8 @@ from thinkscope.metrics.rev import COMPONENTS, zscore_mean
 from thinkscope.metrics.rev.control import control_texts
 from thinkscope.models import LM, load_model
 from thinkscope.models.spec import LoadingSpec, ModelSpec
-from thinkscope.runstore.folder import Run
+from thinkscope.runstore.folder import Run, now
+from thinkscope.runstore.header import register
 from thinkscope.scoring import score
 
 REV_METRICS = ("ae", "ape", "apl", "cud", "fl", "sib", "rev", "rev-robust")
@@ -128,7 +129,22 @@ def evaluate(config: RevConfig) -> RevResult:
     out = Path(config.out)
     if (out / "results.json").is_file():
         raise UserError(f"{out} holds a finished REV evaluation; choose another --out")
-    write_yaml(out / "experiment.yaml", {"experiment": "rev", **_plain(config)})
+    for path in config.runs:  # every input is a run before any work
+        Run.open(path)
+    started = now()
+    with atomic_dir(out) as tmp:
+        write_yaml(tmp / "experiment.yaml", {"experiment": "rev", **_plain(config)})
+        result = _evaluate(config, tmp)
+        _write(result, out)
+    result.out = out
+    result.figures = [out / f.relative_to(tmp) for f in result.figures]
+    values = _plain(config)
+    flat = {**values.pop("loading"), "experiment": "rev", **values}
+    register(out, "experiment rev", flat, {"runs": len(config.runs)}, started)
+    return result
+
+
+def _evaluate(config: RevConfig, out: Path) -> RevResult:
     models = _Models(config.loading)
     aurocs, comparisons, summaries, separations = [], [], [], []
     first_config = None
@@ -185,11 +201,12 @@ def evaluate(config: RevConfig) -> RevResult:
         ablation,
         success_criteria(runs),
     )
-    _write(result)
     return result
 
 
-def _write(result: RevResult) -> None:
+def _write(result: RevResult, final: Path) -> None:
+    """Write ``result`` into ``result.out``, recording its figures under ``final``, the folder
+    ``result.out`` becomes."""
     out = result.out
     tables = {
         "aurocs": result.aurocs,
@@ -208,7 +225,8 @@ def _write(result: RevResult) -> None:
         draw_ablation(result.ablation, figures / "ablation.png"),
     ]
     records = {k: json.loads(t.to_json(orient="records")) for k, t in tables.items()}
-    write_json(out / "results.json", {**records, "figures": [str(f) for f in result.figures]})
+    figures = [str(final / f.relative_to(out)) for f in result.figures]
+    write_json(out / "results.json", {**records, "figures": figures})
 
 
 def _plain(config: RevConfig) -> dict:
