@@ -226,21 +226,22 @@ def test_flat_scores_json_and_a_run_without_jsd_profiles(tmp_path):
     scored = load_scored(run)
     assert scored.columns == METRICS
     tokens = load_token_metrics(scored)
-    assert tokens.jsd is None and tokens.n_layers == tokens.settling.max()
-    assert "layer count not recorded" in tokens.note
+    assert tokens.jsd is None and tokens.n_layers is None  # not guessed from the depths seen
     result = analyze_run(run, resamples=0)
-    assert tokens.note in result.notices
-    assert "jsd_by_layer.png" not in result.figures and "settling_depth.png" in result.figures
+    assert "jsd_by_layer.png" not in result.figures
+    assert "settling_depth.png" not in result.figures
+    assert any("records no layer count" in n for n in result.notices)
     record = json.loads((run / "scores.json").read_text())
     (run / "scores.json").write_text(json.dumps({**record, "n_layers": 12}))
     tokens = load_token_metrics(load_scored(run))
-    assert tokens.n_layers == 12 and tokens.note is None
+    assert tokens.n_layers == 12
+    assert "settling_depth.png" in analyze_run(run, resamples=0).figures
 
 
 def test_jsd_column_may_be_called_jsd(tmp_path):
     run = make_scored_run(tmp_path / "run", jsd="jsd", n_layers=6)
     tokens = load_token_metrics(load_scored(run))
-    assert tokens.jsd.shape == (tokens.offsets[-1], 6) and tokens.note is None
+    assert tokens.jsd.shape == (tokens.offsets[-1], 6) and tokens.n_layers == 6
 
 
 def test_constant_and_identical_metrics_get_a_note(tmp_path):

@@ -106,6 +106,8 @@ def dtr_quintiles(scored: ScoredRun, quintiles: pd.DataFrame) -> Figure | str:
 def settling_histogram(scored: ScoredRun, tokens: TokenMetrics | None) -> Figure | str:
     if tokens is None or len(tokens.settling) == 0:
         return "no token_metrics.parquet with settling depths"
+    if tokens.n_layers is None:
+        return "scores.json records no layer count (an older scoring): score the run again"
     n_layers = tokens.n_layers
     depth = np.clip(tokens.settling, 1, n_layers)
     fig = Figure(figsize=(7, 4), layout="constrained")

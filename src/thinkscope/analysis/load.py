@@ -100,14 +100,14 @@ class TokenMetrics:
 
     Trace ``i`` owns tokens ``offsets[i]:offsets[i + 1]`` of ``settling`` ``[N]`` (1-indexed
     layer) and ``jsd`` ``[N, L]`` (float32, nats; None when the run has no JSD profile).
-    Traces absent from the file have no tokens. ``note`` says what had to be guessed.
+    Traces absent from the file have no tokens. ``n_layers`` is None when neither a JSD
+    profile nor ``scores.json`` records it (a run scored by an older thinkscope).
     """
 
     offsets: np.ndarray
     settling: np.ndarray
     jsd: np.ndarray | None
-    n_layers: int
-    note: str | None = None
+    n_layers: int | None
 
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
@@ -139,8 +139,8 @@ def _depth_column(names: list[str], dtr_column: str | None) -> str:
 def load_token_metrics(scored: ScoredRun) -> TokenMetrics | None:
     """``token_metrics.parquet`` aligned with ``scored.traces``; None if the file is absent.
 
-    The layer count L is the JSD profile's width, else ``n_layers`` in scores.json, else (with
-    a ``note``) the deepest settling layer seen, which can undercount L.
+    The layer count L is the JSD profile's width, else ``n_layers`` in scores.json, else None
+    (never guessed: the deepest settling layer seen can undercount L).
     """
     path = scored.path / "token_metrics.parquet"
     if not path.is_file():
@@ -153,7 +153,7 @@ def load_token_metrics(scored: ScoredRun) -> TokenMetrics | None:
     )
     depth_len, depth = _flat(table.column(depth_column))
     depth = depth.to_numpy(zero_copy_only=False).astype(np.int16)
-    jsd, note = None, None
+    jsd, n_layers = None, None
     if jsd_column:
         jsd_len, per_token = _flat(table.column(jsd_column))
         layer_len, values = _flat(pa.chunked_array([per_token]))
@@ -163,9 +163,6 @@ def load_token_metrics(scored: ScoredRun) -> TokenMetrics | None:
         jsd = values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, n_layers)
     elif "n_layers" in scored.record:
         n_layers = int(scored.record["n_layers"])
-    else:
-        n_layers = int(depth.max()) if len(depth) else 1
-        note = f"layer count not recorded: taken as the deepest settling layer seen ({n_layers})"
 
     keys = table.select(KEYS).to_pandas()
     row = pd.MultiIndex.from_frame(keys).get_indexer(pd.MultiIndex.from_frame(scored.traces[KEYS]))
@@ -175,4 +172,4 @@ def load_token_metrics(scored: ScoredRun) -> TokenMetrics | None:
         [np.arange(starts[r], starts[r + 1]) for r in row if r >= 0] or [np.zeros(0, int)]
     )
     offsets = np.concatenate([[0], np.cumsum(lengths)])
-    return TokenMetrics(offsets, depth[take], None if jsd is None else jsd[take], n_layers, note)
+    return TokenMetrics(offsets, depth[take], None if jsd is None else jsd[take], n_layers)

@@ -81,7 +81,6 @@ def analyze_run(
     notices = _notices(scored, table)
     out = scored.path / "analysis"
     tokens = load_token_metrics(scored)
-    notices += [tokens.note] if tokens is not None and tokens.note else []
     figures, skipped = draw_figures(scored, tokens, table, quintiles, out / "figures")
     notices += skipped
     for name, frame in (("metrics.csv", table), ("quintiles.csv", quintiles)):
