@@ -56,6 +56,9 @@ def add_summary(path: Path, summary: dict) -> None:
 
 
 def list_runs() -> list[dict]:
+    """Every registered run, oldest first (reading creates no registry)."""
+    if not registry_path().is_file():
+        return []
     with closing(_connect()) as db:
         rows = db.execute(
             "SELECT path, kind, created, status, config, summary FROM runs ORDER BY created"
