@@ -218,7 +218,8 @@ def test_merged_model_equals_base_plus_adapter(tiny_model_dir, data_dir, tmp_pat
 
 def test_cli_train_and_merge(tiny_model_dir, data_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / "cli"
-    code, _ = _cli(
+    monkeypatch.setenv("THINKSCOPE_PROGRESS", "auto")  # stderr is no terminal: plain lines
+    code, err = _cli(
         monkeypatch,
         capsys,
         "train",
@@ -239,7 +240,8 @@ def test_cli_train_and_merge(tiny_model_dir, data_dir, tmp_path, monkeypatch, ca
         "--merge",
     )
     assert code in (0, None)
-    capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.startswith("train: ")]
+    assert lines[0].startswith("train: 1/2 steps, loss ") and lines[-1].startswith("train: 2/2")
     again = ["train", "--model", tiny_model_dir, "--dataset", data_dir, "--out", out]
     again += ["--max-steps", "2", "--batch-size", "2"]
     again += ["--target-modules", "q_proj", "--target-modules", "v_proj"]

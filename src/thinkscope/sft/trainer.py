@@ -30,7 +30,6 @@ from pydantic import Field
 
 from thinkscope.core.atomic import write_json, write_yaml
 from thinkscope.core.errors import UserError
-from thinkscope.core.progress import progress_enabled
 from thinkscope.models.spec import ModelSpec
 from thinkscope.runstore.folder import now
 from thinkscope.runstore.header import register
@@ -119,7 +118,7 @@ def _check_start(out: Path, config: TrainConfig, resume: bool) -> bool:
     return finished
 
 
-def _sft_config(trl, config: TrainConfig, out: Path, cuda: bool, bf16: bool, progress: bool):
+def _sft_config(trl, config: TrainConfig, out: Path, cuda: bool, bf16: bool):
     return trl.SFTConfig(
         output_dir=str(out / "checkpoints"),
         completion_only_loss=True,
@@ -144,7 +143,7 @@ def _sft_config(trl, config: TrainConfig, out: Path, cuda: bool, bf16: bool, pro
         save_total_limit=2,
         eval_strategy="no",
         report_to="none",
-        disable_tqdm=not progress_enabled(progress),
+        disable_tqdm=True,  # steps go through thinkscope's progress (sft/train_progress.py)
     )
 
 
@@ -164,8 +163,10 @@ def build_trainer(config: TrainConfig, out: Path, lm=None, callbacks=(), progres
     import torch
 
     from thinkscope.models import load_model
+    from thinkscope.sft.train_progress import StepProgress
 
     trl, peft, datasets = require_train_extra()
+
     rows = load_sft_rows(resolve_dataset(config.dataset, config.file))
     eval_rows = load_sft_rows(resolve_dataset(config.eval_file)) if config.eval_file else None
     cuda = torch.cuda.is_available()
@@ -186,12 +187,12 @@ def build_trainer(config: TrainConfig, out: Path, lm=None, callbacks=(), progres
     try:
         trainer = trl.SFTTrainer(
             model=lm.model,
-            args=_sft_config(trl, config, out, cuda, bf16, progress),
+            args=_sft_config(trl, config, out, cuda, bf16),
             train_dataset=tokenized(rows),
             eval_dataset=tokenized(eval_rows) if eval_rows else None,
             processing_class=lm.tokenizer,
             peft_config=lora,
-            callbacks=list(callbacks),
+            callbacks=[*callbacks, StepProgress(progress)],
         )
     except ValueError as err:
         if "Target modules" in str(err):
