@@ -127,3 +127,17 @@ def test_quiet_callers_and_progress_off_print_nothing(monkeypatch, capsys, show,
         for _ in range(3):
             progress.advance(bar)
     assert capsys.readouterr() == ("", "")
+
+
+def test_transformers_own_loading_bar_follows_the_switch(tiny_model_dir, monkeypatch, capfd):
+    """Off a terminal (pytest's captured stderr) ``load_model`` leaves no tqdm bar in the log."""
+    from transformers.utils import logging
+
+    from thinkscope.models import load_model
+
+    monkeypatch.setenv(ENV, "auto")
+    logging.enable_progress_bar()
+    capfd.readouterr()
+    load_model(str(tiny_model_dir), device="cpu")
+    assert "Loading weights" not in capfd.readouterr().err
+    assert not logging.is_progress_bar_enabled()

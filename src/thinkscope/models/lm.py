@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from thinkscope.core.errors import UserError
+from thinkscope.core.progress import progress_enabled
 from thinkscope.models.adapter import Anatomy, apply_head, inspect_model, verify_head
 from thinkscope.models.bundled import BUNDLED_NAME, converted_gguf
 from thinkscope.models.hooks.points import combine, hook, output_tensor
@@ -143,7 +144,10 @@ def hub_reachable() -> bool:
 
 def _from_pretrained(source: Path | str, **options):
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging
 
+    if not progress_enabled():  # transformers' own bars go by the one switch too
+        logging.disable_progress_bar()
     shared = {k: options.pop(k) for k in ("revision", "trust_remote_code")}
 
     def load(local_only: bool):
