@@ -107,7 +107,7 @@ CASES = [
         USAGE,
         "--dtr-column 'dtr_nope' is not a column of",
     ),
-    ("dataset-format", "dataset build {ds} --out {tmp}/data --format nope", USAGE, "nope"),
+    ("dataset-format", "dataset build {ds} --out {tmp}/data --dataset-format x", USAGE, "'x'"),
     # interp
     ("probe-no-run", "interp probe --run {tmp}/nope --out {tmp}/p", USAGE, "run folder not found"),
     ("probe-folds", "interp probe --run {ds} --out {tmp}/p --folds 1", USAGE, "--folds must be"),

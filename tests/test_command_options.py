@@ -110,7 +110,7 @@ def test_an_experiment_keeps_its_own_max_new_tokens_default(monkeypatch, tmp_pat
 def test_the_export_format_reaches_both_dataset_commands(monkeypatch, tmp_path, args, target):
     got = _capture(monkeypatch, target, index=99)
     args = [str(tmp_path / a) if a in ("o", "run") else a for a in args]
-    result = CliRunner().invoke(app, args + ["--format", "messages"])
+    result = CliRunner().invoke(app, args + ["--dataset-format", "messages"])
     assert isinstance(result.exception, Captured), result.output
     assert got[0]["format"] == "messages"
 

@@ -287,7 +287,7 @@ def test_bad_input_gets_one_line_exit_2_and_writes_nothing(tmp_path, capsys, mon
     nocol = str(make_run(tmp_path / "nocol", drop=("completion",)))
     assert "lacks the column(s) completion" in _error(capsys, *build, nocol)
     assert "not found" in _error(capsys, *build, str(tmp_path / "nowhere"))
-    assert "--format" in _error(capsys, *build, scored, "--format", "chatml")
+    assert "--dataset-format" in _error(capsys, *build, scored, "--dataset-format", "chatml")
     assert "needs --min-dtr" in _error(capsys, *build, scored, "--fallback-best-correct")
     assert "--keep-per-question" in _error(capsys, *build, scored, "--keep-per-question", "0")
     assert not out.exists()

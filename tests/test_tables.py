@@ -221,3 +221,18 @@ def test_a_summary_is_one_json_object_and_two_columns_for_a_person(capsys):
         ["accuracy", "0.3333"],
         ["run", "…/someone/runs/abc"],
     ]
+
+
+def test_dataset_build_json_is_its_filter_counts_and_messages_go_to_stderr(capsys, tmp_path):
+    from dataset_fixture import make_run
+
+    run, out = make_run(tmp_path / "run"), tmp_path / "data"
+    args = ["dataset", "build", str(run), "--out", str(out), "--require-correct"]
+    printed, err = _run(capsys, *args, "--format", "json", "--dataset-format", "messages")
+    steps = json.loads(printed)  # stdout is the table alone
+    assert [s["filter"] for s in steps] == ["--require-correct", "--truncated exclude"]
+    assert all(s["before"] - s["kept"] == s["dropped"] for s in steps)
+    card = (out / "README.md").read_text()
+    for s in steps:
+        assert f"| `{s['filter']}` | {s['before']} | {s['kept']} | {s['dropped']} |" in card
+    assert "sft_correct" in err and '"messages"' in (out / "sft_all.jsonl").read_text()

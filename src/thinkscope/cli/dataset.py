@@ -11,13 +11,21 @@ from pathlib import Path
 import typer
 
 from thinkscope.cli.options import option_block, spec_options
-from thinkscope.cli.tables import Format, print_table
+from thinkscope.cli.tables import Format, format_option, messages, print_table
 from thinkscope.sft.filter_spec import DatasetFilters
 
 TRACE_DEFAULTS = {"prompt_style": "r1", "template": "plain"}
 
 export_options = option_block(
-    {"format": (str, "prompt-response", "prompt-response or messages (TRL chat).")}, "export"
+    {
+        "dataset_format": (
+            str,
+            "prompt-response",
+            "Dataset records: prompt-response, or messages (TRL chat).",
+        )
+    },
+    "export",
+    build=lambda dataset_format: {"format": dataset_format},
 )
 dataset_app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="SFT datasets from traces."
@@ -50,6 +58,7 @@ def traces_command(generate: Callable) -> Callable:
 
 
 @dataset_app.command("build")
+@format_option
 @export_options
 @spec_options(DatasetFilters, "filters", "Filters")
 def build_command(
@@ -60,9 +69,9 @@ def build_command(
     resume: bool = typer.Option(False, help="Continue a killed build in --out."),
     export: dict | None = None,
     filters: DatasetFilters | None = None,
+    fmt: Format = Format.table,
 ) -> None:
     """Grade a run's traces again, filter them, and write SFT JSONL files with a card."""
-    from rich.console import Console
 
     from thinkscope.sft import build_dataset
 
@@ -87,10 +96,11 @@ def build_command(
         }
         for step in result.steps
     ]
-    print_table(rows, Format.table)  # --format here is the export's (dataset files)
-    Console().print(
+    print_table(rows, fmt)
+    messages(fmt).print(
         f"sft_all: {result.n_all} rows (accuracy {result.accuracy:.3f}), "
-        f"sft_correct: {result.n_correct} rows; card: {result.card}"
+        f"sft_correct: {result.n_correct} rows; card: {result.card}",
+        soft_wrap=True,
     )
 
 

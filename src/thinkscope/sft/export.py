@@ -39,7 +39,7 @@ LABELS = ["ground_truth", "predicted", "is_correct", "problem_id", "sample_idx"]
 
 def check_format(format: str) -> None:
     if format not in FORMATS:
-        raise UserError(f"unknown --format {format!r}; choose one of {', '.join(FORMATS)}")
+        raise UserError(f"unknown --dataset-format {format!r}; choose one of {', '.join(FORMATS)}")
 
 
 def messages(question: str, response: str, r1: bool) -> list[dict[str, str]]:
