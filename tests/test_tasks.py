@@ -42,3 +42,16 @@ def test_bundled_train_split_equals_the_source_file():
     rows = [json.loads(line) for line in (SHARED / "train.jsonl").read_text().splitlines()]
     problems = load_problems("gsm8k:train")
     assert [p.question for p in problems] == [r["question"] for r in rows]
+
+
+def test_a_jsonl_task_is_recorded_with_its_absolute_path(tmp_path, monkeypatch):
+    """So that a run's config names the same file from any directory (runs reproduce)."""
+    from thinkscope.tasks.spec import TaskSpec
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "t.jsonl").write_text('{"question": "1 + 1?", "answer": "2"}\n')
+    monkeypatch.chdir(tmp_path)
+    absolute = str(tmp_path / "sub" / "t.jsonl")
+    assert TaskSpec(task="jsonl:sub/t.jsonl").task == f"jsonl:{absolute}"
+    assert TaskSpec(task="sub/t.jsonl").task == absolute
+    assert TaskSpec(task="gsm8k:train").task == "gsm8k:train"  # not a file: as given

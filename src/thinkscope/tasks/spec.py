@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -29,6 +30,16 @@ class TaskSpec(Spec):
         description="JSONL field mapping, e.g. question=problem (repeatable).",
         json_schema_extra={"flag": "--field"},
     )
+
+    @field_validator("task")
+    @classmethod
+    def _absolute(cls, task: str) -> str:
+        """A JSONL task (``jsonl:<path>`` or ``<path>.jsonl``) whose file exists, with its path
+        absolute, so that a run's config names the same file from any directory."""
+        path = Path(task.removeprefix("jsonl:")).expanduser()
+        if not (task.startswith("jsonl:") or task.endswith(".jsonl")) or not path.is_file():
+            return task
+        return f"{'jsonl:' if task.startswith('jsonl:') else ''}{path.resolve()}"
 
     @field_validator("fields", mode="before")
     @classmethod
