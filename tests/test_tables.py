@@ -135,6 +135,7 @@ def test_runs_list_at_80_columns_and_as_json(capsys, monkeypatch, tmp_path):
 
 def _records_equal(printed: list[dict], written: pd.DataFrame) -> None:
     frame = pd.DataFrame(printed).reindex(columns=written.columns)
+    frame = frame.astype(written.dtypes.to_dict())  # json's null is the csv's empty NaN
     pd.testing.assert_frame_equal(frame, written, check_dtype=False)
 
 
