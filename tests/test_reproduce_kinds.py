@@ -292,3 +292,31 @@ def test_an_eval_folder_is_registered_and_reproduces(tiny_model_dir, tmp_path, c
     report = json.loads((tmp_path / "again" / "reproduce.json").read_text())
     assert report["identical"], report["files"]
     assert any(name.endswith("results_<date>.json") for name in report["files"])
+
+
+def test_a_header_command_names_the_same_paths_from_any_directory(tmp_path):
+    from thinkscope.runstore.header import absolute_args
+
+    (tmp_path / "models" / "m").mkdir(parents=True)
+    (tmp_path / "data.jsonl").write_text("{}\n")
+    args = [
+        "eval",
+        "--model_args",
+        "pretrained=models/m,dtype=float32",
+        "--dataset=data.jsonl",
+        "data.jsonl",
+        "--metrics",
+        "dtr[g=0.5]",
+        "nowhere/x",
+    ]
+    m, data = str(tmp_path / "models" / "m"), str(tmp_path / "data.jsonl")
+    assert absolute_args(args, tmp_path) == [
+        "eval",
+        "--model_args",
+        f"pretrained={m},dtype=float32",
+        f"--dataset={data}",
+        data,
+        "--metrics",
+        "dtr[g=0.5]",
+        "nowhere/x",  # not a path that exists: as typed
+    ]

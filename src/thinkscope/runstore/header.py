@@ -35,6 +35,15 @@ def absolute(token: str, cwd: Path) -> str:
     return str((cwd / path).resolve())
 
 
+def absolute_value(value: str, cwd: Path) -> str:
+    """``value`` with its paths made absolute: itself, or each ``KEY=PATH`` of a comma-separated
+    list (lm-eval's ``--model_args pretrained=models/x,dtype=float32``)."""
+    if "=" not in value:
+        return absolute(value, cwd)
+    pairs = (piece.partition("=") for piece in value.split(","))
+    return ",".join(f"{key}{eq}{absolute(path, cwd)}" for key, eq, path in pairs)
+
+
 def absolute_args(args: list[str], cwd: Path) -> list[str]:
     """``args`` with each argument (or ``--option=value`` value) that names an existing path
     relative to ``cwd`` made absolute, so the command means the same from any directory."""
@@ -42,9 +51,9 @@ def absolute_args(args: list[str], cwd: Path) -> list[str]:
     for arg in args:
         option, equals, value = arg.partition("=")
         if equals and arg.startswith("--"):
-            out.append(f"{option}={absolute(value, cwd)}")
+            out.append(f"{option}={absolute_value(value, cwd)}")
         else:
-            out.append(absolute(arg, cwd))
+            out.append(absolute_value(arg, cwd))
     return out
 
 
