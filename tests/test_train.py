@@ -54,10 +54,16 @@ def _config(model_dir, dataset, **kw) -> TrainConfig:
 
 
 def _cli(monkeypatch, capsys, *args) -> tuple[int, str]:
+    """Exit code and stderr of ``thinkscope ARGS`` (its stdout is left in :data:`STDOUT`)."""
     monkeypatch.setattr(sys, "argv", ["thinkscope", *map(str, args)])
     with pytest.raises(SystemExit) as exit_info:
         main()
-    return exit_info.value.code, capsys.readouterr().err
+    out, err = capsys.readouterr()
+    STDOUT[:] = [out]
+    return exit_info.value.code, err
+
+
+STDOUT: list[str] = [""]
 
 
 def test_loss_falls_on_the_response_only(tiny_model_dir, data_dir, tmp_path):
@@ -242,6 +248,8 @@ def test_cli_train_and_merge(tiny_model_dir, data_dir, tmp_path, monkeypatch, ca
     assert code in (0, None)
     lines = [line for line in err.splitlines() if line.startswith("train: ")]
     assert lines[0].startswith("train: 1/2 steps, loss ") and lines[-1].startswith("train: 2/2")
+    assert "it/s" not in err and "examples/s" not in err  # no tqdm bar from transformers or TRL
+    assert "'loss'" not in STDOUT[0]  # nor transformers' printed log dicts
     again = ["train", "--model", tiny_model_dir, "--dataset", data_dir, "--out", out]
     again += ["--max-steps", "2", "--batch-size", "2"]
     again += ["--target-modules", "q_proj", "--target-modules", "v_proj"]

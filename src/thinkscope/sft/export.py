@@ -85,7 +85,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 @contextmanager
-def _quiet() -> Iterator[None]:
+def quiet_datasets() -> Iterator[None]:
     """``datasets`` without its tqdm bars (thinkscope shows its own progress)."""
     from datasets.utils import logging
 
@@ -106,7 +106,7 @@ def save_hf(out: Path, splits: dict[str, list[dict]]) -> Path | None:
         return None
     target, tmp = out / "hf", out / f".hf.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    with _quiet():
+    with quiet_datasets():
         saved = DatasetDict({name: Dataset.from_list(r) for name, r in splits.items()})
         saved.save_to_disk(str(tmp))
     shutil.rmtree(target, ignore_errors=True)
@@ -120,7 +120,7 @@ def push_to_hub(hf_dir: Path, repo: str) -> None:
     from datasets import load_from_disk
 
     try:
-        with _quiet():
+        with quiet_datasets():
             for name, split in load_from_disk(str(hf_dir)).items():  # one config per file
                 split.push_to_hub(repo, config_name=name, split="train")
     except Exception as err:  # offline, no token, no permission: all the user's to fix

@@ -33,6 +33,7 @@ from thinkscope.core.errors import UserError
 from thinkscope.models.spec import ModelSpec
 from thinkscope.runstore.folder import now
 from thinkscope.runstore.header import register
+from thinkscope.sft.export import quiet_datasets
 from thinkscope.sft.train_data import load_sft_rows, resolve_dataset, tokenize_row
 from thinkscope.sft.train_figure import save_loss_curve
 
@@ -161,6 +162,7 @@ def train_dtype(spec: ModelSpec) -> str:
 def build_trainer(config: TrainConfig, out: Path, lm=None, callbacks=(), progress: bool = True):
     """The ``SFTTrainer`` for ``config`` (LoRA on ``lm`` or on ``config.model``)."""
     import torch
+    from transformers import PrinterCallback
 
     from thinkscope.models import load_model
     from thinkscope.sft.train_progress import StepProgress
@@ -185,19 +187,21 @@ def build_trainer(config: TrainConfig, out: Path, lm=None, callbacks=(), progres
         return datasets.Dataset.from_list([tokenize_row(lm.tokenizer, row) for row in rows])
 
     try:
-        trainer = trl.SFTTrainer(
-            model=lm.model,
-            args=_sft_config(trl, config, out, cuda, bf16),
-            train_dataset=tokenized(rows),
-            eval_dataset=tokenized(eval_rows) if eval_rows else None,
-            processing_class=lm.tokenizer,
-            peft_config=lora,
-            callbacks=[*callbacks, StepProgress(progress)],
-        )
+        with quiet_datasets():  # TRL's preprocessing bars; training shows thinkscope's own
+            trainer = trl.SFTTrainer(
+                model=lm.model,
+                args=_sft_config(trl, config, out, cuda, bf16),
+                train_dataset=tokenized(rows),
+                eval_dataset=tokenized(eval_rows) if eval_rows else None,
+                processing_class=lm.tokenizer,
+                peft_config=lora,
+                callbacks=[*callbacks, StepProgress(progress)],
+            )
     except ValueError as err:
         if "Target modules" in str(err):
             raise UserError(f"--target-modules: {err}") from err
         raise
+    trainer.remove_callback(PrinterCallback)  # its printed log dicts: StepProgress shows the loss
     kept = len(trainer.train_dataset)  # TRL drops rows whose response is cut off entirely
     if kept == 0:
         raise UserError(

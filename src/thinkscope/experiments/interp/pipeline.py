@@ -17,14 +17,14 @@ Stages, each writing into ``--out``:
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from rich.console import Console
 
-from thinkscope.core.atomic import atomic_write, write_json, write_parquet
+from thinkscope.core.atomic import atomic_dir, atomic_write, write_json, write_parquet
 from thinkscope.core.errors import UserError
 from thinkscope.experiments.interp.presets import Preset, contrast_prompts
 from thinkscope.generation.pipeline import GenerateConfig, generate_unit, question_units
@@ -154,15 +154,26 @@ def cross_model(lm_a: LM, lm_b: LM, dirs_a: Directions, config: InterpConfig) ->
 
 
 def run_interp(config: InterpConfig) -> dict:
-    """Run every stage; returns (and writes) ``summary.json``."""
-    from thinkscope.experiments.interp.page import write_page
-
+    """Run every stage into a hidden sibling of ``config.out``, renamed to it once all are done
+    (a failed or interrupted run leaves nothing), and register it; returns ``summary.json``."""
     out = config.out
     if (out / "summary.json").exists():
         raise UserError(f"{out} already holds an interp run; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    timing: dict[str, float] = {}
     started = now()
+    with atomic_dir(out) as tmp:
+        summary, values = _stages(replace(config, out=tmp))
+    values["out"] = str(out.resolve())
+    headline = ("correctness_accuracy", "n_traces", "steer_layer")
+    register(out, "interp", values, {k: summary[k] for k in headline}, started)
+    return summary
+
+
+def _stages(config: InterpConfig) -> tuple[dict, dict]:
+    """Every stage, written to ``config.out``: the summary and the config to register."""
+    from thinkscope.experiments.interp.page import write_page
+
+    out = config.out
+    timing: dict[str, float] = {}
     clock = time.perf_counter()
 
     def lap(name: str) -> None:
@@ -245,7 +256,6 @@ def run_interp(config: InterpConfig) -> dict:
     write_json(out / "summary.json", summary)
     config_values = {
         **lm.spec.model_dump(),
-        "out": str(out.resolve()),
         "preset": config.preset.name,
         "model_b": config.model_b,
         "task": config.task,
@@ -253,6 +263,4 @@ def run_interp(config: InterpConfig) -> dict:
         "seed": config.seed,
         "batch_size": config.batch_size,
     }
-    headline = ("correctness_accuracy", "n_traces", "steer_layer")
-    register(out, "interp", config_values, {k: summary[k] for k in headline}, started)
-    return summary
+    return summary, config_values
