@@ -285,7 +285,7 @@ def test_an_eval_folder_is_registered_and_reproduces(tiny_model_dir, tmp_path, c
     ok(capsys, "eval", "--model_args", f"model={tiny_model_dir}", "--tasks", "gsm8k_cot_thinkscope",
        "--limit", "2", "--gen_kwargs", "max_gen_toks=4", "--output_path", run)  # fmt: skip
     header = _check_header(run, "eval", tiny_model_dir)
-    assert header["config"]["lm_eval_tasks"] == "gsm8k_cot_thinkscope"
+    assert header["config"]["lm_eval_tasks"] == ["gsm8k_cot_thinkscope"]  # as lm-eval parsed it
     [row] = list_runs()
     assert "gsm8k_cot_thinkscope.exact_match,strict-match" in row["summary"]
     ok(capsys, "runs", "reproduce", run, "--out", tmp_path / "again")

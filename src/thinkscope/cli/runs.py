@@ -93,19 +93,18 @@ def runs_diff(a: str, b: str, fmt: Format = Format.table) -> None:
 
 
 @runs_app.command("reproduce")
+@format_option
 @model_overrides
 def reproduce_command(
     run: str = typer.Argument(..., help="Run folder, or its id from `thinkscope runs list`."),
     out: Path = typer.Option(..., help="New folder for the reproduction."),
     model_overrides: dict | None = None,
+    fmt: Format = Format.table,
 ) -> None:
     """Re-run a run and compare: a generate run from its recorded config (and scoring), diffing
     samples and metrics; any other kind by rerunning the command its header records into OUT,
     diffing the data files. The same model, dtype and weights (refused if the weights changed)
     unless an option says otherwise."""
-    from rich.console import Console
-    from rich.table import Table
-
     from thinkscope.cli.rerun import rerun
     from thinkscope.experiments.reproduce import reproduce
     from thinkscope.runstore.header import HEADER, read_header
@@ -113,27 +112,32 @@ def reproduce_command(
 
     path = Path(run) if Path(run).is_dir() else Path(find_run(run)["path"])
     header = read_header(path) if (path / HEADER).is_file() else {"kind": "generate"}
-    console, overrides = Console(), model_overrides or {}
+    overrides = model_overrides or {}
     if header["kind"] == "generate":
-        result = reproduce(path, out, **overrides)
-        report, samples = result.report, result.report["samples"]
-        table = Table("what", "compared", "differing")
-        for column, count in samples["differing"].items():
-            table.add_row(column, str(samples["n"]), str(count))
-        for column, entry in report["metrics"].items():
-            delta = f"max |diff| {entry['max_abs_diff']:.3g}"
-            table.add_row(column, delta, str(entry["differing"]))
+        report = reproduce(path, out, **overrides).report
+        samples = report["samples"]
+        rows = [
+            {"what": column, "compared": samples["n"], "differing": count}
+            for column, count in samples["differing"].items()
+        ] + [
+            {"what": column, "max_abs_diff": entry["max_abs_diff"], "differing": entry["differing"]}
+            for column, entry in report["metrics"].items()
+        ]
+        columns = (
+            Col("what", role="name"),
+            Col("compared"),
+            Col("max_abs_diff", "max |diff|", show=".3g"),
+            Col("differing"),
+        )
     else:
         report = rerun(path, header, out, overrides)
-        table = Table("file", "status", "differing", "max |diff|")
-        for name, entry in report["files"].items():
-            differing, delta = entry.get("differing"), entry.get("max_abs_diff")
-            table.add_row(
-                name,
-                entry["status"],
-                "" if differing is None else str(differing),
-                "" if delta is None else f"{delta:.3g}",
-            )
-    console.print(table)
+        rows = [{"file": name, **entry} for name, entry in report["files"].items()]
+        columns = (
+            Col("file", role="path"),
+            Col("status", role="name"),
+            Col("differing"),
+            Col("max_abs_diff", "max |diff|", show=".3g"),
+        )
+    print_table(rows, fmt, columns)
     verdict = "identical" if report["identical"] else "DIFFERENT"
-    console.print(f"{verdict}: {out / 'reproduce.json'}")
+    messages(fmt).print(f"{verdict}: {escape(str(out / 'reproduce.json'))}")

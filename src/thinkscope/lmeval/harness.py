@@ -58,7 +58,7 @@ def run_harness(args: Sequence[str]) -> None:
             raise UserError(f"--tasks is required, e.g. --tasks gsm8k_cot_thinkscope; {LIST_TASKS}")
         with _boundary():
             cli.execute(parsed)
-        record_eval(argv, started)
+        record_eval(parsed, started)
     finally:
         sys.argv = saved
 

@@ -1,42 +1,31 @@
 """The run header and registry row of a ``thinkscope eval`` whose lm-eval ``--output_path``
-holds its results: the options as config, the thinkscope model's weights, the scores."""
+holds its results: lm-eval's parsed options as config, the thinkscope model's weights, the
+scores."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from argparse import Namespace
 from pathlib import Path
 
 from thinkscope.models.identity import identify
 from thinkscope.models.spec import ModelSpec
 from thinkscope.runstore.header import register
 
-ALIASES = {"o": "output_path"}
+#: lm-eval's parsed fields that are not options of the evaluation.
+NOT_OPTIONS = ("command", "func", "model_args")
 
 
-def options(argv: Sequence[str]) -> dict[str, str]:
-    """lm-eval's ``--key value`` / ``--key=value`` / ``-o value`` arguments as a dict."""
-    found, key = {}, None
-    for arg in argv:
-        if arg.startswith("-"):
-            name, equals, value = arg.lstrip("-").partition("=")
-            key = ALIASES.get(name, name)
-            found[key] = value if equals else "true"
-            key = None if equals else key
-        elif key is not None:
-            found[key], key = arg, None
-    return found
-
-
-def record_eval(argv: Sequence[str], started: str) -> None:
-    """Register the eval run in ``--output_path`` (nothing when lm-eval wrote no folder)."""
-    given = options(argv)
-    out = given.get("output_path")
+def record_eval(parsed: Namespace, started: str) -> None:
+    """Register the eval run in ``--output_path`` (nothing when lm-eval wrote no folder), from
+    the arguments lm-eval parsed."""
+    out = parsed.output_path
     if out is None or not Path(out).is_dir():
         return
-    model_args = dict(p.partition("=")[::2] for p in given.get("model_args", "").split(",") if p)
+    given = {k: v for k, v in vars(parsed).items() if k not in NOT_OPTIONS and v is not None}
+    model_args = parsed.model_args or {}
     config = {**{f"lm_eval_{k}": v for k, v in given.items()}, **model_args}
-    if given.get("model") == "thinkscope" and "model" in model_args:
+    if parsed.model == "thinkscope" and "model" in model_args:
         config["weights"] = identify(ModelSpec.of({"model": model_args["model"]}))
     results = sorted(Path(out).rglob("results_*.json"), key=lambda p: p.stat().st_mtime)
     scores = json.loads(results[-1].read_text())["results"] if results else {}

@@ -78,18 +78,26 @@ def code_version() -> dict:
     return {"thinkscope": importlib.metadata.version("thinkscope"), "git_commit": git_commit()}
 
 
-def header(path: Path, kind: str, config: dict, created: str) -> dict:
-    """The header of the run at ``path`` (see the module docstring)."""
-    cwd = Path.cwd()
-    args = command()
-    config = absolute_config(config, cwd)
+def invocation(kind: str, config: dict, created: str) -> dict:
+    """What made a run or a stage of it: its kind, when, the command (paths absolute; ``None``
+    from Python) and the config (paths absolute)."""
+    cwd, args = Path.cwd(), command()
     return {
         "kind": kind,
         "created": created,
-        "path": str(path.resolve()),
         "command": None if args is None else absolute_args(args, cwd),
-        "cwd": os.fspath(cwd),
-        "config": config,
+        "config": absolute_config(config, cwd),
+    }
+
+
+def header(path: Path, kind: str, config: dict, created: str) -> dict:
+    """The header of the run at ``path`` (see the module docstring)."""
+    made = invocation(kind, config, created)
+    config = made["config"]
+    return {
+        **made,
+        "path": str(path.resolve()),
+        "cwd": os.fspath(Path.cwd()),
         "model": {k: config[k] for k in MODEL_KEYS if k in config},
         "seed": config.get("seed"),
         "code": code_version(),
@@ -114,14 +122,7 @@ def add_stage(path: Path | str, kind: str, config: dict, summary: dict, created:
     if not (path / HEADER).is_file():
         return
     written = read_header(path)
-    args = command()
-    cwd = Path.cwd()
-    stage = {
-        "kind": kind,
-        "created": created,
-        "command": None if args is None else absolute_args(args, cwd),
-        "config": absolute_config(config, cwd),
-    }
+    stage = invocation(kind, config, created)
     write_json(path / HEADER, {**written, "stages": [*written.get("stages", []), stage]})
     registry.add_summary(path, summary)
 
