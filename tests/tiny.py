@@ -38,6 +38,86 @@ FAMILIES = {
     "phi3": dict(model_type="phi3", num_key_value_heads=4),
     "phi": dict(model_type="phi", num_key_value_heads=4),
 }
+_MAMBA = dict(mamba_d_state=8, mamba_expand=2, mamba_d_conv=4)
+_MAMBA2 = dict(_MAMBA, mamba_n_heads=8, mamba_d_head=16, mamba_n_groups=1, mamba_chunk_size=16)
+_EXPERTS = dict(num_experts_per_tok=2)
+#: Hybrid, state-space and mixture-of-experts families, as tiny random models.
+HYBRID_FAMILIES = {
+    "lfm2": dict(
+        model_type="lfm2",
+        num_key_value_heads=2,
+        layer_types=["conv", "full_attention"] * 2,
+        block_ff_dim=128,
+        block_auto_adjust_ff_dim=False,
+    ),
+    "jamba": dict(
+        model_type="jamba",
+        num_key_value_heads=2,
+        num_experts=4,
+        expert_layer_period=2,
+        expert_layer_offset=1,
+        attn_layer_period=2,
+        attn_layer_offset=1,
+        mamba_dt_rank=8,
+        **_MAMBA,
+        **_EXPERTS,
+    ),
+    "mamba2": dict(
+        model_type="mamba2",
+        num_heads=8,
+        head_dim=16,
+        state_size=8,
+        n_groups=1,
+        expand=2,
+        conv_kernel=4,
+        chunk_size=16,
+    ),
+    "qwen3_next": dict(
+        model_type="qwen3_next",
+        num_key_value_heads=2,
+        head_dim=16,
+        num_experts=4,
+        moe_intermediate_size=32,
+        shared_expert_intermediate_size=32,
+        linear_num_value_heads=4,
+        linear_num_key_heads=2,
+        linear_key_head_dim=16,
+        linear_value_head_dim=16,
+        linear_conv_kernel_dim=4,
+        layer_types=["linear_attention", "full_attention"] * 2,
+        **_EXPERTS,
+    ),
+    "granitemoehybrid": dict(
+        model_type="granitemoehybrid",
+        num_key_value_heads=2,
+        num_local_experts=4,
+        shared_intermediate_size=64,
+        layer_types=["mamba", "attention"] * 2,
+        **_MAMBA2,
+        **_EXPERTS,
+    ),
+    "falcon_h1": dict(
+        model_type="falcon_h1", num_key_value_heads=2, head_dim=16, mamba_d_ssm=128, **_MAMBA2
+    ),
+    "qwen3_moe": dict(
+        model_type="qwen3_moe",
+        num_key_value_heads=2,
+        head_dim=16,
+        num_experts=4,
+        moe_intermediate_size=32,
+        **_EXPERTS,
+    ),
+    "gpt_oss": dict(
+        model_type="gpt_oss",
+        num_key_value_heads=2,
+        head_dim=16,
+        num_local_experts=4,
+        sliding_window=8,
+        layer_types=["sliding_attention", "full_attention"] * 2,
+        **_EXPERTS,
+    ),
+}
+FAMILIES.update(HYBRID_FAMILIES)
 
 
 @functools.cache

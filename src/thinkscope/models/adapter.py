@@ -6,6 +6,11 @@ the base model, the unembedding is ``get_output_embeddings()``, and the logit po
 (Gemma 2's soft-capping, Cohere's and Granite's logit scaling) is read from the config.
 :func:`verify_head` then checks the whole head against the model's own logits, so an
 architecture this module does not understand fails loudly instead of giving wrong numbers.
+
+Blocks need not have attention: each block's token mixers (softmax attention, linear
+attention, convolution, state-space model) and whether its feed-forward part routes to experts
+are read from its children, so hybrid and attention-free stacks (LFM2, Jamba, Mamba2,
+Qwen3-Next, Granite-MoE-hybrid, Falcon-H1) are probed like any other.
 """
 
 from __future__ import annotations
@@ -26,10 +31,28 @@ class Anatomy:
     layers: nn.ModuleList  # decoder blocks, input to output
     final_norm: nn.Module | None  # applied to the last residual stream before the unembedding
     unembed: nn.Module  # d -> V
-    attentions: tuple[nn.Module, ...]  # one self-attention module per block
-    mlps: tuple[nn.Module, ...]  # one MLP module per block
+    attentions: tuple[nn.Module | None, ...]  # each block's softmax attention, None if it has none
+    mlps: tuple[nn.Module | None, ...]  # each block's feed-forward part (MLP or experts), or None
+    mixers: tuple[tuple[str, ...], ...]  # each block's token mixers, from MIXERS
+    experts: tuple[bool, ...]  # whether each block's feed-forward part routes to experts
     softcap: float | None  # logits = cap * tanh(logits / cap)
     logit_multiplier: float  # logits *= multiplier (Cohere logit_scale, 1/Granite logits_scaling)
+
+    @property
+    def attention_layers(self) -> list[int]:
+        """The layers (1..L) whose blocks have softmax attention."""
+        return [i for i, module in enumerate(self.attentions, start=1) if module is not None]
+
+
+#: What mixes tokens in a block, by the words in its child's name or class name; the first
+#: kind that matches wins, so a linear attention is not taken for softmax attention.
+MIXERS = {
+    "linear_attention": ("linear_attn", "linearattention", "deltanet", "retention"),
+    "attention": ("attn", "attention"),
+    "ssm": ("mamba", "mixer", "ssm", "rwkv", "recurrent"),
+    "convolution": ("conv",),
+}
+_FEED_FORWARD = ("mlp", "feed_forward", "ffn", "moe")
 
 
 def _n_layers(config) -> int:
@@ -67,11 +90,31 @@ def _find_final_norm(model: nn.Module, layers: nn.ModuleList) -> nn.Module | Non
     return None
 
 
-def _find_child(block: nn.Module, words: tuple[str, ...]) -> nn.Module:
+def _mixer_kind(name: str, module: nn.Module) -> str | None:
+    """The kind of token mixer ``module`` (a block's child called ``name``) is, if it is one."""
+    words = f"{name} {type(module).__name__}".lower()
+    if _is_norm(module) or any(word in name.lower() for word in _FEED_FORWARD):
+        return None
+    return next((kind for kind, keys in MIXERS.items() if any(k in words for k in keys)), None)
+
+
+def _has_experts(module: nn.Module | None) -> bool:
+    """Whether a feed-forward part routes to experts (it holds an ``experts`` module)."""
+    names = (n.rsplit(".", 1)[-1] for n, _ in module.named_modules()) if module is not None else ()
+    return "experts" in names
+
+
+def _block_parts(block: nn.Module) -> tuple[dict[str, nn.Module], nn.Module | None]:
+    """A block's token mixers by kind, and its (first) feed-forward part."""
+    mixers: dict[str, nn.Module] = {}
+    feed_forward = None
     for name, child in block.named_children():
-        if any(word in name.lower() for word in words):
-            return child
-    raise UserError(f"found no {'/'.join(words)} module in {type(block).__name__}")
+        kind = _mixer_kind(name, child)
+        if kind is not None:
+            mixers.setdefault(kind, child)
+        elif feed_forward is None and any(word in name.lower() for word in _FEED_FORWARD):
+            feed_forward = child
+    return mixers, feed_forward
 
 
 def inspect_model(model: nn.Module) -> Anatomy:
@@ -85,12 +128,15 @@ def inspect_model(model: nn.Module) -> Anatomy:
     multiplier = float(getattr(config, "logit_scale", None) or 1.0)
     if getattr(config, "logits_scaling", None):
         multiplier /= float(config.logits_scaling)
+    parts = [_block_parts(block) for block in layers]
     return Anatomy(
         layers=layers,
         final_norm=_find_final_norm(model, layers),
         unembed=unembed,
-        attentions=tuple(_find_child(b, ("attn", "attention")) for b in layers),
-        mlps=tuple(_find_child(b, ("mlp", "feed_forward", "ffn")) for b in layers),
+        attentions=tuple(mixers.get("attention") for mixers, _ in parts),
+        mlps=tuple(feed_forward for _, feed_forward in parts),
+        mixers=tuple(tuple(mixers) for mixers, _ in parts),
+        experts=tuple(_has_experts(feed_forward) for _, feed_forward in parts),
         softcap=float(cap) if cap else None,
         logit_multiplier=multiplier,
     )

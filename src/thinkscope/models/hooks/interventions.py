@@ -124,6 +124,8 @@ def ablate_layers(
     if component not in COMPONENTS:
         raise UserError(f"unknown component {component!r}; choose one of {', '.join(COMPONENTS)}")
     chosen = check_layers(lm, layers)
+    if component != "block":  # every module exists before any hook is registered
+        modules = {layer: point(lm, f"blocks.{layer}.{component}") for layer in chosen}
     fixed = {layer: as_vector(lm, means[layer], f"means[{layer}]") for layer in means or {}}
     if method == "zero" and fixed:
         raise UserError("means are only used with method='mean'")
@@ -145,8 +147,7 @@ def ablate_layers(
                 h = output_tensor(output)
                 return replace_output(output, _replacement(h, tracker.real(h), method, mean))
 
-            parts = lm.anatomy.attentions if component == "attn" else lm.anatomy.mlps
-            handle.add(hook(parts[layer - 1], hook_fn))
+            handle.add(hook(modules[layer], hook_fn))
     return handle
 
 
@@ -181,15 +182,16 @@ def ablate_heads(
     per_layer = n_heads(lm)
     prepared = {}
     for layer in check_layers(lm, heads):
+        attention = point(lm, f"blocks.{layer}.attn")
         chosen = sorted({int(h) for h in heads[layer]})
         if not chosen or not all(0 <= h < per_layer for h in chosen):
             raise UserError(f"heads of layer {layer} must be in 0..{per_layer - 1}, got {chosen}")
         mean = None if means is None or layer not in means else torch.as_tensor(means[layer])
         if mean is not None and not torch.isfinite(mean).all():
             raise UserError(f"means[{layer}] holds NaN or infinite values")
-        prepared[layer] = (chosen, mean)
+        prepared[layer] = (out_projection(attention), chosen, mean)
     handle, tracker = _tracked(lm)
-    for layer, (chosen, mean) in prepared.items():
+    for module, chosen, mean in prepared.values():
 
         def pre_hook(_m, args, chosen=chosen, mean=mean):
             x = args[0]
@@ -207,7 +209,6 @@ def ablate_heads(
             where = real.unsqueeze(-1) & cols
             return (torch.where(where, value, x), *args[1:])
 
-        module = out_projection(lm.anatomy.attentions[layer - 1])
         handle.add(hook(module, pre_hook, pre=True))
     return handle
 

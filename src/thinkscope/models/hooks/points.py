@@ -9,8 +9,8 @@ then.
 Hook points are named as in TransformerLens, with layers numbered as in the lens (1..L):
 
 - ``blocks.{l}``: decoder block ``l``'s output, the residual stream after it;
-- ``blocks.{l}.attn``: its attention module's output;
-- ``blocks.{l}.mlp``: its MLP's output;
+- ``blocks.{l}.attn``: its softmax attention module's output (blocks that have one);
+- ``blocks.{l}.mlp``: its feed-forward part's output (MLP or experts);
 - ``model``: the model call itself (a pre-hook sees its input ids and attention mask).
 """
 
@@ -87,7 +87,12 @@ def point(lm: LM, name: str) -> nn.Module:
     if not 1 <= layer <= lm.n_layers:
         raise UserError(f"hook point {name!r}: layers are 1..{lm.n_layers}")
     modules = {None: lm.anatomy.layers, "attn": lm.anatomy.attentions, "mlp": lm.anatomy.mlps}
-    return modules[part][layer - 1]
+    module = modules[part][layer - 1]
+    if module is None:
+        mixers = " and ".join(lm.anatomy.mixers[layer - 1]) or "no module thinkscope recognises"
+        what = "attention" if part == "attn" else "feed-forward part"
+        raise UserError(f"hook point {name!r}: block {layer} has no {what} (it mixes by {mixers})")
+    return module
 
 
 def hook(
