@@ -4,6 +4,11 @@ Each row draws one uniform number per step from its own seeded generator and sam
 inverse CDF, so a sample's tokens depend on its seed and its prompt, not on which other
 rows share the batch: a resumed run or a pruned pool reproduces the same samples. Finished
 rows leave the batch (their cache rows are dropped), and identical prompts are prefilled once.
+
+Rows are selected with the cache's ``reorder_cache`` (the contract beam search relies on), which
+every transformers cache layer implements: key/value, sliding-window, and the conv, SSM and
+linear-attention states of hybrid and state-space models. (``batch_select_indices`` exists only
+on key/value layers and, on a hybrid layer, selects its keys and values but not its states.)
 """
 
 from __future__ import annotations
@@ -124,16 +129,23 @@ class BatchSampler:
         self.processors = LogitsProcessorList(processors)  # applied before params.decoding
         self.completions = [Completion() for _ in prompts]
         self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        self.eos = torch.tensor(sorted(lm.eos_token_ids), dtype=torch.long)
         self.prefill_tokens = 0
         self._prompts = [list(p) for p in prompts]
         self._active = list(range(len(prompts)))  # original row of each batch row
         self._cache: DynamicCache | None = None
         self._stops = _stop_candidates(lm.tokenizer, params.stop) if params.stop else None
         self._max_stop = max((len(s) for s in params.stop), default=0)
+        if not lm.model._supports_default_dynamic_cache():
+            kind = lm.model.config.model_type
+            raise UserError(
+                f"model type {kind!r} cannot generate on the HF backend: it keeps its own kind "
+                "of cache, not transformers' DynamicCache"
+            )
         forward_args = inspect.signature(lm.model.forward).parameters
         self._cache_arg = "cache" if "cache" in forward_args else "past_key_values"
         self._keep_last = {"logits_to_keep": 1} if "logits_to_keep" in forward_args else {}
+        # as transformers' generate: positions only to a forward that names them (not Mamba2)
+        self._with_positions = "position_ids" in forward_args
 
     @property
     def finished(self) -> bool:
@@ -173,21 +185,14 @@ class BatchSampler:
 
     # -- internals ---------------------------------------------------------------------
     def _forward(self, record: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        model, device = self.lm.model, self.lm.device
         if self._cache is None:
             return self._prefill(record)
-        ids = self._last.to(device).unsqueeze(1)  # last sampled tokens, never via the host
+        ids = self._last.to(self.lm.device).unsqueeze(1)  # last sampled tokens, never via the host
         self._mask = torch.cat([self._mask, torch.ones_like(ids)], dim=1)
         positions = self._positions[:, -1:] + 1
         self._positions = positions
         with self.lm.record_blocks() if record else nullcontext() as states:
-            logits = model(
-                input_ids=ids,
-                attention_mask=self._mask,
-                position_ids=positions,
-                use_cache=True,
-                **{self._cache_arg: self._cache},
-            ).logits
+            logits = self._call(ids, self._mask, positions)
         self._input_ids = torch.cat([self._input_ids, ids], dim=1)
         return logits, states or []
 
@@ -206,18 +211,25 @@ class BatchSampler:
         positions = (mask.cumsum(1) - 1).clamp(min=0)
         self._cache = DynamicCache(config=self.lm.model.config)
         with self.lm.record_blocks() if record else nullcontext() as states:
-            logits = self.lm.model(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=positions,
-                use_cache=True,
-                **{self._cache_arg: self._cache},
-                **self._keep_last,
-            ).logits[:, -1:]
+            logits = self._call(ids, mask, positions, **self._keep_last)[:, -1:]
         self.prefill_tokens = sum(len(p) for p in unique)
-        self._cache.batch_select_indices(index)
+        self._cache.reorder_cache(index)
         self._mask, self._positions, self._input_ids = mask[index], positions[index], ids[index]
         return logits[index], [s[:, -1:][index] for s in states or []]
+
+    def _call(
+        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, **extra
+    ) -> torch.Tensor:
+        """Logits ``[B, t, V]`` of ``ids`` ``[B, t]`` after the cache (which they extend)."""
+        if self._with_positions:
+            extra["position_ids"] = positions
+        return self.lm.model(
+            input_ids=ids,
+            attention_mask=mask,
+            use_cache=True,
+            **{self._cache_arg: self._cache},
+            **extra,
+        ).logits
 
     def _sample(self, logits: torch.Tensor) -> torch.Tensor:
         """Draw one token per active row; its records reach the host in one transfer."""
@@ -298,6 +310,6 @@ class BatchSampler:
         self._active = [self._active[i] for i in keep]
         if self._cache is not None and keep:
             index = torch.tensor(keep, device=self.lm.device)
-            self._cache.batch_select_indices(index)
+            self._cache.reorder_cache(index)
             self._mask, self._positions = self._mask[index], self._positions[index]
             self._input_ids, self._last = self._input_ids[index], self._last[keep]
