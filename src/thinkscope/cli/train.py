@@ -26,7 +26,9 @@ def train_command(
     lora_alpha: float = typer.Option(32.0),
     lora_dropout: float = typer.Option(0.05),
     target_modules: list[str] = typer.Option(
-        [], help="Module name to adapt (repeatable; default: every linear projection)."
+        [],
+        help="Module name to adapt (repeatable; default: the projections of each block's "
+        "attention, linear attention, SSM, feed-forward part and experts).",
     ),
     learning_rate: float = typer.Option(2e-4),
     epochs: float = typer.Option(1.0),

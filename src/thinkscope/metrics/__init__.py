@@ -19,7 +19,8 @@ _export, __all__ = lazy_exports(
         **dict.fromkeys(["deep_thinking_ratio", "settling_depth"], "thinkscope.metrics.dtr"),
         **dict.fromkeys(["lens_views", "measure"], "thinkscope.metrics.forward_pass"),
         **dict.fromkeys(
-            [*_REGISTRY_NAMES, "parse_metrics", "register", "spec"], "thinkscope.metrics.registry"
+            [*_REGISTRY_NAMES, "check_applicable", "parse_metrics", "register", "spec"],
+            "thinkscope.metrics.registry",
         ),
     },
 )

@@ -8,7 +8,7 @@ import torch
 
 from thinkscope.lens import lens_profile, sampled_states, settle
 from thinkscope.lens.engine import FinalStats
-from thinkscope.metrics.registry import MetricSpec, Needs, Result, TraceLens
+from thinkscope.metrics.registry import MetricSpec, Needs, Result, TraceLens, check_applicable
 from thinkscope.metrics.rev import probe_values
 from thinkscope.metrics.rev.probe import IN_PASS, window_probe
 from thinkscope.models import LM
@@ -91,6 +91,8 @@ def measure(
     specs: Sequence[MetricSpec],
     chunk_rows: int | None = None,
 ) -> list[dict[str, Result]]:
-    """For each trace, ``{column: Result}`` for every spec (one forward and one lens pass)."""
+    """For each trace, ``{column: Result}`` for every spec (one forward and one lens pass);
+    a spec that needs a part ``lm`` lacks (``ape`` on Mamba2) is refused first."""
+    check_applicable(lm, specs)
     views = lens_views(lm, prompts, completions, needs_of(specs), chunk_rows)
     return [{spec.column: spec.compute(view) for spec in specs} for view in views]

@@ -6,6 +6,11 @@ arrays. Column naming is deterministic: the bare metric name for default paramet
 ``dtr[base=2,g=0.5]`` when g=0.5 is not the default...). The same ``name[k=v,...]`` syntax is
 what ``--metrics`` accepts. Per-token arrays are named the same way from the parameters they
 depend on (``settling_depth[g=0.6]``).
+
+A metric that reads more of the model than its block outputs declares it (``requires``:
+``attention``, ``feed-forward``, from :data:`REQUIREMENTS`); :func:`check_applicable` refuses
+such a metric, in one line, on a model none of whose blocks has the part, and
+:meth:`MetricSpec.layers` names the layers it is measured on.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,6 +26,10 @@ import torch
 from thinkscope.core.errors import UserError
 from thinkscope.lens import FinalStats, ln_base
 from thinkscope.metrics.dtr_spec import check_g
+
+if TYPE_CHECKING:
+    from thinkscope.models import LM
+    from thinkscope.models.adapter import Anatomy
 
 
 @dataclass
@@ -76,6 +85,18 @@ class Metric:
     # run-level step: per-trace values [N, k] -> final column [N] (``rev`` z-scores over a run)
     finalize: Callable[[np.ndarray], np.ndarray] | None = None
     calibration: Callable[..., dict] | None = None  # (LM) -> what scores.json records with it
+    requires: tuple[str, ...] = ()  # parts of the blocks it reads, from REQUIREMENTS
+
+
+#: What a metric may need besides the blocks' outputs: per part, the layers (1..L) that have
+#: it, and its name in a refusal.
+REQUIREMENTS: dict[str, tuple[Callable[[Anatomy], list[int]], str]] = {
+    "attention": (lambda anatomy: anatomy.attention_layers, "attention"),
+    "feed-forward": (
+        lambda anatomy: [i for i, m in enumerate(anatomy.mlps, start=1) if m is not None],
+        "feed-forward parts",
+    ),
+}
 
 
 REGISTRY: dict[str, Metric] = {}
@@ -123,10 +144,40 @@ class MetricSpec:
     def needs(self) -> Needs:
         return self.metric.needs(**self.params)
 
+    def layers(self, lm: LM) -> dict[str, list[int]]:
+        """Per part this metric requires, the layers (1..L) of ``lm`` that have it, which are
+        the layers it measures (``{"attention": [2, 4]}`` for ``ape`` on a hybrid)."""
+        return {part: REQUIREMENTS[part][0](lm.anatomy) for part in self.metric.requires}
+
     def compute(self, view: TraceLens) -> Result:
         result = self.metric.compute(view, **self.params)
         result.arrays = {self.array_name(k): v for k, v in result.arrays.items()}
         return result
+
+
+def check_applicable(lm: LM, specs: Iterable[MetricSpec]) -> None:
+    """Raise a one-line :class:`UserError` naming each metric of ``specs`` that needs a part
+    (attention, feed-forward) no block of ``lm`` has, before any work starts."""
+    missing: dict[str, dict[str, None]] = {}  # part -> metric names, in order
+    for item in specs:
+        for part in item.metric.requires:
+            if not REQUIREMENTS[part][0](lm.anatomy):
+                missing.setdefault(part, {})[item.metric.name] = None
+    if not missing:
+        return
+    model = f"{lm.name} ({lm.model.config.model_type})"
+    reasons = []
+    for part, names in missing.items():
+        many = len(names) > 1
+        listed = ", ".join(repr(n) for n in names)
+        need = f"need{'' if many else 's'} {REQUIREMENTS[part][1]}"
+        reasons.append(f"metric{'s' * many} {listed} {need}, and {model} has none")
+    mixers = sorted({m for block in lm.anatomy.mixers for m in block}) or ["nothing known"]
+    count = sum(map(len, missing.values()))
+    raise UserError(
+        f"{'; '.join(reasons)} (its blocks mix tokens by {' and '.join(mixers)}): "
+        f"leave {'them' if count > 1 else 'it'} out of --metrics"
+    )
 
 
 def _coerce(metric: Metric, key: str, raw: str) -> Any:

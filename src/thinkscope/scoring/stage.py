@@ -11,7 +11,8 @@ Files written into the run folder::
     scores.json            {"columns": {column: entry}, "vectors": {...}, "arrays": {...},
                            "model", "weights", "dtype", "n_layers", "vocab_size"}; entry =
                            {"metric", "params" (the full dict), "model", "weights", "dtype",
-                           "arrays", "scored_at"}
+                           "arrays", "scored_at"}, and for a metric that reads attention or
+                           feed-forward parts "layers": {part: the layers measured}
     scoring/<job>/*.parquet  one shard per finished batch while scoring runs (atomic, removed
                            after the merge); a rerun with the same request skips finished batches
 
@@ -36,7 +37,7 @@ import torch
 from thinkscope.core.atomic import write_json, write_parquet
 from thinkscope.core.errors import UserError
 from thinkscope.core.progress import progress_bar
-from thinkscope.metrics import MetricSpec, measure, parse_metrics
+from thinkscope.metrics import MetricSpec, check_applicable, measure, parse_metrics
 from thinkscope.models import LM
 from thinkscope.runstore.folder import Run, now
 from thinkscope.runstore.header import add_stage
@@ -143,6 +144,7 @@ def score_frame(
 
     With ``shard_dir`` each finished batch is written there atomically and skipped on a rerun.
     """
+    check_applicable(lm, specs)
     check_tokenizer(lm, frame)
     empty = int((frame["token_ids"].map(len) == 0).sum())
     if empty:
@@ -209,6 +211,7 @@ def score_run(
     Scores are reused only when made with the same metric, parameters, weights and dtype.
     With ``cluster`` (:class:`thinkscope.cluster.Cluster`) Ray workers score the batches, each
     loading the model from ``lm.spec``, as the driver loaded it."""
+    check_applicable(lm, specs)  # before anything is read or written
     run = Run.open(path)
     traces = run.traces()
     scores_path, tokens_path = run.path / "scores.json", run.path / "token_metrics.parquet"
@@ -261,6 +264,7 @@ def score_run(
             "arrays": arrays,
             "scored_at": stamp,
             **({"calibration": spec.metric.calibration(lm)} if spec.metric.calibration else {}),
+            **({"layers": spec.layers(lm)} if spec.metric.requires else {}),
         }
     record.update(**model, n_layers=lm.n_layers, vocab_size=lm.vocab_size)
     write_parquet(tokens_path, tokens)

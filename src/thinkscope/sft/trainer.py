@@ -12,7 +12,13 @@ Files in the output folder ``OUT``::
     eval_before.json        held-out loss before training (with ``--eval-file``)
     loss.png                the loss curve
     summary.json            steps, the step it resumed from, losses (over every step, those
-                            before a resume included), held-out loss before and after, wall time
+                            before a resume included), held-out loss before and after, wall
+                            time, and what LoRA adapted (``lora_target_modules``,
+                            ``lora_target_parameters``)
+
+By default LoRA adapts the projections inside the decoder blocks, found from the probed anatomy
+(:func:`lora_targets`), so a hybrid, state-space or mixture-of-experts model trains like any
+other.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ class TrainConfig(ModelSpec):
     lora_rank: int = Field(16, ge=1)
     lora_alpha: float = Field(32.0, gt=0)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: list[str] = []  # empty: every linear projection PEFT finds ("all-linear")
+    target_modules: list[str] = []  # empty: the blocks' projections (:func:`lora_targets`)
     learning_rate: float = Field(2e-4, gt=0)
     epochs: float = Field(1.0, gt=0)
     max_steps: int = Field(-1, ge=-1)  # -1: --epochs decides
@@ -119,8 +125,14 @@ def _check_start(out: Path, config: TrainConfig, resume: bool) -> bool:
     return finished
 
 
-def _sft_config(trl, config: TrainConfig, out: Path, cuda: bool, bf16: bool):
+def _sft_config(trl, config: TrainConfig, out: Path, cuda: bool, bf16: bool, model_config):
+    # TRL's MoE load-balancing loss reads ``num_experts``; a config that names its expert count
+    # otherwise (Granite's ``num_local_experts``) trains without that auxiliary loss
+    experts_unnamed = hasattr(model_config, "output_router_logits") and not hasattr(
+        model_config, "num_experts"
+    )
     return trl.SFTConfig(
+        router_aux_loss_coef=0.0 if experts_unnamed else None,
         output_dir=str(out / "checkpoints"),
         completion_only_loss=True,
         max_length=config.max_length,
@@ -159,6 +171,51 @@ def train_dtype(spec: ModelSpec) -> str:
     return "bfloat16" if bf16 else "float32"
 
 
+#: Names of linear layers whose weight a fused state-space kernel reads directly (Mamba-2's
+#: ``mamba_split_conv1d_scan_combined`` takes ``out_proj.weight``): LoRA there would be skipped
+#: on GPU, and PEFT refuses them on Mamba models.
+FUSED_SSM_LINEARS = ("out_proj",)
+
+
+def lora_targets(lm, experts: bool = True) -> tuple[list[str], list[str]]:
+    """PEFT's ``target_modules`` and ``target_parameters`` for ``lm``, from its anatomy.
+
+    Modules: every linear projection inside the decoder blocks, named relative to the block
+    (``self_attn.q_proj``, ``linear_attn.in_proj_qkvz``, ``mamba.in_proj``, ``conv.in_proj``,
+    ``feed_forward.w1``, ``mlp.shared_expert.up_proj``): attention, linear attention, SSM and
+    convolution mixers and the feed-forward part, never the output head; an SSM mixer's
+    :data:`FUSED_SSM_LINEARS` are left out. Parameters: the experts' fused 3-D weights
+    (``mlp.experts.gate_up_proj``), which are no ``nn.Linear``. Without ``experts`` a
+    feed-forward part holding fused experts is left out whole (its shared experts too: PEFT
+    renames their ``gate_proj``/``up_proj``/``down_proj`` to the fused weights on Qwen2-MoE-like
+    models, and a parameter LoRA takes no dropout).
+    """
+    from torch import nn
+    from transformers.pytorch_utils import Conv1D
+
+    modules: set[str] = set()
+    parameters: set[str] = set()
+    for block, mixers in zip(lm.anatomy.layers, lm.anatomy.token_mixers, strict=True):
+        ssm = mixers.get("ssm")
+        fused = [
+            n for n, p in block.named_parameters() if p.ndim == 3 and "experts" in n.split(".")
+        ]
+        left_out = {
+            f"{n}.{leaf}"
+            for n, c in block.named_children()
+            if c is ssm
+            for leaf in FUSED_SSM_LINEARS
+        }
+        if not experts:
+            left_out |= {name.split(".")[0] for name in fused}
+        for name, module in block.named_modules():
+            under = any(name == x or name.startswith(f"{x}.") for x in left_out)
+            if isinstance(module, nn.Linear | Conv1D) and not under:
+                modules.add(name)
+        parameters.update(fused if experts else [])
+    return sorted(modules), sorted(parameters)
+
+
 def build_trainer(config: TrainConfig, out: Path, lm=None, callbacks=(), progress: bool = True):
     """The ``SFTTrainer`` for ``config`` (LoRA on ``lm`` or on ``config.model``)."""
     import torch
@@ -175,11 +232,20 @@ def build_trainer(config: TrainConfig, out: Path, lm=None, callbacks=(), progres
     bf16 = cuda and torch.cuda.is_bf16_supported()
     if lm is None:
         lm = load_model(ModelSpec.of(config, dtype=train_dtype(config)))
+    experts = not config.lora_dropout  # PEFT adapts fused expert weights only without dropout
+    modules, parameters = lora_targets(lm, experts)
+    if not experts and not config.target_modules and lora_targets(lm)[1]:
+        warnings.warn(
+            f"{lm.name}'s experts take LoRA only without dropout (PEFT adapts fused expert "
+            "weights as parameters): they are left out; pass --lora-dropout 0 to adapt them too",
+            stacklevel=2,
+        )
     lora = peft.LoraConfig(
         r=config.lora_rank,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
-        target_modules=config.target_modules or "all-linear",
+        target_modules=config.target_modules or modules,
+        target_parameters=None if config.target_modules else parameters or None,
         task_type="CAUSAL_LM",
     )
 
@@ -190,7 +256,7 @@ def build_trainer(config: TrainConfig, out: Path, lm=None, callbacks=(), progres
         with quiet_datasets():  # TRL's preprocessing bars; training shows thinkscope's own
             trainer = trl.SFTTrainer(
                 model=lm.model,
-                args=_sft_config(trl, config, out, cuda, bf16),
+                args=_sft_config(trl, config, out, cuda, bf16, lm.model.config.get_text_config()),
                 train_dataset=tokenized(rows),
                 eval_dataset=tokenized(eval_rows) if eval_rows else None,
                 processing_class=lm.tokenizer,
@@ -270,6 +336,7 @@ def train(
         "mean_train_loss": mean_step_loss(history),
         "resumed_from_step": step,
         "wall_s_last_session": round(time.perf_counter() - wall, 2),
+        **adapted(trainer.model),
     }
     if config.eval_file:
         before = json.loads((out / "eval_before.json").read_text())["eval_loss"]
@@ -278,6 +345,15 @@ def train(
     write_json(out / "summary.json", summary)
     register(out, "train", config.model_dump(), summary, started)
     return TrainResult(out, adapter, summary)
+
+
+def adapted(model) -> dict:
+    """What the LoRA adapter of a PEFT ``model`` adapts: module names and expert weights."""
+    lora = model.peft_config["default"]
+    return {
+        "lora_target_modules": sorted(lora.target_modules),
+        "lora_target_parameters": sorted(lora.target_parameters or []),
+    }
 
 
 def checkpoint_step(checkpoint: Path) -> int:

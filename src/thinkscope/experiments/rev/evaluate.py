@@ -8,12 +8,18 @@ set. Across the runs: the scaling figure (delta-AUC against log10 parameters), A
 temperature, the head-ablation curve (greedy accuracy with the top share of heads zeroed, on
 the first run), and the seed's success criteria as a computed pass/fail table.
 
+On a hybrid stack APE and the head ablations (``cud``, the head-ablation curve) read the layers
+with softmax attention only and ``apl`` those with a feed-forward part; ``runs.csv`` notes
+which. A run whose model has no attention (Mamba2) is refused in one line before any work.
+
 Result folder::
 
     OUT/experiment.yaml   the runs and options
     OUT/aurocs.csv        run, metric, auroc, lo, hi, n, n_nan
     OUT/models.csv        run, model (base, +rev, +rev+dtr), cv_auroc, lo, hi, delta_auc, delong_p
-    OUT/runs.csv          per run: model, params, temperature, accuracy, delta-AUC, partial r
+    OUT/runs.csv          per run: model, params, temperature, accuracy, delta-AUC, partial r,
+                          and the layers measured: attention_layers (ape, cud's heads) and
+                          feed_forward_layers (apl), 1-based, comma-separated
     OUT/separation.csv    run, metric, cohens_d (reasoning minus control)
     OUT/ablation.csv      share, heads, accuracy, delta_accuracy
     OUT/criteria.csv      criterion, scope, value, target, passed
@@ -43,7 +49,7 @@ from thinkscope.experiments.rev.stats import (
     rev_partial,
     separation,
 )
-from thinkscope.metrics import measure, parse_metrics
+from thinkscope.metrics import check_applicable, measure, parse_metrics
 from thinkscope.metrics.rev import COMPONENTS, zscore_mean
 from thinkscope.metrics.rev.control import control_texts
 from thinkscope.models import LM, load_model
@@ -97,6 +103,17 @@ class _Models:
         return self.loaded[key]
 
 
+def measured_layers(lm: LM) -> dict[str, str]:
+    """The layers (1..L) each kind of REV measurement read on ``lm``: ``ape`` and the circuit
+    heads of ``cud`` the layers with softmax attention, ``apl`` those with a feed-forward part
+    (all of them on a plain transformer, fewer on a hybrid stack)."""
+    ape, apl = parse_metrics("ape,apl")
+    return {
+        "attention_layers": ",".join(map(str, ape.layers(lm)["attention"])),
+        "feed_forward_layers": ",".join(map(str, apl.layers(lm)["feed-forward"])),
+    }
+
+
 def control_components(lm: LM, prefix: int) -> pd.DataFrame:
     """The six REV components of each control sentence (its first ``prefix`` tokens as the
     prompt, the rest as the completion)."""
@@ -129,12 +146,13 @@ def evaluate(config: RevConfig) -> RevResult:
     out = Path(config.out)
     if (out / "results.json").is_file():
         raise UserError(f"{out} holds a finished REV evaluation; choose another --out")
-    for path in config.runs:  # every input is a run before any work
-        Run.open(path)
+    models = _Models(config.loading)
+    for path in config.runs:  # every input is a run, whose model REV applies to, before any work
+        check_applicable(models.get(Run.open(path).config), parse_metrics(NEEDED))
     started = now()
     with atomic_dir(out) as tmp:
         write_yaml(tmp / "experiment.yaml", {"experiment": "rev", **_plain(config)})
-        result = _evaluate(config, tmp)
+        result = _evaluate(config, tmp, models)
         _write(result, out)
     result.out = out
     result.figures = [out / f.relative_to(tmp) for f in result.figures]
@@ -144,8 +162,7 @@ def evaluate(config: RevConfig) -> RevResult:
     return result
 
 
-def _evaluate(config: RevConfig, out: Path) -> RevResult:
-    models = _Models(config.loading)
+def _evaluate(config: RevConfig, out: Path, models: _Models) -> RevResult:
     aurocs, comparisons, summaries, separations = [], [], [], []
     first_config = None
     for path in config.runs:
@@ -177,6 +194,7 @@ def _evaluate(config: RevConfig, out: Path) -> RevResult:
                 "delta_auc_dtr": float(plus.loc["+rev+dtr", "delta_auc"]),
                 "partial_r": r,
                 "partial_p": p,
+                **measured_layers(lm),
             }
         )
         control = control_components(lm, config.control_prefix)

@@ -3,12 +3,14 @@
 Per-trace metrics (``thinkscope score RUN --metrics rev``, or one by one):
 
 - ``ae``, ``fl``, ``ape``: reduced in hooks during the scoring forward pass
-  (:mod:`thinkscope.metrics.rev.probe`); ``ape`` also writes ``ape_layers`` ``[T, L]``.
-- ``apl`` (activation path length): share of layers whose MLP mean-ablation moves the
-  final-position logits of the whole trace (prompt + completion) by more than the control
-  mu + sigma of that layer (:mod:`~thinkscope.metrics.rev.ablation`, ``rev_control``).
-- ``cud`` (circuit utilisation density): share of the model's circuit heads whose zeroing
-  moves those logits by more than their control mu + sigma.
+  (:mod:`thinkscope.metrics.rev.probe`); ``ape`` also writes ``ape_layers`` ``[T, A]`` over
+  the A layers that have softmax attention (``Anatomy.attention_layers``).
+- ``apl`` (activation path length): share of the layers with a feed-forward part whose
+  mean-ablation moves the final-position logits of the whole trace (prompt + completion) by
+  more than the control mu + sigma of that layer (:mod:`~thinkscope.metrics.rev.ablation`,
+  ``rev_control``).
+- ``cud`` (circuit utilisation density): share of the model's circuit heads (heads of its
+  attention layers) whose zeroing moves those logits by more than their control mu + sigma.
 - ``sib``: prompt-paraphrase stability of the middle block (:mod:`~thinkscope.metrics.rev.sib`).
 - ``rev``: per trace, the mean of the z-scores over the run of ``(-ae, ape, -apl, cud, sib,
   -fl)`` (signs: lower activation energy, path length and feature load, and higher attention
@@ -16,10 +18,17 @@ Per-trace metrics (``thinkscope score RUN --metrics rev``, or one by one):
   skipped, and a component constant over the run (no z-score) too. ``rev-robust``: the same
   with the median and 1.4826 x the median absolute deviation.
 
+On hybrid stacks ``ape`` and ``cud`` are measured on the attention layers only and ``apl`` on
+the layers with a feed-forward part (``scores.json`` records which). A model with no attention
+at all (Mamba2) has no ``ape`` or ``cud``, so ``ape``, ``cud``, ``rev`` and ``rev-robust`` are
+refused there before any work (:func:`~thinkscope.metrics.registry.check_applicable`): a REV
+over fewer components would not be the seed's REV, nor comparable with other models'.
+
 Costs per trace: the in-pass metrics add hooks (and eager attention for ``ape``) to the one
-scoring pass; ``apl`` and ``cud`` need ``L + C`` ablated passes of the trace (C circuit heads,
-at most 24) plus one clean pass, each ablation at block l computing blocks l..L-1 only (about
-(L + 1) / 2 blocks for the MLPs); ``sib`` three short prompt passes per distinct prompt.
+scoring pass; ``apl`` and ``cud`` need ``M + C`` ablated passes of the trace (M feed-forward
+parts, C circuit heads, at most 24) plus one clean pass, each ablation at block l computing
+blocks l..L-1 only (about (L + 1) / 2 blocks for the MLPs); ``sib`` three short prompt passes
+per distinct prompt.
 """
 
 from __future__ import annotations
@@ -119,6 +128,8 @@ DOCS = {
     "fl": "feature load: mean |activation| and share above the median, averaged",
     "sib": "stability of intermediate beliefs: cosine of middle states under paraphrase",
 }
+#: The parts of the blocks each component reads (``ae``, ``fl``, ``sib``: block outputs only).
+REQUIRES = {"ape": ("attention",), "cud": ("attention",), "apl": ("feed-forward",)}
 for _name, _doc in DOCS.items():
     register(
         Metric(
@@ -129,6 +140,7 @@ for _name, _doc in DOCS.items():
             doc=_doc,
             in_all=False,
             calibration=_calibration if _name in ("apl", "cud") else None,
+            requires=REQUIRES.get(_name, ()),
         )
     )
 for _name, _robust in (("rev", False), ("rev-robust", True)):
@@ -142,6 +154,7 @@ for _name, _robust in (("rev", False), ("rev-robust", True)):
             in_all=False,
             finalize=(lambda r: lambda values: zscore_mean(values, robust=r))(_robust),
             calibration=_calibration,
+            requires=("attention", "feed-forward"),
         )
     )
 GROUPS["rev"] = ("ae", "ape", "apl", "cud", "fl", "sib", "rev", "rev-robust")

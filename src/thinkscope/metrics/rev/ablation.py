@@ -10,7 +10,9 @@ at block ``l`` then computes blocks ``l..L-1`` only (the blocks below return the
 outputs). The last real position of each row is read through the model's own head (``lm.head``
 on the last block's output, ``logits_to_keep=1``), so no ``[B, S, V]`` logits exist.
 
-The shift of an ablation is ``||logits_ablated - logits_clean||_2`` at that position.
+The shift of an ablation is ``||logits_ablated - logits_clean||_2`` at that position. On a
+hybrid stack the MLP plan covers the blocks with a feed-forward part and the head plan the
+blocks with softmax attention (``Anatomy.attention_layers``).
 """
 
 from __future__ import annotations
@@ -45,11 +47,14 @@ class Ablation:
 
 
 def mlp_plan(lm: LM) -> list[Ablation]:
-    return [Ablation(layer) for layer in range(lm.n_layers)]
+    """One MLP ablation per block that has a feed-forward part."""
+    return [Ablation(layer) for layer, mlp in enumerate(lm.anatomy.mlps) if mlp is not None]
 
 
 def head_plan(lm: LM) -> list[Ablation]:
-    return [Ablation(layer, head) for layer in range(lm.n_layers) for head in range(n_heads(lm))]
+    """One ablation per head of every block that has softmax attention."""
+    layers = lm.anatomy.attention_layers
+    return [Ablation(layer - 1, head) for layer in layers for head in range(n_heads(lm))]
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """The per-model calibration of ``apl`` and ``cud``, from a bundled control set (CC0 text).
 
-- Circuit heads: every head is zeroed in turn on :data:`ARITHMETIC` prompts; the top
-  ``min(24, floor(20% of L*H))`` heads (at least one) by mean logit shift are the circuit.
+- Circuit heads: every head of the A layers with softmax attention is zeroed in turn on
+  :data:`ARITHMETIC` prompts; the top ``min(24, floor(20% of A*H))`` heads (at least one) by
+  mean logit shift are the circuit.
 - Thresholds: on the control set (``data/rev_control.txt``, plain descriptive sentences, licence
   in ``data/REV_CONTROL_LICENSE``), the shift of each layer's MLP mean-ablation and of each
   circuit head's zeroing; a layer or head is *active* in a trace when its shift exceeds the
@@ -54,8 +55,8 @@ class RevControls:
     key: str
     circuit: list[tuple[int, int]]  # (layer, head), 0-indexed, by decreasing mean shift
     ranking: list[tuple[int, int]]  # every head by decreasing mean shift (ablation curve)
-    mlp_mu: list[float]  # [L]
-    mlp_sigma: list[float]  # [L]
+    mlp_mu: list[float]  # [M] per layer with a feed-forward part
+    mlp_sigma: list[float]  # [M]
     head_mu: list[float]  # [C] per circuit head
     head_sigma: list[float]  # [C]
     n_control: int
@@ -93,17 +94,20 @@ def _key(lm: LM) -> str:
 
 
 def calibrate(lm: LM) -> RevControls:
-    """Compute the calibration (no cache): L*H + (L + C) * n_control ablation rows."""
-    heads = head_plan(lm)
+    """Compute the calibration (no cache): A*H + (M + C) * n_control ablation rows (A layers
+    with attention, M with a feed-forward part, C circuit heads; none of either part, none of
+    its rows)."""
+    heads, mlps = head_plan(lm), mlp_plan(lm)
     mean_shift = logit_shifts(lm, [_ids(lm, t) for t in ARITHMETIC], heads).mean(0)
-    size = circuit_size(lm.n_layers, len(heads) // lm.n_layers)
+    layers = len(lm.anatomy.attention_layers)
+    size = circuit_size(layers, len(heads) // layers) if heads else 0
     ranking = [heads[i] for i in np.argsort(-mean_shift, kind="stable")]
     circuit = ranking[:size]
-    plan: list[Ablation] = [*mlp_plan(lm), *circuit]
+    plan: list[Ablation] = [*mlps, *circuit]
     texts = control_texts()
-    shifts = logit_shifts(lm, [_ids(lm, t) for t in texts], plan)  # [n, L + C]
+    shifts = logit_shifts(lm, [_ids(lm, t) for t in texts], plan)  # [n, M + C]
     mu, sigma = shifts.mean(0), shifts.std(0, ddof=1)
-    n = lm.n_layers
+    n = len(mlps)
     return RevControls(
         model=lm.name,
         key=_key(lm),

@@ -14,10 +14,11 @@ calls (rows consumed in order) are both handled.
   The second term sits just under 1/2 by construction (the seed's definition); ``fl`` varies
   mainly through the first.
 - ``ape`` (attention process entropy): the Shannon entropy in nats of every attention row of
-  every head, averaged over heads (``[T, L]`` per trace, kept in token_metrics) and then over
-  window positions and layers. The probabilities come from the model's eager attention,
+  every head, averaged over heads (``[T, A]`` per trace over the A layers with softmax
+  attention, ``Anatomy.attention_layers``, kept in token_metrics) and then over window
+  positions and those layers. The probabilities come from the model's eager attention,
   switched on for this pass only; each layer's ``[B, H, S, S]`` is reduced to ``[B, S]`` as it
-  is produced, so ``[L, H, T, T]`` never exists.
+  is produced, so ``[A, H, T, T]`` never exists.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def head_mean_entropy(probs: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class WindowStats:
-    """One trace's in-pass values; ``ape_layers`` ``[T, L]`` nats (None unless ``ape``)."""
+    """One trace's in-pass values; ``ape_layers`` ``[T, A]`` nats over the attention layers
+    (None unless ``ape``)."""
 
     ae: float = math.nan
     fl: float = math.nan
@@ -118,8 +120,8 @@ def window_probe(
     stats = [WindowStats() for _ in completions]
     live = [i for i, c in enumerate(completions) if len(c)]
     rows = _Rows([len(completions[i]) for i in live])
-    n_layers = lm.n_layers
-    per_layer: dict[int, list[list[torch.Tensor]]] = {i: [] for i in live}  # trace -> L x [T]
+    n_layers, attention = lm.n_layers, lm.anatomy.attention_layers
+    per_layer: dict[int, list[torch.Tensor]] = {i: [] for i in live}  # trace -> A x [T]
 
     def on_model(_module, args, kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)
@@ -150,16 +152,13 @@ def window_probe(
     if what & {"ae", "fl"}:
         handles.append(hook(point(lm, f"blocks.{middle_block(n_layers) + 1}"), on_middle))
     if "ape" in what:
-        handles += [
-            hook(point(lm, f"blocks.{layer}.attn"), on_attention)
-            for layer in range(1, n_layers + 1)
-        ]
+        handles += [hook(point(lm, f"blocks.{layer}.attn"), on_attention) for layer in attention]
     with combine(*handles), eager_attention(lm) if "ape" in what else contextlib.nullcontext():
         yield stats
     if "ape" in what:
         for i, layers in per_layer.items():
-            if len(layers) != n_layers:
-                raise RuntimeError(f"saw {len(layers)} attention layers, not {n_layers}")
-            table = torch.stack(layers, dim=1)  # [T, L]
+            if len(layers) != len(attention):
+                raise RuntimeError(f"saw {len(layers)} attention layers, not {len(attention)}")
+            table = torch.stack(layers, dim=1)  # [T, A]
             stats[i].ape_layers = table.float()
             stats[i].ape = float(table.mean())
