@@ -34,8 +34,8 @@ test: setup browser
 
 # Style, the layer contract (pyproject.toml, docs/architecture.md) and the docs site.
 lint: setup docs
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 	$(VENV)/bin/lint-imports
 
 # The documentation site (MkDocs Material + mkdocstrings) into site/, warnings as errors.

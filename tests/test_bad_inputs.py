@@ -224,6 +224,7 @@ CASES = [
     ("runs-show", "runs show 99999", USAGE, "no registered run '99999'"),
     ("runs-reproduce", "runs reproduce {tmp}/nope --out {tmp}/r", USAGE, "no registered run"),
     ("runs-diff", "runs diff 99998 99999", USAGE, "no registered run '99998'"),
+    ("models-inspect", "models inspect {tmp}/nomodel", USAGE, "neither a model"),
     # usage
     ("unknown-option", "generate --no-such-option", USAGE, "No such option"),
     ("unknown-command", "nosuchcommand", USAGE, "No such command"),

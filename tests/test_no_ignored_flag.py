@@ -198,6 +198,7 @@ STUBS = {
     ],
     "interp patch": [LOAD, ("thinkscope.interp.activations.record", {})],
     "interp run": [RESOLVE, ("thinkscope.experiments.interp.pipeline.run_interp", STOP)],
+    "models inspect": [("thinkscope.models.load_model", STOP)],
     "runs reproduce": [
         ("thinkscope.runstore.registry.find_run", {"path": "run"}),
         ("thinkscope.experiments.reproduce.reproduce", STOP),

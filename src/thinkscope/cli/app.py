@@ -97,6 +97,10 @@ COMMANDS: dict[str, Entry] = {
     "runs": Entry(
         "thinkscope.cli.runs:runs_app", "List, show, compare and reproduce registered runs."
     ),
+    "models": Entry(
+        "thinkscope.cli.models:models_app",
+        "What a model's layers are made of, and what thinkscope can measure on them.",
+    ),
 }
 
 

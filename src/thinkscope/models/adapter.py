@@ -3,7 +3,8 @@
 No per-architecture naming table: the decoder blocks are the ``nn.ModuleList`` whose length
 is the model's layer count, the final norm is the normalisation module that sits directly on
 the base model, the unembedding is ``get_output_embeddings()``, and the logit post-processing
-(Gemma 2's soft-capping, Cohere's and Granite's logit scaling) is read from the config.
+(Gemma 2's soft-capping, Cohere's and Granite's logit scaling, Falcon-H1's head multiplier)
+is read from the config.
 :func:`verify_head` then checks the whole head against the model's own logits, so an
 architecture this module does not understand fails loudly instead of giving wrong numbers.
 
@@ -33,10 +34,15 @@ class Anatomy:
     unembed: nn.Module  # d -> V
     attentions: tuple[nn.Module | None, ...]  # each block's softmax attention, None if it has none
     mlps: tuple[nn.Module | None, ...]  # each block's feed-forward part (MLP or experts), or None
-    mixers: tuple[tuple[str, ...], ...]  # each block's token mixers, from MIXERS
+    token_mixers: tuple[dict[str, nn.Module], ...]  # each block's token mixers by kind (MIXERS)
     experts: tuple[bool, ...]  # whether each block's feed-forward part routes to experts
     softcap: float | None  # logits = cap * tanh(logits / cap)
-    logit_multiplier: float  # logits *= multiplier (Cohere logit_scale, 1/Granite logits_scaling)
+    logit_multiplier: float  # logits *= this (logit_scale, 1/logits_scaling, lm_head_multiplier)
+
+    @property
+    def mixers(self) -> tuple[tuple[str, ...], ...]:
+        """The kinds of each block's token mixers, e.g. ``("ssm", "attention")``."""
+        return tuple(tuple(kinds) for kinds in self.token_mixers)
 
     @property
     def attention_layers(self) -> list[int]:
@@ -47,9 +53,9 @@ class Anatomy:
 #: What mixes tokens in a block, by the words in its child's name or class name; the first
 #: kind that matches wins, so a linear attention is not taken for softmax attention.
 MIXERS = {
-    "linear_attention": ("linear_attn", "linearattention", "deltanet", "retention"),
+    "linear_attention": ("linear_attn", "linearattention", "deltanet", "retention", "rwkv"),
     "attention": ("attn", "attention"),
-    "ssm": ("mamba", "mixer", "ssm", "rwkv", "recurrent"),
+    "ssm": ("mamba", "mixer", "ssm", "recurrent"),
     "convolution": ("conv",),
 }
 _FEED_FORWARD = ("mlp", "feed_forward", "ffn", "moe")
@@ -126,6 +132,7 @@ def inspect_model(model: nn.Module) -> Anatomy:
         raise UserError(f"{type(model).__name__} has no output embeddings: not a causal LM")
     cap = getattr(config, "final_logit_softcapping", None)
     multiplier = float(getattr(config, "logit_scale", None) or 1.0)
+    multiplier *= float(getattr(config, "lm_head_multiplier", None) or 1.0)  # Falcon-H1's MuP
     if getattr(config, "logits_scaling", None):
         multiplier /= float(config.logits_scaling)
     parts = [_block_parts(block) for block in layers]
@@ -135,7 +142,7 @@ def inspect_model(model: nn.Module) -> Anatomy:
         unembed=unembed,
         attentions=tuple(mixers.get("attention") for mixers, _ in parts),
         mlps=tuple(feed_forward for _, feed_forward in parts),
-        mixers=tuple(tuple(mixers) for mixers, _ in parts),
+        token_mixers=tuple(mixers for mixers, _ in parts),
         experts=tuple(_has_experts(feed_forward) for _, feed_forward in parts),
         softcap=float(cap) if cap else None,
         logit_multiplier=multiplier,
