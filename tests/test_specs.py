@@ -1,7 +1,8 @@
 """Each setting is declared once: a field name means one setting in every spec of the package
 (inherited, or borrowed with another default through ``with_default``), and every command that
-takes one of the shared settings (task, sampling, decoding knobs, DTR parameters) shows its
-spec's help and default, except where a command's own default is listed below with its reason."""
+takes one of the shared settings (task, sampling, decoding knobs, DTR parameters, vLLM's
+engine placement) shows its spec's help and default, except where a command's own default is
+listed below with its reason."""
 
 import importlib
 import pkgutil
@@ -16,9 +17,10 @@ from thinkscope.decoding.config import DecodingKnobs
 from thinkscope.experiments import EXPERIMENTS
 from thinkscope.generation.spec import SamplingSpec
 from thinkscope.metrics.dtr_spec import DTRSpec
+from thinkscope.models.spec import EngineSpec
 from thinkscope.tasks.spec import TaskSpec
 
-GROUPS = (TaskSpec, SamplingSpec, DecodingKnobs, DTRSpec)
+GROUPS = (TaskSpec, SamplingSpec, DecodingKnobs, DTRSpec, EngineSpec)
 
 #: Field names that two specs use for different settings: name -> what each one is.
 HOMONYMS = {
@@ -44,6 +46,7 @@ OWN_DEFAULTS = {
         "n": "8 samples to select from",
         "max_new_tokens": "48 tokens: the answer of the arithmetic",
         "top_logprobs": "DeepConf's k (20)",
+        "gpu_memory_utilization": "vLLM shares the GPU with the HF model that scores",
     },
     "traces": {"prompt_style": "R1 traces", "template": "R1 traces"},
     "compare": {"prompt_style": "the prompt of traces", "template": "the prompt of traces"},

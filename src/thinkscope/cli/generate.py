@@ -14,13 +14,14 @@ from thinkscope.cli.tables import Format, format_option, print_mapping
 from thinkscope.cluster import ClusterSpec
 from thinkscope.decoding.config import DecodingKnobs
 from thinkscope.generation.spec import SamplingSpec
-from thinkscope.models.spec import ModelSpec
+from thinkscope.models.spec import EngineSpec, ModelSpec
 from thinkscope.tasks.spec import TaskSpec
 
 
 @format_option
 @spec_options(ClusterSpec, "cluster", "Cluster")
 @decoding_options
+@spec_options(EngineSpec, "engine", "vLLM")
 @model_options
 @spec_options(SamplingSpec, "sampling", "Sampling")
 @spec_options(TaskSpec, "task_spec", "Task")
@@ -31,6 +32,7 @@ def generate(
     backend: str = typer.Option("auto", help="auto (vLLM when installed with CUDA), hf or vllm."),
     decoding: DecodingKnobs | None = None,
     model_spec: ModelSpec | None = None,
+    engine: EngineSpec | None = None,
     sampling: SamplingSpec | None = None,
     task_spec: TaskSpec | None = None,
     cluster: ClusterSpec = ClusterSpec(),
@@ -41,6 +43,7 @@ def generate(
 
     config = GenerateConfig.parse(
         **model_spec.model_dump(),
+        **engine.model_dump(),
         batch_size=batch_size,
         backend=backend,
         **task_spec.model_dump(),

@@ -14,23 +14,26 @@ from thinkscope.cluster import ClusterSpec
 from thinkscope.decoding.config import DecodingKnobs
 from thinkscope.generation.spec import SamplingSpec
 from thinkscope.metrics.dtr_spec import DTRSpec
-from thinkscope.models.spec import ModelSpec
+from thinkscope.models.spec import VLLM_SHARED_MEMORY, EngineSpec, ModelSpec
 from thinkscope.tasks.spec import TaskSpec
 
 #: think-at-n's own defaults: short arithmetic that a small model answers in 48 tokens, 8
-#: samples to select from, and DeepConf's k of recorded log-probs (SelectConfig has the same).
+#: samples to select from, DeepConf's k of recorded log-probs, and less GPU memory for vLLM,
+#: whose GPU the HF model that scores shares (SelectConfig has the same).
 OWN_DEFAULTS = {
     "task": "demo-arith",
     "prompt_style": "fewshot",
     "n": 8,
     "max_new_tokens": 48,
     "top_logprobs": 20,
+    "gpu_memory_utilization": VLLM_SHARED_MEMORY,
 }
 
 
 @format_option
 @spec_options(ClusterSpec, "cluster", "Cluster")
 @decoding_options
+@spec_options(EngineSpec, "engine", "vLLM", defaults=OWN_DEFAULTS)
 @model_options
 @spec_options(DTRSpec, "dtr", "DTR")
 @spec_options(SamplingSpec, "sampling", "Sampling", defaults=OWN_DEFAULTS)
@@ -57,6 +60,7 @@ def think_at_n_command(
     ),
     decoding: DecodingKnobs | None = None,
     model_spec: ModelSpec | None = None,
+    engine: EngineSpec | None = None,
     dtr: DTRSpec | None = None,
     sampling: SamplingSpec | None = None,
     task_spec: TaskSpec | None = None,
@@ -65,11 +69,13 @@ def think_at_n_command(
 ) -> None:
     """Think@n, Self-Certainty@n, DeepConf and Cons@n on one sample pool: accuracy versus
     tokens. Defaults differ from generate's where selection needs it: short arithmetic
-    (demo-arith, fewshot, 48 tokens), 8 samples, and 20 recorded log-probs (DeepConf's k)."""
+    (demo-arith, fewshot, 48 tokens), 8 samples, 20 recorded log-probs (DeepConf's k), and
+    vLLM's GPU memory share 0.6 (the HF model that scores shares the GPU)."""
     from thinkscope.select.experiment import SelectConfig, run_selection
 
     config = SelectConfig.parse(
         **model_spec.model_dump(),
+        **engine.model_dump(),
         prefix_tokens=prefix_tokens,
         keep_ratio=keep_ratio,
         repeats=repeats,

@@ -17,13 +17,13 @@ from thinkscope.core.errors import UserError
 from thinkscope.core.progress import progress_bar
 from thinkscope.decoding import DecodingConfig
 from thinkscope.decoding.config import DecodingKnobs, Knobs
-from thinkscope.generation.backends import choose_backend, make_backend
+from thinkscope.generation.backends import choose_backend, make_backend, start_vllm
 from thinkscope.generation.backends.hf import HFBackend
 from thinkscope.generation.sampler import BatchSampler, SamplingParams
 from thinkscope.generation.seeds import sample_seed
 from thinkscope.generation.spec import SamplingSpec
 from thinkscope.models import LM, load_model, load_tokenizer
-from thinkscope.models.spec import ModelSpec
+from thinkscope.models.spec import EngineSpec, ModelSpec
 from thinkscope.runstore.folder import Run, now
 from thinkscope.runstore.header import register
 from thinkscope.runstore.trace import Trace
@@ -34,10 +34,10 @@ from thinkscope.tasks.prompts import render_prompt
 from thinkscope.tasks.spec import TaskSpec
 
 
-class GenerateConfig(ModelSpec, TaskSpec, SamplingSpec, DecodingKnobs):
+class GenerateConfig(ModelSpec, EngineSpec, TaskSpec, SamplingSpec, DecodingKnobs):
     """Everything that decides which traces a run holds (saved flat as ``config.yaml``): the
-    model (resolved: the dtype used and the weights' identity), the task, the sampling, the
-    decoding knobs, and how the batches are run."""
+    model (resolved: the dtype used and the weights' identity), vLLM's placement of it, the
+    task, the sampling, the decoding knobs, and how the batches are run."""
 
     batch_size: int = Field(64, ge=1, description="Sequences decoded at once.")
     backend: Literal["auto", "hf", "vllm"] = "auto"  # stored resolved: hf or vllm
@@ -127,16 +127,17 @@ def summarize(frame: pd.DataFrame, timing: dict) -> dict:
     }
 
 
-def _unit_worker(config: GenerateConfig, path: Path, lm: LM | None = None):
-    """``work(unit name) -> counts``: generates one unit into the run folder's shards (the
-    backend loads on the first call; a Ray worker builds one of these)."""
+def _unit_worker(config: GenerateConfig, path: Path, lm: LM | None = None, backend=None):
+    """``work(unit name) -> counts``: generates one unit into the run folder's shards with
+    ``backend`` (default: ``config``'s, loaded on the first call; a Ray worker builds one of
+    these)."""
     problems = load_problems(config.task, config.questions, config.seed, config.fields)
     units = dict(question_units(problems, config.unit_questions))
-    run, backend = Run(path), None
+    run = Run(path)
 
     def work(name: str) -> dict:
         nonlocal backend
-        backend = backend or make_backend(config.backend, ModelSpec.of(config), lm, config.seed)
+        backend = backend or make_backend(config.backend, config, lm, config.seed)
         traces, sampler = generate_unit(None, units[name], config, backend)
         run.write_unit(name, pd.DataFrame([t.row() for t in traces]))
         return dict(
@@ -176,8 +177,11 @@ def generate_run(
     """Generate and grade ``config.n`` samples per problem into the run folder ``out``; with
     ``cluster``, units are shared among Ray workers that each write their shards. The model is
     ``lm`` or the one ``config`` specifies; ``config.yaml`` records the resolved spec (the
-    dtype used, the weights' identity; a recorded identity must match)."""
+    dtype used, the weights' identity; a recorded identity must match). A vLLM engine that
+    cannot start fails the run before anything is written, or with ``backend="auto"`` leaves
+    it to ``hf`` (the reason is printed and logged)."""
     name, why = choose_backend(config.backend, model_loaded=lm is not None, loading=config)
+    requested = config.backend
     config = config.model_copy(update={"backend": name}).resolved(lm)
     if resume and Run(out).finished:
         return already_finished(Run(out), config.model_dump(), show_progress)
@@ -185,13 +189,18 @@ def generate_run(
     tokenizer = lm.tokenizer if lm else load_tokenizer(config)
     render_prompt(tokenizer, problems[0], config.prompt_style, config.template)  # fail early
     Run.check_start(out, config.model_dump(), resume=resume)
+    engine = None
+    if name == "vllm" and cluster is None:
+        engine, fallback = start_vllm(requested, config, config.seed)
+        if engine is None:
+            name, why, config = "hf", fallback, config.model_copy(update={"backend": "hf"})
     if name == "hf" and cluster is None:
         lm = lm or load_model(ModelSpec.of(config))
     run = Run.start(out, config.model_dump(), resume=resume)
     log = run.logger()
     log.info("backend: %s (%s)", name, why)
     if show_progress:
-        Console(stderr=True).print(f"backend: {name} ({why})")
+        Console(stderr=True).print(f"backend: {name} ({why})", soft_wrap=True, markup=False)
     units = list(question_units(problems, config.unit_questions))
     done = run.done_units()
     log.info(
@@ -207,7 +216,7 @@ def generate_run(
         progress.advance(bar, sum(len(u) for name, u in units if name in done) * config.n)
         todo = [name for name, _ in units if name not in done]
         if cluster is None:
-            work = _unit_worker(config, run.path, lm)
+            work = _unit_worker(config, run.path, lm, engine)
             results = map(work, todo)
         else:
             factory = functools.partial(_unit_worker, config, run.path, None)

@@ -39,7 +39,7 @@ import torch
 from thinkscope.core.errors import UserError
 from thinkscope.lens import kernel
 from thinkscope.lens.blocks import BlockPlan, memory_budget, plan_blocks
-from thinkscope.lens.head import Head
+from thinkscope.lens.head import Head, onloaded
 from thinkscope.models import LM
 
 LN2 = math.log(2.0)
@@ -139,6 +139,7 @@ def _blocks(n: int, size: int):
     return (slice(t0, min(t0 + size, n)) for t0 in range(0, n, size))
 
 
+@onloaded
 @torch.no_grad()
 def lens_profile(
     lm: LM,
@@ -192,6 +193,7 @@ def lens_profile(
     return LensProfile(jsd, ent, final, kls, ids)
 
 
+@onloaded
 @torch.no_grad()
 def settle(
     lm: LM,

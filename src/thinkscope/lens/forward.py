@@ -53,7 +53,8 @@ def sampled_states(
         lm.model(input_ids=ids, attention_mask=mask, use_cache=False, **extra)
     gathered = []
     while states:  # free each layer's full [B, S, d] output as soon as it is gathered
-        gathered.append(states.pop(0).reshape(width * len(seqs), -1)[flat])
+        state = states.pop(0)  # on its layer's device (device_map): the lens moves the rows
+        gathered.append(state.reshape(width * len(seqs), -1)[flat.to(state.device)])
     return gathered, targets.to(lm.device)
 
 

@@ -7,9 +7,18 @@ elementwise post-processing after it. The buffer is fp32 whatever the model's dt
 or fp16 unembedding on CUDA multiplies with fp32 accumulation straight into it
 (``mm(out_dtype=float32)``), so the logits are never rounded to 8 bits of mantissa.
 ``tests/test_lens.py`` checks ``Head`` against ``lm.head`` on every tiny model family.
+
+On a model spread over devices (``device_map``) the head works on its unembedding's device:
+rows come to it from each layer's device and from the final norm's. An unembedding that
+accelerate offloaded (on ``meta`` until a forward needs it) is loaded onto its execution device
+once for a whole lens call (:func:`onloaded`), not once per chunk; ``tests/test_device_map.py``
+checks both.
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -30,7 +39,7 @@ class Head:
         self.multiplier = anatomy.logit_multiplier
         self.softcap = anatomy.softcap
         self.vocab = self.weight.shape[0]
-        self.device = self.weight.device
+        self.device = self.weight.device  # offloaded weights are real within onloaded
 
     @torch.no_grad()
     def raw(self, hidden: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -38,7 +47,7 @@ class Head:
         out = out[: hidden.shape[0]]
         if self.norm is not None:
             hidden = self.norm(hidden)
-        hidden = hidden.to(self.weight.dtype)
+        hidden = hidden.to(self.device, self.weight.dtype)
         if self.linear and out.dtype != self.weight.dtype and out.is_cuda:
             torch.mm(hidden, self.weight.t(), out_dtype=out.dtype, out=out)
             if self.bias is not None:
@@ -62,5 +71,26 @@ class Head:
     @torch.no_grad()
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
         """Full head ``[R, d] -> [R, V]`` float32 (allocates; for small inputs and tests)."""
-        out = torch.empty(hidden.shape[0], self.vocab, device=hidden.device, dtype=torch.float32)
+        out = torch.empty(hidden.shape[0], self.vocab, device=self.device, dtype=torch.float32)
         return self.finish_(self.raw(hidden, out))
+
+
+META = torch.device("meta")
+
+
+def onloaded(lens: Callable) -> Callable:
+    """``lens(lm, ...)`` with the unembedding's weights on its execution device while it runs,
+    where accelerate offloaded them (a no-op otherwise), so the :class:`Head` it builds holds
+    real weights."""
+
+    @functools.wraps(lens)
+    def run(lm, *args, **kwargs):
+        unembed = lm.anatomy.unembed
+        if getattr(unembed, "_hf_hook", None) is None or unembed.weight.device != META:
+            return lens(lm, *args, **kwargs)
+        from accelerate.utils import align_module_device
+
+        with align_module_device(unembed):
+            return lens(lm, *args, **kwargs)
+
+    return run

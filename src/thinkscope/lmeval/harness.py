@@ -3,7 +3,9 @@
 lm-eval 0.4 finds models only in its registry (no plugin entry points; ``--include_path``
 adds tasks, not models), so the plain ``lm_eval`` command cannot load an out-of-tree model.
 :func:`run_harness` registers it, puts :data:`~thinkscope.lmeval.TASKS_DIR` on the task
-include path and hands every other argument to lm-eval unchanged.
+include path and hands every other argument to lm-eval unchanged, but ``backend=vllm`` in the
+thinkscope model's ``model_args``, which runs lm-eval's ``vllm`` model instead
+(:mod:`thinkscope.lmeval.backend`).
 
 At the boundary lm-eval's failures become thinkscope's one-line errors: a bad argument, an
 unknown task or another mistake lm-eval finds before it loads the model is a
@@ -25,6 +27,7 @@ from collections.abc import Iterator, Sequence
 
 from thinkscope.core.errors import RunFailure, UserError
 from thinkscope.lmeval import TASKS_DIR
+from thinkscope.lmeval.backend import on_backend
 from thinkscope.lmeval.record import record_eval
 from thinkscope.runstore.folder import now
 
@@ -56,8 +59,9 @@ def run_harness(args: Sequence[str]) -> None:
         parsed = _parse(cli)
         if not parsed.tasks and not parsed.config:
             raise UserError(f"--tasks is required, e.g. --tasks gsm8k_cot_thinkscope; {LIST_TASKS}")
+        run = on_backend(parsed)
         with _boundary():
-            cli.execute(parsed)
+            cli.execute(run)
         record_eval(parsed, started)
     finally:
         sys.argv = saved

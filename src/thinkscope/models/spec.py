@@ -3,7 +3,9 @@
 :class:`ModelSpec` is a base of every config that names a model (``GenerateConfig``,
 ``SelectConfig``, ...), so ``config.yaml`` holds the loading options flat beside the others,
 and the CLI's options come from these fields (:func:`thinkscope.cli.options.spec_options`). It
-is picklable: Ray workers and the vLLM engine get the spec, not a loaded model. No torch here.
+is picklable: Ray workers and the vLLM engine get the spec, not a loaded model.
+:class:`EngineSpec` holds how vLLM's engine places the model (tensor parallelism, GPU memory,
+context length); only the commands that can generate on vLLM compose it. No torch here.
 """
 
 from __future__ import annotations
@@ -82,6 +84,53 @@ class LoadingSpec(Spec):
         return args
 
 
+#: vLLM's share of each GPU's memory where the HF model that scores shares the GPU
+#: (``think-at-n``); alone on the GPU it takes :class:`EngineSpec`'s default.
+VLLM_SHARED_MEMORY = 0.6
+
+
+class EngineSpec(Spec):
+    """How vLLM's engine places the model: the ``vllm`` backend's options (``--backend hf``
+    refuses them). vLLM takes them as ``vllm.LLM`` (``EngineArgs``) keywords of the same names."""
+
+    tensor_parallel_size: int = Field(
+        1, ge=1, description="vLLM: GPUs to split the model over (tensor parallel)."
+    )
+    gpu_memory_utilization: float = Field(
+        0.85,
+        gt=0,
+        le=1,
+        description="vLLM: share of each GPU's memory for weights, activations and KV cache.",
+    )
+    max_model_len: int | None = Field(
+        None,
+        ge=1,
+        description="vLLM: longest prompt + completion in tokens (default: the model's).",
+    )
+
+    @classmethod
+    def of(cls, source: Any = None) -> EngineSpec:
+        """The engine options in ``source`` (any config that composes this spec, or a mapping);
+        those it lacks take their defaults."""
+        values = source if isinstance(source, Mapping) else vars(source or cls())
+        return cls.parse(**{k: v for k, v in values.items() if k in cls.model_fields})
+
+    @staticmethod
+    def given(config: Any) -> list[str]:
+        """The engine options ``config`` sets to other than its own defaults, as flags."""
+        fields = getattr(type(config), "model_fields", {})
+        return [
+            f"--{name.replace('_', '-')}"
+            for name in EngineSpec.model_fields
+            if name in fields and getattr(config, name) != fields[name].default
+        ]
+
+    def vllm_args(self) -> dict:
+        """Keyword arguments of ``vllm.LLM`` (vLLM 0.31: ``tensor_parallel_size``,
+        ``gpu_memory_utilization`` and, when set, ``max_model_len``, an ``EngineArgs`` field)."""
+        return self.model_dump(exclude_none=True)
+
+
 class _Named(Spec):
     model: str = Field(
         BUNDLED, description=f"{BUNDLED}, a model directory, a .gguf file or a hub id."
@@ -152,4 +201,12 @@ class ModelSpec(LoadingSpec, _Named):  # fields in this order: model, the option
         return self.model_copy(update={"dtype": dtype, "weights": found})
 
 
-__all__ = ["BUNDLED", "DTYPES", "LoadingSpec", "ModelSpec", "VLLM_ATTENTION"]
+__all__ = [
+    "BUNDLED",
+    "DTYPES",
+    "EngineSpec",
+    "LoadingSpec",
+    "ModelSpec",
+    "VLLM_ATTENTION",
+    "VLLM_SHARED_MEMORY",
+]

@@ -52,13 +52,13 @@ from thinkscope.core.atomic import write_parquet, write_text
 from thinkscope.core.errors import UserError
 from thinkscope.core.progress import progress_bar
 from thinkscope.core.spec import with_default
-from thinkscope.generation.backends import choose_backend, make_backend
+from thinkscope.generation.backends import choose_backend, start_vllm
 from thinkscope.generation.pipeline import GenerateConfig
 from thinkscope.generation.seeds import sample_seed
 from thinkscope.generation.spec import SamplingSpec
 from thinkscope.metrics.dtr_spec import DTRSpec
 from thinkscope.models import LM, load_model, load_tokenizer
-from thinkscope.models.spec import ModelSpec
+from thinkscope.models.spec import VLLM_SHARED_MEMORY, EngineSpec, ModelSpec
 from thinkscope.runstore.folder import Run, now
 from thinkscope.runstore.header import register
 from thinkscope.select import staged
@@ -89,7 +89,6 @@ METHODS = (
     "deepconf-online",
 )
 CONTINUOUS = ("depth", "dtr+depth")
-VLLM_MEMORY = 0.6  # share of GPU memory vLLM may take; the HF model that scores shares the GPU
 
 
 class SelectConfig(GenerateConfig, DTRSpec):
@@ -103,6 +102,9 @@ class SelectConfig(GenerateConfig, DTRSpec):
     prompt_style: str = with_default(TaskSpec, "prompt_style", "fewshot")
     top_logprobs: int = with_default(SamplingSpec, "top_logprobs", 20)
     batch_size: int = with_default(GenerateConfig, "batch_size", 128)
+    gpu_memory_utilization: float = with_default(
+        EngineSpec, "gpu_memory_utilization", VLLM_SHARED_MEMORY
+    )
     prefix_tokens: int = Field(8, ge=1)
     keep_ratio: float = Field(0.5, gt=0, le=1)
     repeats: int = Field(3, ge=1)
@@ -304,16 +306,16 @@ def unit_starts(config: SelectConfig, questions: int) -> dict[str, tuple[int, in
     }
 
 
-def unit_worker(config: SelectConfig, path: Path, lm: LM | None = None) -> Callable[..., dict]:
+def unit_worker(
+    config: SelectConfig, path: Path, lm: LM | None = None, engine=None
+) -> Callable[..., dict]:
     """``work(unit name, done=...) -> counts``: runs every method on one unit and writes its
     shard of outcome rows (a Ray worker builds one of these: the model, and on ``vllm`` the
-    engine, load once, as ``config``'s model spec says)."""
-    spec = ModelSpec.of(config)
+    ``engine`` unless given, load once, as ``config`` says)."""
     problems = load_problems(config.task, config.questions, config.seed, config.fields)
-    lm = lm or load_model(spec)
-    engine = None
-    if config.backend == "vllm":
-        engine = make_backend("vllm", spec, seed=config.seed, gpu_memory_utilization=VLLM_MEMORY)
+    lm = lm or load_model(ModelSpec.of(config))
+    if config.backend == "vllm" and engine is None:
+        engine, _ = start_vllm("vllm", config, config.seed)
     shots = fewshot_examples(config.task, config.shots, config.seed)
     prompts = [
         render_prompt(lm.tokenizer, p, config.prompt_style, config.template, shots)
@@ -357,8 +359,10 @@ def run_selection(
     ``lm`` or ``config``'s (recorded resolved: dtype used, weights' identity). With
     ``cluster``, units are shared among Ray workers that each write their shards.
     ``config.backend``: ``hf``, ``vllm`` (generation on vLLM, scoring on the HF model) or
-    ``auto`` (stored resolved)."""
+    ``auto`` (stored resolved; a vLLM engine that cannot start then leaves it to ``hf``, with
+    the reason printed and logged; with ``vllm`` it fails the run before anything is written)."""
     out = Path(out)
+    requested = config.backend
     backend, why = choose_backend(config.backend, model_loaded=lm is not None, loading=config)
     config = config.model_copy(update={"backend": backend}).resolved(lm)
     if (out / "selection.csv").is_file():
@@ -371,6 +375,11 @@ def run_selection(
     tokenizer = lm.tokenizer if lm is not None else load_tokenizer(config)
     render_prompt(tokenizer, problems[0], config.prompt_style, config.template)  # fail early
     Run.check_start(out, config.model_dump(), resume=resume)
+    engine = None
+    if backend == "vllm" and cluster is None:
+        engine, fallback = start_vllm(requested, config, config.seed)
+        if engine is None:
+            backend, why, config = "hf", fallback, config.model_copy(update={"backend": "hf"})
     if cluster is None:
         lm = lm or load_model(ModelSpec.of(config))
     run = Run.start(out, config.model_dump(), resume=resume)
@@ -379,7 +388,7 @@ def run_selection(
     names, done = list(units), run.done_units()
     log.info("backend: %s (%s)", backend, why)
     if show_progress:
-        Console(stderr=True).print(f"backend: {backend} ({why})")
+        Console(stderr=True).print(f"backend: {backend} ({why})", soft_wrap=True, markup=False)
     log.info(
         "select: %d problems x %d samples x %d repeats (warm-up %d), %d units, %d done%s",
         len(problems),
@@ -408,7 +417,7 @@ def run_selection(
             progress.update(bar, advance=size, rate=f"{rate:.2f}/s")
 
         if cluster is None:
-            work = unit_worker(config, run.path, lm)
+            work = unit_worker(config, run.path, lm, engine)
             results = (work(n, lambda method, n=n: advance(sizes[n])) for n in todo)
         else:
             factory = partial(unit_worker, config, run.path, None)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Mapping
 
-from thinkscope.core.errors import UserError
-from thinkscope.models.spec import ModelSpec
+from thinkscope.core.errors import RunFailure, UserError
+from thinkscope.models.spec import EngineSpec, ModelSpec
 
 BACKENDS = ("auto", "hf", "vllm")
 
@@ -37,12 +37,18 @@ def choose_backend(
     """``(backend, why)`` for ``--backend requested``; ``auto`` is vLLM when it is installed and
     CUDA is present, else ``hf``, and always ``hf`` when the caller passes a loaded model
     (``model_loaded``) or ``loading`` (a :class:`ModelSpec`) sets a device or device map that
-    vLLM does not take (vLLM places the model itself). ``--backend vllm`` with such a device
-    is refused here, before anything loads. ``installed``/``cuda`` default to probing this
-    machine."""
+    vLLM does not take (vLLM places the model itself). ``--backend vllm`` with such a device,
+    and ``--backend hf`` with vLLM's engine options (:class:`EngineSpec`) set, are refused
+    here, before anything loads. ``installed``/``cuda`` default to probing this machine."""
     if requested not in BACKENDS:
         raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got {requested!r}")
     if requested == "hf":
+        given = EngineSpec.given(loading)
+        if given:
+            raise UserError(
+                f"{'/'.join(given)} places the model on vLLM's engine, which --backend hf does "
+                "not use: drop it or use --backend vllm"
+            )
         return "hf", "requested with --backend hf"
     if requested == "auto" and model_loaded:
         return "hf", "auto: a loaded model was passed"
@@ -66,20 +72,42 @@ def choose_backend(
     return "vllm", "auto: vLLM is installed and CUDA is present"
 
 
-def make_backend(name: str, spec: ModelSpec | str, lm=None, seed: int = 0, **engine):
-    """The backend ``name`` (``hf`` or ``vllm``) for the model ``spec`` (a
-    :class:`~thinkscope.models.ModelSpec` or a model name), which loads the HF model or
-    configures the vLLM engine; ``lm`` is reused by ``hf``; ``engine``: more ``vllm.LLM``
-    arguments."""
-    spec = ModelSpec.of(spec)
+def make_backend(name: str, config: ModelSpec | str, lm=None, seed: int = 0, **engine):
+    """The backend ``name`` (``hf`` or ``vllm``) for the model of ``config`` (a
+    :class:`~thinkscope.models.ModelSpec`, a config that composes it, or a model name), which
+    loads the HF model or starts the vLLM engine with ``config``'s :class:`EngineSpec`; ``lm``
+    is reused by ``hf``; ``engine``: more ``vllm.LLM`` arguments. A vLLM engine that cannot
+    start is a one-line :class:`RunFailure`."""
+    spec = ModelSpec.of(config)
     if name == "vllm":
         from thinkscope.generation.backends.vllm import VLLMBackend
 
-        return VLLMBackend(spec, seed=seed, **engine)
+        placement = EngineSpec.of(None if isinstance(config, str) else config)
+        return VLLMBackend(spec, seed=seed, placement=placement, **engine)
     from thinkscope.generation.backends.hf import HFBackend
     from thinkscope.models import load_model
 
     return HFBackend(lm or load_model(spec))
 
 
-__all__ = ["BACKENDS", "choose_backend", "cuda_available", "make_backend", "vllm_installed"]
+def start_vllm(requested: str, config: ModelSpec, seed: int = 0, **engine):
+    """``(backend, None)``: the vLLM backend for ``config`` (see :func:`make_backend`); or,
+    when its engine cannot start and ``requested`` is ``auto``, ``(None, why)``: the one-line
+    reason to continue on ``hf``. Otherwise the failure is a :class:`RunFailure` naming
+    ``--backend vllm``."""
+    try:
+        return make_backend("vllm", config, seed=seed, **engine), None
+    except RunFailure as err:
+        if requested != "auto":
+            raise RunFailure(f"--backend vllm: {err}; use --backend hf") from err
+        return None, f"auto: {err}"
+
+
+__all__ = [
+    "BACKENDS",
+    "choose_backend",
+    "cuda_available",
+    "make_backend",
+    "start_vllm",
+    "vllm_installed",
+]

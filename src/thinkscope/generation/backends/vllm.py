@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from thinkscope.core.errors import UserError
+from thinkscope.core.errors import RunFailure, UserError
 from thinkscope.generation.sampler import Completion, SamplingParams
 from thinkscope.generation.seeds import continuation_seed
 
@@ -47,6 +47,12 @@ class Generated:
     @property
     def prefill_tokens(self) -> int:
         return sum(self.prefills)
+
+
+def first_line(err: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
 def unfinished(completion: Completion, max_new_tokens: int) -> bool:
@@ -163,9 +169,12 @@ def merge(prefix: Completion, rest: Completion) -> Completion:
 class VLLMBackend:
     """vLLM's offline engine with prefix caching and the model's raw log-probs.
 
-    ``spec`` (a :class:`~thinkscope.models.ModelSpec` or a model name) reaches ``vllm.LLM``
-    through :meth:`~thinkscope.models.ModelSpec.vllm_args`; ``engine``: more ``vllm.LLM``
-    keyword arguments. :meth:`around` wraps an engine that is already built (or a stand-in).
+    ``spec`` (a :class:`~thinkscope.models.ModelSpec` or a model name) and ``placement`` (an
+    :class:`~thinkscope.models.spec.EngineSpec`: tensor parallelism, GPU memory, context
+    length; default: its defaults) reach ``vllm.LLM`` through their ``vllm_args()``;
+    ``engine``: more ``vllm.LLM`` keyword arguments, which win. An engine that cannot start
+    (vLLM fails to import, or its constructor raises) is a :class:`RunFailure` whose one line
+    says why. :meth:`around` wraps an engine that is already built (or a stand-in).
     """
 
     name = "vllm"
@@ -174,17 +183,15 @@ class VLLMBackend:
         self,
         spec,
         seed: int = 0,
-        gpu_memory_utilization: float = 0.85,
+        placement=None,
         max_logprobs: int = 20,
         logits_processors: Sequence = (),
         **engine,
     ) -> None:
         from transformers import GenerationConfig
-        from vllm import LLM
-        from vllm import SamplingParams as VLLMSamplingParams
 
         from thinkscope.models.lm import load_tokenizer, resolve_source
-        from thinkscope.models.spec import ModelSpec
+        from thinkscope.models.spec import EngineSpec, ModelSpec
 
         spec = ModelSpec.of(spec)
         source = str(resolve_source(spec.model))
@@ -203,17 +210,23 @@ class VLLMBackend:
             pass
         if logits_processors:
             engine["logits_processors"] = list(logits_processors)
-        llm = LLM(
+        args = dict(
             model=source,
             tokenizer=source,
             seed=seed,
             enable_prefix_caching=True,
             logprobs_mode="raw_logprobs",
             max_logprobs=max_logprobs,
-            gpu_memory_utilization=gpu_memory_utilization,
             **spec.vllm_args(),
-            **engine,
+            **(placement or EngineSpec()).vllm_args(),
         )
+        try:
+            from vllm import LLM
+            from vllm import SamplingParams as VLLMSamplingParams
+
+            llm = LLM(**{**args, **engine})
+        except Exception as err:  # noqa: BLE001 - any failure to start is reported in one line
+            raise RunFailure(f"vLLM could not start: {first_line(err)}") from err
         self._setup(llm, tokenizer, eos, VLLMSamplingParams)
 
     @classmethod
