@@ -78,7 +78,8 @@ def sft_filtering_command(
     model_spec: ModelSpec | None = None,
     fmt: Format = Format.table,
 ) -> None:
-    """Seed 004: reference vs correct vs all traces vs DTR-filtered, one adapter each, one table."""
+    """Seed 004: reference vs correct vs all traces vs DTR-filtered, one adapter each, one table;
+    traces from --teacher, expert iteration over --rounds, nested --sizes, --full fine-tuning."""
     from thinkscope.experiments.sft_filtering import run_sft_filtering
 
     config = SftFilteringConfig.parse(
