@@ -179,5 +179,6 @@ def test_generate_and_score_workers_load_with_the_loading_options(
         [[0]],
         None,
         tmp_path / "shards",
+        None,
     )("0")
     assert [(s.dtype, s.attn_implementation) for s in seen] == [("bfloat16", "eager")]

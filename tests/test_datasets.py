@@ -307,8 +307,11 @@ def test_push_to_hub_offline_is_one_clear_line(tmp_path, capsys, monkeypatch):
     err = _error(
         capsys, "dataset", "build", scored, "--out", str(tmp_path / "ds"), "--push-to-hub", "me/x"
     )
-    assert "could not push to the Hugging Face Hub as me/x" in err
-    assert (tmp_path / "ds" / "hf").is_dir()
+    assert err == (
+        "error: --push-to-hub me/x: the Hugging Face Hub cannot be reached (offline or "
+        "HF_HUB_OFFLINE=1)"
+    )
+    assert not (tmp_path / "ds").exists()  # refused before grading: nothing written
 
 
 def test_reference_dataset_is_r1_form_and_graded_correct(tmp_path):

@@ -320,6 +320,8 @@ def test_cli_defaults_are_the_config_defaults():
             field = GRIDS.get((name, option))
             if field is not None:
                 assert tuple(map(float, default.split(","))) == defaults[field], (name, option)
+            elif option == "tasks":  # a comma list of text
+                assert tuple(default.split(",")) == defaults[option], (name, option)
             elif option != "traces":
                 assert default == defaults[option], (name, option)
 

@@ -54,6 +54,12 @@ TRACES: OptionSpec = (
     "Traces to plot, PROBLEM_ID:SAMPLE,... (default: the first four with tokens, in run "
     "order); the plotted ones are listed in plotted_traces.csv.",
 )
+TASKS: OptionSpec = (
+    str,
+    "gsm8k,demo-arith",
+    "The two tasks to compare, MATH,EASY (same model and settings); the difference is the "
+    "first minus the second.",
+)
 
 
 def _without(*names: str) -> dict[str, OptionSpec]:
@@ -89,6 +95,11 @@ EXPERIMENT_OPTIONS: dict[str, tuple[str, dict[str, OptionSpec]]] = {
     "dtr-accuracy": (
         "The DTR paper's correlation protocol and accuracy by DTR quintile.",
         {**GENERATION, "g": G, "rho": RHO, "run": RUN},
+    ),
+    "contrast": (
+        "Math against easy: DTR, accuracy and length of two tasks with 95% CIs, and their "
+        "difference.",
+        {**_without("task"), "tasks": TASKS, "g": G, "rho": RHO},
     ),
 }
 #: Options that take a comma list: (experiment, option) -> ExperimentConfig field.
@@ -131,9 +142,10 @@ def _experiment_command(name: str, doc: str, options: dict[str, OptionSpec]) -> 
         for (experiment, option), field in GRIDS.items():
             if experiment == name:
                 values[field] = _floats(option, values.pop(option))
-        traces = values.pop("traces", None)
-        if traces is not None:
-            values["traces"] = tuple(traces.split(","))
+        for option in ("traces", "tasks"):  # comma lists of text
+            text = values.pop(option, None)
+            if text is not None:
+                values[option] = tuple(text.split(","))
         config = ExperimentConfig.parse(out=out, model_spec=model_spec, **values)
         table = EXPERIMENTS[name](Experiment(name, config))
         print_table(table, fmt)

@@ -12,10 +12,12 @@ from thinkscope.cli.tables import Col, Format, format_option, messages, print_ta
 from thinkscope.cluster import ClusterSpec
 from thinkscope.models.spec import ModelSpec
 from thinkscope.scoring import DEFAULT_METRICS
+from thinkscope.scoring.spec import ScoringSpec
 
 
 @format_option
 @spec_options(ClusterSpec, "cluster", "Cluster")
+@spec_options(ScoringSpec, "scoring")
 @own_model_options("Scoring model (default: the run's own model).")
 def score_command(
     run_dir: Path = typer.Argument(..., help="Run folder made by `thinkscope generate`."),
@@ -27,6 +29,7 @@ def score_command(
     batch_tokens: int = typer.Option(4096, help="Padded tokens per forward pass."),
     model_spec: ModelSpec | None = None,
     cluster: ClusterSpec = ClusterSpec(),
+    scoring: ScoringSpec = ScoringSpec(),
     fmt: Format = Format.table,
 ) -> None:
     """Add DTR, confidence and other metric columns to a run's traces."""
@@ -42,7 +45,9 @@ def score_command(
     lm = load_model(with_own_model(model_spec, run.config, ("revision", "trust_remote_code")))
     record = run.path / "scores.json"
     before = record.stat().st_mtime_ns if record.is_file() else None
-    frame = score_run(lm, run.path, specs, batch_tokens, cluster=cluster.cluster())
+    frame = score_run(
+        lm, run.path, specs, batch_tokens, cluster=cluster.cluster(), max_tokens=scoring.max_tokens
+    )
     console = messages(fmt)
     if before is not None and record.stat().st_mtime_ns == before:
         console.print(

@@ -1,5 +1,6 @@
 """The DTR experiments by name (``thinkscope experiment NAME``)."""
 
+from thinkscope.experiments.contrast import contrast
 from thinkscope.experiments.correlation import dtr_accuracy, length_vs_dtr
 from thinkscope.experiments.sweeps import cot_vs_direct, temperature_sweep, threshold_sweep
 from thinkscope.experiments.tokens import jsd_diagnostic, token_types
@@ -12,4 +13,5 @@ EXPERIMENTS = {
     "length-vs-dtr": length_vs_dtr,
     "jsd-diagnostic": jsd_diagnostic,
     "dtr-accuracy": dtr_accuracy,
+    "contrast": contrast,
 }

@@ -38,6 +38,7 @@ matplotlib.use("Agg")
 SCORED_METRICS = "dtr,length,jsd-profile"
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)  # threshold-sweep: g < ln 2 (nats)
 TEMPERATURES = (0.0, 0.4, 0.8)  # temperature-sweep's default grid
+CONTRAST_TASKS = ("gsm8k", "demo-arith")  # contrast: math against easy arithmetic
 import matplotlib.pyplot as plt  # noqa: E402
 
 
@@ -59,6 +60,7 @@ class ExperimentConfig(TaskSpec, SamplingSpec, DTRSpec):
     thresholds: tuple[float, ...] = THRESHOLDS  # threshold-sweep: the g grid (``--g``)
     temperatures: tuple[float, ...] = TEMPERATURES  # temperature-sweep: ``--temperatures``
     traces: tuple[str, ...] = ()  # jsd-diagnostic: PROBLEM_ID:SAMPLE (empty: the first four)
+    tasks: tuple[str, ...] = CONTRAST_TASKS  # contrast: the two tasks compared (``--tasks``)
 
     @model_validator(mode="after")
     def _check(self) -> ExperimentConfig:
@@ -76,6 +78,8 @@ class ExperimentConfig(TaskSpec, SamplingSpec, DTRSpec):
             except ValidationError as err:
                 message = err.errors()[0]["msg"].removeprefix("Value error, ")
                 raise UserError(f"--temperatures has 0: {message}") from None
+        if len(self.tasks) != 2 or self.tasks[0] == self.tasks[1]:
+            raise UserError(f"--tasks takes two different tasks, got {','.join(self.tasks)!r}")
         for trace in self.traces:
             problem, sep, sample = trace.rpartition(":")
             if not (sep and problem and sample.isdigit()):

@@ -28,12 +28,13 @@ def _score_worker(
     batches: list[list[int]],
     chunk_rows: int | None,
     shard_dir: Path,
+    max_tokens: int | None,
 ):
     from thinkscope.core.atomic import write_parquet
     from thinkscope.models import load_model
-    from thinkscope.scoring import score_batch
+    from thinkscope.scoring.stage import first_tokens, score_batch
 
-    lm, frame = load_model(spec), pd.read_parquet(traces_path)
+    lm, frame = load_model(spec), first_tokens(pd.read_parquet(traces_path), max_tokens)
 
     def work(unit: str) -> dict:
         rows = batches[int(unit)]
@@ -54,6 +55,7 @@ def score_shards(
     chunk_rows: int | None,
     shard_dir: Path,
     show_progress: bool = True,
+    max_tokens: int | None = None,
 ) -> int:
     """Score every batch whose shard is missing on ``cluster``; returns the traces scored.
     Each worker loads the model of ``spec``, the driver's resolved spec (a worker that finds
@@ -67,6 +69,7 @@ def score_shards(
         batches,
         chunk_rows,
         shard_dir,
+        max_tokens,
     )
     scored = 0
     with progress_bar("score (ray)", "traces", show_progress) as progress:

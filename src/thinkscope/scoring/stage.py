@@ -9,10 +9,11 @@ Files written into the run folder::
                            ``jsd_profile`` list<list<float>> [T][L] nats, ...) and per-trace
                            vectors (``jsd-profile``: mean JSD per layer)
     scores.json            {"columns": {column: entry}, "vectors": {...}, "arrays": {...},
-                           "model", "weights", "dtype", "n_layers", "vocab_size"}; entry =
-                           {"metric", "params" (the full dict), "model", "weights", "dtype",
-                           "arrays", "scored_at"}, and for a metric that reads attention or
-                           feed-forward parts "layers": {part: the layers measured}
+                           "model", "weights", "dtype", "max_tokens", "n_layers",
+                           "vocab_size"}; entry = {"metric", "params" (the full dict), "model",
+                           "weights", "dtype", "max_tokens", "arrays", "scored_at"}, and for
+                           a metric that reads attention or feed-forward parts "layers":
+                           {part: the layers measured}
     scoring/<job>/*.parquet  one shard per finished batch while scoring runs (atomic, removed
                            after the merge); a rerun with the same request skips finished batches
 
@@ -77,6 +78,15 @@ def check_tokenizer(lm: LM, frame: pd.DataFrame) -> None:
             )
 
 
+def first_tokens(frame: pd.DataFrame, max_tokens: int | None) -> pd.DataFrame:
+    """``frame`` with each trace's ``token_ids`` cut to its first ``max_tokens`` (None: as is)."""
+    if max_tokens is None:
+        return frame
+    out = frame.copy()
+    out["token_ids"] = [np.asarray(t)[:max_tokens] for t in frame["token_ids"]]
+    return out
+
+
 def plan_batches(frame: pd.DataFrame, batch_tokens: int) -> list[list[int]]:
     """Row indices in batches of similar length whose padded size is at most ``batch_tokens``."""
     lengths = [
@@ -139,13 +149,16 @@ def score_frame(
     chunk_rows: int | None = None,
     shard_dir: Path | None = None,
     show_progress: bool = True,
+    max_tokens: int | None = None,
 ) -> pd.DataFrame:
-    """Scores of every trace in ``frame`` (in its order), batch by batch.
+    """Scores of every trace in ``frame`` (in its order), batch by batch, of its first
+    ``max_tokens`` generated tokens (None: all).
 
     With ``shard_dir`` each finished batch is written there atomically and skipped on a rerun.
     """
     check_applicable(lm, specs)
     check_tokenizer(lm, frame)
+    frame = first_tokens(frame, max_tokens)
     empty = int((frame["token_ids"].map(len) == 0).sum())
     if empty:
         warnings.warn(
@@ -206,9 +219,12 @@ def score_run(
     chunk_rows: int | None = None,
     show_progress: bool = True,
     cluster=None,
+    max_tokens: int | None = None,
 ) -> pd.DataFrame:
     """Score the run folder ``path`` in place (see the module docstring); returns its traces.
-    Scores are reused only when made with the same metric, parameters, weights and dtype.
+    ``max_tokens`` scores each trace's first N generated tokens only (recorded with each
+    column as ``max_tokens``). Scores are reused only when made with the same metric,
+    parameters, weights, dtype and ``max_tokens``.
     With ``cluster`` (:class:`thinkscope.cluster.Cluster`) Ray workers score the batches, each
     loading the model from ``lm.spec``, as the driver loaded it."""
     check_applicable(lm, specs)  # before anything is read or written
@@ -219,7 +235,7 @@ def score_run(
     tokens = pd.read_parquet(tokens_path) if tokens_path.is_file() else traces[KEYS].copy()
     if list(tokens.columns[:2]) != KEYS or not tokens[KEYS].equals(traces[KEYS]):
         tokens = traces[KEYS].copy()  # the traces changed under an old file: start it afresh
-    model = model_key(lm)
+    model = {**model_key(lm), "max_tokens": max_tokens}
     todo = [s for s in specs if not _is_done(s, model, record, traces, tokens)]
     log = run.logger()
     if not todo:
@@ -239,12 +255,22 @@ def score_run(
         from thinkscope.scoring.ray import score_shards
 
         check_tokenizer(lm, traces)
-        batches = plan_batches(traces, batch_tokens)
+        batches = plan_batches(first_tokens(traces, max_tokens), batch_tokens)
         spec = lm.spec or ModelSpec(model=lm.name)  # a wrapped model: workers load it by name
         score_shards(
-            cluster, spec, run.traces_path, batches, todo, chunk_rows, shard_dir, show_progress
+            cluster,
+            spec,
+            run.traces_path,
+            batches,
+            todo,
+            chunk_rows,
+            shard_dir,
+            show_progress,
+            max_tokens,
         )
-    scores = score_frame(lm, traces, todo, batch_tokens, chunk_rows, shard_dir, show_progress)
+    scores = score_frame(
+        lm, traces, todo, batch_tokens, chunk_rows, shard_dir, show_progress, max_tokens
+    )
     stamp = now()
     for spec in todo:
         kind = "columns" if spec.metric.scalar else "vectors"
@@ -311,6 +337,7 @@ def score(
 
 __all__ = [
     "check_tokenizer",
+    "first_tokens",
     "score",
     "score_batch",
     "score_frame",

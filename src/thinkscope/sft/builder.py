@@ -36,7 +36,7 @@ from thinkscope.core.progress import progress_bar
 from thinkscope.runstore.folder import Run, now
 from thinkscope.runstore.header import register
 from thinkscope.runstore.sections import FOLDER, add_section
-from thinkscope.sft import card, export
+from thinkscope.sft import card, export, hub
 from thinkscope.sft.filters import (
     DatasetFilters,
     FilterStep,
@@ -167,8 +167,11 @@ def build_dataset(
     shard_rows: int = 512,
     show_progress: bool = True,
 ) -> DatasetResult:
-    """Grade, filter and write the SFT dataset of the run in ``run_dir`` to ``out_dir``."""
+    """Grade, filter and write the SFT dataset of the run in ``run_dir`` to ``out_dir``; with
+    ``push_to_hub``, upload it (files, card; not ``hf/``) as that Hub dataset repo."""
     export.check_format(format)
+    if push_to_hub:
+        hub.check_hub(push_to_hub, "--push-to-hub")
     out = Path(out_dir)
     run, started = Run.open(run_dir), now()
     check_out(out, resume)
@@ -206,11 +209,7 @@ def build_dataset(
     shutil.rmtree(staging)
     _report_section(run, result)
     if push_to_hub:
-        if result.hf_dir is None:
-            raise UserError(
-                "--push-to-hub needs the `datasets` package (pip install thinkscope[train])"
-            )
-        export.push_to_hub(result.hf_dir, push_to_hub)
+        hub.push_folder(out, push_to_hub, "dataset", ignore=("hf/*",))
     config = {"run": str(run.path.resolve()), "format": format, **filters.model_dump()}
     config.update(push_to_hub=push_to_hub, shard_rows=shard_rows)
     headline = {"n_all": result.n_all, "n_correct": result.n_correct, "accuracy": result.accuracy}

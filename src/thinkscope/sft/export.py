@@ -112,20 +112,3 @@ def save_hf(out: Path, splits: dict[str, list[dict]]) -> Path | None:
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
     return target
-
-
-def push_to_hub(hf_dir: Path, repo: str) -> None:
-    """Push the saved export to the Hub as ``repo`` (configs ``correct`` and ``all``); any
-    failure is one :class:`UserError`."""
-    from datasets import load_from_disk
-
-    try:
-        with quiet_datasets():
-            for name, split in load_from_disk(str(hf_dir)).items():  # one config per file
-                split.push_to_hub(repo, config_name=name, split="train")
-    except Exception as err:  # offline, no token, no permission: all the user's to fix
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise UserError(
-            f"could not push to the Hugging Face Hub as {repo} ({reason}); "
-            f"the dataset is saved in {hf_dir}, push it when online"
-        ) from err

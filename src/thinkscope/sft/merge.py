@@ -11,6 +11,7 @@ from thinkscope.core.errors import UserError
 from thinkscope.models.spec import ModelSpec
 from thinkscope.runstore.folder import now
 from thinkscope.runstore.header import register
+from thinkscope.sft.hub import check_hub, push_folder
 from thinkscope.sft.trainer import CONFIG_NAME, require_train_extra, train_dtype
 
 
@@ -35,15 +36,21 @@ def base_model_of(path: Path) -> dict:
 
 
 def merge_adapter(
-    path: Path | str, model: ModelSpec | str | None = None, out: Path | str | None = None
+    path: Path | str,
+    model: ModelSpec | str | None = None,
+    out: Path | str | None = None,
+    push_to_hub: str | None = None,
 ) -> Path:
     """Merge the adapter of ``path`` into ``model`` (default: the one it was trained from,
     refused if its weights changed since) and save model and tokenizer to ``out`` (default
-    ``path/merged``); returns ``out``. It loads on the CPU unless the spec names a device."""
+    ``path/merged``); returns ``out``. It loads on the CPU unless the spec names a device.
+    ``push_to_hub`` uploads the merged model as that Hub model repo (checked online first)."""
     from thinkscope.models import load_model
 
     path = Path(path)
     adapter = find_adapter(path)
+    if push_to_hub:
+        check_hub(push_to_hub, "--push-to-hub")
     target = Path(out) if out else path / "merged"
     _, peft, _ = require_train_extra()
     spec = ModelSpec.of(model if model is not None else base_model_of(path))
@@ -59,4 +66,6 @@ def merge_adapter(
     config = {"adapter": str(adapter.resolve()), **ModelSpec.of(lm.spec).model_dump()}
     summary = {"parameters": sum(p.numel() for p in merged.parameters())}
     register(target, "merge", config, summary, started)
+    if push_to_hub:
+        push_folder(target, push_to_hub)
     return target

@@ -1,4 +1,5 @@
-"""LoRA SFT with TRL's ``SFTTrainer`` and PEFT, loss on the completion only, resumable.
+"""SFT with TRL's ``SFTTrainer``: a LoRA adapter (PEFT) or, with ``full``, every weight; loss
+on the completion only, resumable.
 
 Rows are tokenized by :func:`~thinkscope.sft.train_data.tokenize_row` (as TRL would, but with
 no end-of-sequence token after a row marked ``truncated``).
@@ -8,6 +9,7 @@ Files in the output folder ``OUT``::
     train_config.yaml       the :class:`TrainConfig` (a resume must match it)
     checkpoints/checkpoint-N  TRL/transformers checkpoints (adapter, optimizer, RNG, trainer state)
     adapter/                the final LoRA adapter in PEFT's format, with the tokenizer
+    model/                  with ``full``: the whole fine-tuned model (``load_model`` reads it)
     trainer_state.json      the final trainer state (``log_history``: the loss at every step)
     eval_before.json        held-out loss before training (with ``--eval-file``)
     loss.png                the loss curve
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from thinkscope.core.atomic import write_json, write_yaml
 from thinkscope.core.errors import UserError
@@ -40,13 +42,16 @@ from thinkscope.models.spec import ModelSpec
 from thinkscope.runstore.folder import now
 from thinkscope.runstore.header import register
 from thinkscope.sft.export import quiet_datasets
+from thinkscope.sft.quant import QuantSpec, load_4bit
 from thinkscope.sft.train_data import load_sft_rows, resolve_dataset, tokenize_row
 from thinkscope.sft.train_figure import save_loss_curve
 
 CONFIG_NAME = "train_config.yaml"
+#: The options that shape a LoRA adapter (``full`` refuses them).
+LORA_OPTIONS = ("lora_rank", "lora_alpha", "lora_dropout", "target_modules", "load_in_4bit")
 
 
-class TrainConfig(ModelSpec):
+class TrainConfig(ModelSpec, QuantSpec):
     """Everything that decides what a training run learns (saved as ``train_config.yaml``,
     with the base model's spec resolved: the dtype used, the weights' identity)."""
 
@@ -65,14 +70,25 @@ class TrainConfig(ModelSpec):
     max_length: int = Field(1024, ge=8)
     seed: int = 0
     save_steps: int = Field(50, ge=1)
+    full: bool = Field(False, description="Full fine-tuning of every weight instead of LoRA.")
+
+    @model_validator(mode="after")
+    def _lora_only(self) -> TrainConfig:
+        fields = type(self).model_fields
+        if self.full:
+            for name in LORA_OPTIONS:
+                if getattr(self, name) != fields[name].default:
+                    flag = f"--{name.replace('_', '-')}"
+                    raise ValueError(f"{flag} shapes a LoRA adapter; --full trains every weight")
+        return self
 
 
 @dataclass
 class TrainResult:
-    """Where the adapter is and what the run measured."""
+    """Where the adapter (with ``full``: the whole model) is and what the run measured."""
 
     path: Path
-    adapter: Path
+    adapter: Path  # OUT/adapter, or OUT/model with ``full``
     summary: dict
     finished_before: bool = False  # --resume found the run complete and did nothing
 
@@ -217,7 +233,8 @@ def lora_targets(lm, experts: bool = True) -> tuple[list[str], list[str]]:
 
 
 def build_trainer(config: TrainConfig, out: Path, lm=None, callbacks=(), progress: bool = True):
-    """The ``SFTTrainer`` for ``config`` (LoRA on ``lm`` or on ``config.model``)."""
+    """The ``SFTTrainer`` for ``config`` (LoRA, or every weight with ``full``, on ``lm`` or on
+    ``config.model``)."""
     import torch
     from transformers import PrinterCallback
 
@@ -231,23 +248,9 @@ def build_trainer(config: TrainConfig, out: Path, lm=None, callbacks=(), progres
     cuda = torch.cuda.is_available()
     bf16 = cuda and torch.cuda.is_bf16_supported()
     if lm is None:
-        lm = load_model(ModelSpec.of(config, dtype=train_dtype(config)))
-    experts = not config.lora_dropout  # PEFT adapts fused expert weights only without dropout
-    modules, parameters = lora_targets(lm, experts)
-    if not experts and not config.target_modules and lora_targets(lm)[1]:
-        warnings.warn(
-            f"{lm.name}'s experts take LoRA only without dropout (PEFT adapts fused expert "
-            "weights as parameters): they are left out; pass --lora-dropout 0 to adapt them too",
-            stacklevel=2,
-        )
-    lora = peft.LoraConfig(
-        r=config.lora_rank,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=config.target_modules or modules,
-        target_parameters=None if config.target_modules else parameters or None,
-        task_type="CAUSAL_LM",
-    )
+        spec = ModelSpec.of(config, dtype=train_dtype(config))
+        lm = load_4bit(spec) if config.load_in_4bit else load_model(spec)
+    lora = None if config.full else _lora_config(peft, config, lm)
 
     def tokenized(rows: list[dict]):
         return datasets.Dataset.from_list([tokenize_row(lm.tokenizer, row) for row in rows])
@@ -283,8 +286,29 @@ def build_trainer(config: TrainConfig, out: Path, lm=None, callbacks=(), progres
     return trainer
 
 
-def _save_adapter(trainer, out: Path) -> Path:
-    target, tmp = out / "adapter", out / ".adapter.tmp"
+def _lora_config(peft, config: TrainConfig, lm):
+    experts = not config.lora_dropout  # PEFT adapts fused expert weights only without dropout
+    modules, parameters = lora_targets(lm, experts)
+    if not experts and not config.target_modules and lora_targets(lm)[1]:
+        warnings.warn(
+            f"{lm.name}'s experts take LoRA only without dropout (PEFT adapts fused expert "
+            "weights as parameters): they are left out; pass --lora-dropout 0 to adapt them too",
+            stacklevel=2,
+        )
+    return peft.LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.target_modules or modules,
+        target_parameters=None if config.target_modules else parameters or None,
+        task_type="CAUSAL_LM",
+    )
+
+
+def _save(trainer, out: Path, name: str) -> Path:
+    """The adapter (or the whole model) and the tokenizer, written to a temporary folder
+    and renamed to ``out/name``."""
+    target, tmp = out / name, out / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     trainer.model.save_pretrained(tmp)
     trainer.processing_class.save_pretrained(tmp)
@@ -301,7 +325,8 @@ def train(
     callbacks=(),
     progress: bool = True,
 ) -> TrainResult:
-    """Train a LoRA adapter on ``config.dataset`` into ``out`` (see the module docstring).
+    """Train a LoRA adapter (or, with ``config.full``, every weight) on ``config.dataset``
+    into ``out`` (see the module docstring).
 
     With ``resume`` a killed run continues from its last complete checkpoint (the summary's
     ``resumed_from_step``; its losses cover every step); a finished one is left as it is
@@ -312,7 +337,8 @@ def train(
     if _check_start(out, config, resume):
         _say(progress, f"{out} is complete (same config): nothing to do")
         summary = json.loads((out / "summary.json").read_text())
-        return TrainResult(out, out / "adapter", summary, finished_before=True)
+        saved = out / ("model" if config.full else "adapter")
+        return TrainResult(out, saved, summary, finished_before=True)
     started, wall = now(), time.perf_counter()
     trainer = build_trainer(config, out, lm, callbacks, progress)
     resuming = (out / CONFIG_NAME).is_file()
@@ -326,7 +352,7 @@ def train(
         where = f"step {step} ({checkpoint.name})" if checkpoint else "step 0 (no checkpoint yet)"
         _say(progress, f"resuming {out} from {where}")
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    adapter = _save_adapter(trainer, out)
+    adapter = _save(trainer, out, "model" if config.full else "adapter")
     trainer.state.save_to_json(str(out / "trainer_state.json"))
     history = trainer.state.log_history  # every step's loss, those before a resume included
     summary = {
@@ -336,7 +362,7 @@ def train(
         "mean_train_loss": mean_step_loss(history),
         "resumed_from_step": step,
         "wall_s_last_session": round(time.perf_counter() - wall, 2),
-        **adapted(trainer.model),
+        **({"full": True} if config.full else adapted(trainer.model)),
     }
     if config.eval_file:
         before = json.loads((out / "eval_before.json").read_text())["eval_loss"]
