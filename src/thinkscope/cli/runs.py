@@ -1,4 +1,4 @@
-"""``thinkscope runs list | show | diff | reproduce``: the run registry."""
+"""``thinkscope runs list | show | diff | export | best | reproduce``: the run registry."""
 
 from __future__ import annotations
 
@@ -90,6 +90,45 @@ def runs_diff(a: str, b: str, fmt: Format = Format.table) -> None:
         Col("b", b, show=str, role="text"),
     )
     print_table(rows, fmt, columns)
+
+
+@runs_app.command("export")
+def runs_export(
+    csv: Path = typer.Option(..., "--csv", help="CSV file to write (the whole registry)."),
+) -> None:
+    """Every registered run as one CSV row: id, path, kind, created, status, then each
+    config.KEY and summary.KEY the registry holds."""
+    import csv as csv_module
+
+    from thinkscope.core.atomic import atomic_write
+    from thinkscope.runstore.registry import flat_runs
+
+    columns, rows = flat_runs()
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as handle:
+            writer = csv_module.DictWriter(handle, columns)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(csv, write)
+    messages(Format.table).print(f"{len(rows)} runs, {len(columns)} columns: {escape(str(csv))}")
+
+
+@runs_app.command("best")
+@format_option
+def runs_best(
+    by: str = typer.Option(
+        ..., help="Registry column to maximise: summary.KEY, config.KEY, or a bare KEY."
+    ),
+    fmt: Format = Format.table,
+) -> None:
+    """The registered run (an iteration, an experiment) with the highest value of --by."""
+    from thinkscope.runstore.registry import best_run
+
+    column, run = best_run(by)
+    rows = [{"key": k, "value": run[k]} for k in ("id", "path", "kind", "created", column)]
+    print_table(rows, fmt, (Col("key", role="name"), Col("value", show=str, role="text")))
 
 
 @runs_app.command("reproduce")

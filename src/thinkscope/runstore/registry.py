@@ -112,3 +112,42 @@ def diff(a: dict, b: dict) -> list[tuple[str, object, object]]:
     differing = [k for k in sorted(flat_a.keys() | flat_b.keys()) if flat_a.get(k) != flat_b.get(k)]
     keys = [*IDENTITY, *(k for k in differing if k not in IDENTITY)]
     return [(k, flat_a.get(k), flat_b.get(k)) for k in keys]
+
+
+#: The registry's own columns, before the flattened ``config.*`` and ``summary.*`` ones.
+COLUMNS = ("id", "path", "kind", "created", "status")
+
+
+def flat_runs() -> tuple[list[str], list[dict]]:
+    """Every registered run as one flat row (:data:`COLUMNS`, then ``config.KEY`` and
+    ``summary.KEY``; a nested value as JSON), and the columns in order."""
+    rows = []
+    for run in list_runs():
+        row = {k: run[k] for k in COLUMNS}
+        for section in ("config", "summary"):
+            for key, value in run[section].items():
+                plain = isinstance(value, str | int | float | bool) or value is None
+                row[f"{section}.{key}"] = value if plain else json.dumps(value)
+        rows.append(row)
+    extra = sorted({k for row in rows for k in row} - set(COLUMNS))
+    return [*COLUMNS, *extra], rows
+
+
+def best_run(by: str) -> tuple[str, dict]:
+    """The run with the highest numeric value of the column ``by`` (``summary.delta_auc``, or
+    a bare ``delta_auc`` for its ``summary.`` then its ``config.`` column) and that column's
+    name; a :class:`UserError` naming the columns when there is no such column."""
+    columns, rows = flat_runs()
+    column = next((c for c in (by, f"summary.{by}", f"config.{by}") if c in columns), None)
+    if column is None:
+        raise UserError(f"--by {by!r} is not a registry column; there are: {', '.join(columns)}")
+    numeric = [
+        row
+        for row in rows
+        if isinstance(row.get(column), int | float)
+        and not isinstance(row[column], bool)
+        and row[column] == row[column]  # not NaN
+    ]
+    if not numeric:
+        raise UserError(f"no registered run has a number in {column}")
+    return column, max(numeric, key=lambda row: row[column])

@@ -4,10 +4,12 @@ Criteria (seed 001), each row ``criterion, scope, value, target, passed`` with `
 False or None (undefined for the runs given, with the reason in ``value``):
 
 - no NaN REV value in any run (across temperatures);
-- delta-AUC (+rev over the baseline) increasing with model size (at least two models);
+- delta-AUC (+rev over the baseline) increasing with model size (at least two models, each
+  with a defined delta-AUC);
 - delta-AUC >= +0.05 for models of 300M-1B parameters and >= +0.12 from 1B on (none below 300M);
 - partial r(REV | length, perplexity) >= 0.3 with p < 0.01, per run;
-- variance of REV's AUROC across the temperatures of one model <= 0.03 (at least two).
+- variance of REV's AUROC across the temperatures of one model <= 0.03 (at least two with a
+  defined AUROC).
 """
 
 from __future__ import annotations
@@ -48,15 +50,10 @@ def success_criteria(runs: pd.DataFrame) -> pd.DataFrame:
         _row("no NaNs across temperatures", f"T = {temps}", nan_total, "0 NaN", nan_total == 0)
     )
     by_model = runs.groupby("params")["delta_auc"].mean().sort_index()
-    if len(by_model) < 2:
+    if len(by_model) < 2 or by_model.isna().any():
+        why = "one model size" if len(by_model) < 2 else "delta-AUC undefined for a model"
         rows.append(
-            _row(
-                "monotone delta-AUC across model sizes",
-                "models",
-                "one model size",
-                "increasing",
-                None,
-            )
+            _row("monotone delta-AUC across model sizes", "models", why, "increasing", None)
         )
     else:
         steps = np.diff(by_model.to_numpy())
@@ -100,9 +97,8 @@ def success_criteria(runs: pd.DataFrame) -> pd.DataFrame:
     for model, group in runs.groupby("model"):
         aucs = group["rev_auroc"].dropna()
         if group["temperature"].nunique() < 2 or len(aucs) < 2:
-            rows.append(
-                _row("temperature variance of REV AUROC", model, "one temperature", "<= 0.03", None)
-            )
+            why = "one temperature" if group["temperature"].nunique() < 2 else "AUROC undefined"
+            rows.append(_row("temperature variance of REV AUROC", model, why, "<= 0.03", None))
         else:
             var = float(aucs.var(ddof=0))
             rows.append(

@@ -8,6 +8,10 @@ set. Across the runs: the scaling figure (delta-AUC against log10 parameters), A
 temperature, the head-ablation curve (greedy accuracy with the top share of heads zeroed, on
 the first run), and the seed's success criteria as a computed pass/fail table.
 
+``control`` (a file, :func:`~thinkscope.metrics.rev.control.read_control`) replaces the bundled
+control set for the calibration and the separation; a run scored with another control set is
+refused. A grid of models x temperatures that generates its runs: :mod:`.grid`.
+
 On a hybrid stack APE and the head ablations (``cud``, the head-ablation curve) read the layers
 with softmax attention only and ``apl`` those with a feed-forward part; ``runs.csv`` notes
 which. A run whose model has no attention (Mamba2) is refused in one line before any work.
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +56,7 @@ from thinkscope.experiments.rev.stats import (
 )
 from thinkscope.metrics import check_applicable, measure, parse_metrics
 from thinkscope.metrics.rev import COMPONENTS, zscore_mean
-from thinkscope.metrics.rev.control import control_texts
+from thinkscope.metrics.rev.control import control_texts, controls, read_control, using_control
 from thinkscope.models import LM, load_model
 from thinkscope.models.spec import LoadingSpec, ModelSpec
 from thinkscope.runstore.folder import Run, now
@@ -73,6 +78,7 @@ class RevConfig:
     ablation_questions: int = 16
     control_prefix: int = 4  # control sentence tokens that act as its prompt
     loading: LoadingSpec = field(default_factory=LoadingSpec)  # how each run's model loads
+    control: Path | None = None  # a control file (read_control) instead of the bundled set
 
 
 @dataclass
@@ -87,7 +93,7 @@ class RevResult:
     figures: list[Path] = field(default_factory=list)
 
 
-class _Models:
+class ModelCache:
     """One loaded model per run model (name, revision, remote code), loaded with ``loading``
     and shared by the runs that use it."""
 
@@ -127,10 +133,20 @@ def control_components(lm: LM, prefix: int) -> pd.DataFrame:
     return pd.DataFrame([{c: r[c].value for c in COMPONENTS} for r in results])
 
 
-def _frame(path: Path, models: _Models) -> tuple[pd.DataFrame, dict]:
+def _frame(path: Path, models: ModelCache) -> tuple[pd.DataFrame, dict]:
     run = Run.open(path)
+    lm = models.get(run.config)
     if not {"rev", "dtr", "length"} <= set(run.traces().columns):
-        score(models.get(run.config), path, metrics=NEEDED)
+        score(lm, path, metrics=NEEDED)
+    scores = (
+        json.loads((path / "scores.json").read_text()) if (path / "scores.json").is_file() else {}
+    )
+    used = scores.get("columns", {}).get("apl", {}).get("calibration", {}).get("key")
+    if used is not None and used != controls(lm).key:
+        raise UserError(
+            f"{path} was scored with another control set (calibration {used}); "
+            "evaluate it with the control set it was scored with"
+        )
     scored = load_scored(path)
     frame = scored.traces.reset_index(drop=True).copy()
     frame["correct"] = scored.correct
@@ -139,31 +155,37 @@ def _frame(path: Path, models: _Models) -> tuple[pd.DataFrame, dict]:
     return frame, scored.run.config
 
 
-def evaluate(config: RevConfig) -> RevResult:
-    """Run the evaluation and write the result folder (see the module docstring)."""
+def evaluate(
+    config: RevConfig, models: ModelCache | None = None, registered: bool = True
+) -> RevResult:
+    """Run the evaluation and write the result folder (see the module docstring); with
+    ``registered`` also enter it in the run registry (a grid registers its own folder)."""
     if not config.runs:
         raise UserError("give at least one scored run folder")
     out = Path(config.out)
     if (out / "results.json").is_file():
         raise UserError(f"{out} holds a finished REV evaluation; choose another --out")
-    models = _Models(config.loading)
+    texts = read_control(config.control) if config.control else None
+    models = models or ModelCache(config.loading)
     for path in config.runs:  # every input is a run, whose model REV applies to, before any work
         check_applicable(models.get(Run.open(path).config), parse_metrics(NEEDED))
     started = now()
-    with atomic_dir(out) as tmp:
+    with using_control(texts) if texts else nullcontext(), atomic_dir(out) as tmp:
         write_yaml(tmp / "experiment.yaml", {"experiment": "rev", **_plain(config)})
         result = _evaluate(config, tmp, models)
         _write(result, out)
     result.out = out
     result.figures = [out / f.relative_to(tmp) for f in result.figures]
-    values = _plain(config)
-    flat = {**values.pop("loading"), "experiment": "rev", **values}
-    register(out, "experiment rev", flat, {"runs": len(config.runs)}, started)
+    if registered:
+        values = _plain(config)
+        flat = {**values.pop("loading"), "experiment": "rev", **values}
+        register(out, "experiment rev", flat, {"runs": len(config.runs)}, started)
     return result
 
 
-def _evaluate(config: RevConfig, out: Path, models: _Models) -> RevResult:
+def _evaluate(config: RevConfig, out: Path, models: ModelCache) -> RevResult:
     aurocs, comparisons, summaries, separations = [], [], [], []
+    controls_of: dict[int, pd.DataFrame] = {}  # per loaded model: the runs of a model share it
     first_config = None
     for path in config.runs:
         frame, run_config = _frame(Path(path), models)
@@ -197,7 +219,9 @@ def _evaluate(config: RevConfig, out: Path, models: _Models) -> RevResult:
                 **measured_layers(lm),
             }
         )
-        control = control_components(lm, config.control_prefix)
+        if id(lm) not in controls_of:
+            controls_of[id(lm)] = control_components(lm, config.control_prefix)
+        control = controls_of[id(lm)]
         both = pd.concat([frame[list(COMPONENTS)], control], ignore_index=True)
         pooled = both.to_numpy(float)
         both["rev"], both["rev-robust"] = zscore_mean(pooled), zscore_mean(pooled, robust=True)
@@ -253,6 +277,7 @@ def _plain(config: RevConfig) -> dict:
     values["out"] = str(config.out)
     values["shares"] = list(config.shares)
     values["loading"] = config.loading.model_dump()
+    values["control"] = None if config.control is None else str(config.control)
     return values
 
 

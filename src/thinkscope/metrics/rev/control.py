@@ -9,21 +9,31 @@
   control mean plus one standard deviation (ddof 1).
 
 The calibration is cached per model under ``$THINKSCOPE_CACHE/rev/`` (keyed by the model name,
-a fingerprint of its unembedding, and the control and arithmetic sets) and recorded in
-``scores.json`` beside the columns that used it.
+a fingerprint of its unembedding, and the content of the control and arithmetic sets) and
+recorded in ``scores.json`` beside the columns that used it.
+
+Another control set (the seed's 1,200 wiki texts, say): :func:`read_control` reads a text file
+(one text per non-empty line) or a JSONL file (a ``text`` field per line), and ``with
+using_control(texts): ...`` makes it the control set of every calibration inside the block.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from thinkscope.core.atomic import write_json
+from thinkscope.core.errors import UserError
+from thinkscope.core.jsonl import read_objects
 from thinkscope.core.paths import cache_dir
 from thinkscope.metrics.rev.ablation import Ablation, head_plan, logit_shifts, mlp_plan
 from thinkscope.models import LM
@@ -41,10 +51,52 @@ ARITHMETIC = (
 )
 
 
+MIN_CONTROL = 2  # a standard deviation (ddof 1) needs two texts
+_ACTIVE: ContextVar[tuple[str, ...] | None] = ContextVar("rev_control", default=None)
+
+
 def control_texts() -> list[str]:
-    """The bundled non-reasoning control sentences (CC0)."""
+    """The control set: the one of :func:`using_control`, else the bundled non-reasoning
+    sentences (CC0)."""
+    if (active := _ACTIVE.get()) is not None:
+        return list(active)
     text = resources.files("thinkscope.metrics").joinpath("data/rev_control.txt").read_text()
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+@contextmanager
+def using_control(texts: Sequence[str]) -> Iterator[None]:
+    """Make ``texts`` the control set of the calibrations (and :func:`control_texts`) inside
+    the block."""
+    token = _ACTIVE.set(tuple(texts))
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
+def read_control(path: Path | str) -> list[str]:
+    """The texts of a control file: ``.jsonl`` (a non-empty string ``text`` per line) or text
+    (one per non-empty line); a one-line :class:`UserError` naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--control {path}: no such file")
+    if path.suffix == ".jsonl":
+        texts = []
+        for number, row in read_objects(path):
+            text = row.get("text")
+            if not isinstance(text, str) or not text.strip():
+                raise UserError(f"--control {path}:{number}: no non-empty string field 'text'")
+            texts.append(text.strip())
+    else:
+        try:
+            lines = path.read_text().splitlines()
+        except UnicodeDecodeError:
+            raise UserError(f"--control {path}: not a UTF-8 text file") from None
+        texts = [line.strip() for line in lines if line.strip()]
+    if len(texts) < MIN_CONTROL:
+        raise UserError(f"--control {path} holds {len(texts)} texts; at least {MIN_CONTROL}")
+    return texts
 
 
 @dataclass
@@ -84,7 +136,9 @@ def _ids(lm: LM, text: str) -> list[int]:
     return list(lm.tokenizer(text)["input_ids"])
 
 
-def _key(lm: LM) -> str:
+def control_key(lm: LM) -> str:
+    """The calibration's cache key: the model's name and head fingerprint, the version, and
+    the content of the control set in use and of the arithmetic prompts."""
     weight = lm.anatomy.unembed.weight[:8].detach().float().cpu().numpy()
     digest = hashlib.sha256()
     for part in (lm.name, str(VERSION), *control_texts(), *ARITHMETIC):
@@ -110,7 +164,7 @@ def calibrate(lm: LM) -> RevControls:
     n = len(mlps)
     return RevControls(
         model=lm.name,
-        key=_key(lm),
+        key=control_key(lm),
         circuit=[(a.layer, int(a.head)) for a in circuit],
         ranking=[(a.layer, int(a.head)) for a in ranking],
         mlp_mu=mu[:n].tolist(),
@@ -128,7 +182,7 @@ _MEMORY: dict[str, RevControls] = {}
 @torch.no_grad()
 def controls(lm: LM) -> RevControls:
     """The calibration of ``lm``, from memory, the disk cache, or computed and cached."""
-    key = _key(lm)
+    key = control_key(lm)
     path = cache_dir() / "rev" / f"{key}.json"
     if key in _MEMORY:
         found = _MEMORY[key]
