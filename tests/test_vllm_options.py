@@ -211,9 +211,9 @@ def test_eval_backend_vllm_runs_lm_evals_vllm_model_with_the_engine_options(vllm
             "model_args tensor_parallel_size: Input should be greater than or equal to 1",
         ),
         (
-            "model=m,backend=vllm,greedy_threshold=0.3",
-            "model_args greedy_threshold: thinkscope's decoding knobs need its own sampler; drop "
-            "them or use backend=hf",
+            "model=m,backend=vllm,log_steps=true",
+            "model_args log_steps: per-step logs need thinkscope's own sampler; drop them or use "
+            "backend=hf",
         ),
         ("model=m,backend=tpu", "model_args backend must be hf or vllm, got 'tpu'"),
     ],

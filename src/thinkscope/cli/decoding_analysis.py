@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import typer
@@ -22,6 +23,19 @@ from thinkscope.models.spec import ModelSpec
 from thinkscope.tasks.spec import TaskSpec
 
 
+class FigureFormat(str, Enum):
+    png = "png"
+    pdf = "pdf"
+
+
+#: ``--figure-format``, not ``--format``: on these commands ``--format`` picks the table format.
+FIGURE_FORMAT = typer.Option(
+    FigureFormat.png,
+    "--figure-format",
+    help="pdf: write each figure as PDF too, beside its PNG (the PNG stays for the report).",
+)
+
+
 @format_option
 @model_options
 @spec_options(TaskSpec, "task_spec", "Task", defaults={"task": "gsm8k:train", "questions": 200})
@@ -31,6 +45,7 @@ def calibrate_command(
     reference_field: str = typer.Option(None, help="JSONL field with the reference response."),
     batch_size: int = typer.Option(4, help="Solutions per forward pass."),
     resume: bool = typer.Option(False, help="Continue a killed calibration in --out."),
+    figure_format: FigureFormat = FIGURE_FORMAT,
     task_spec: TaskSpec | None = None,
     model_spec: ModelSpec | None = None,
     fmt: Format = Format.table,
@@ -46,7 +61,8 @@ def calibrate_command(
         batch_size=batch_size,
         **task_spec.model_dump(),
     )
-    summary = run_calibration(config, out, resume=resume)
+    pdf = figure_format is FigureFormat.pdf
+    summary = run_calibration(config, out, resume=resume, pdf=pdf)
     shown = ("problems", "tokens", "top1_accuracy", "A", "B", "fit")
     print_mapping({key: summary[key] for key in shown}, fmt)
     messages(fmt).print(f"calibration: {out / 'calibration.json'}; figures: {out / 'figures'}")
@@ -54,17 +70,45 @@ def calibrate_command(
 
 @format_option
 def decoding_report_command(
-    run: Path = typer.Argument(..., help="A run generated with --log-steps."),
+    run: Path = typer.Argument(None, help="A run generated with --log-steps."),
+    samples: Path = typer.Option(
+        None, help="An lm-eval samples_*.jsonl to report on instead of a run."
+    ),
+    ranks: Path = typer.Option(
+        None, help="The rank log of --samples (default: the steps_*.jsonl beside it)."
+    ),
+    filter_name: str = typer.Option(
+        None, "--filter", help="The lm-eval filter whose scores count (default: the first)."
+    ),
+    out: Path = typer.Option(
+        None, help="Folder of a --samples report (default: decoding_<task>_<date> beside it)."
+    ),
     bin_runs: list[Path] = typer.Option(
         [], "--bin-run", help="A --confidence-bin-only run for the maj@k-by-bin figure (repeat)."
     ),
-    threshold: float = typer.Option(0.5, help="A step is low-confidence when pmax < this."),
+    threshold: float = typer.Option(
+        None, help="A step is low-confidence when pmax < this (default 0.5)."
+    ),
+    figure_format: FigureFormat = FIGURE_FORMAT,
     fmt: Format = Format.table,
 ) -> None:
-    """Accuracy against low-confidence steps, sampled ranks, and confidence-conditioned votes."""
-    from thinkscope.experiments.decoding.step_report import decoding_report
+    """Accuracy against low-confidence steps, sampled ranks, and confidence-conditioned votes,
+    for a run or for an lm-eval samples file and its rank log (--samples)."""
+    from thinkscope.core.errors import UserError
+    from thinkscope.experiments.decoding.step_report import decoding_report, samples_report
 
-    report = decoding_report(run, bin_runs, threshold)
+    pdf = figure_format is FigureFormat.pdf
+    if (run is None) == (samples is None):
+        raise UserError("give a RUN or --samples FILE (one of them)")
+    if samples is None:
+        for name, value in (("--ranks", ranks), ("--filter", filter_name), ("--out", out)):
+            if value is not None:
+                raise UserError(f"{name} goes with --samples, not with a RUN")
+        report = decoding_report(run, bin_runs, 0.5 if threshold is None else threshold, pdf)
+    elif bin_runs:
+        raise UserError("--bin-run goes with a RUN, not with --samples")
+    else:
+        report = samples_report(samples, ranks, threshold, filter_name, out, pdf)
     shown = {name: report.tables[name] for name in ("low_confidence", "off_top", "mean_rank")}
     console = messages(fmt)
     print_tables(shown, fmt, {k: infer_columns(v, ".3f") for k, v in shown.items()}, console)

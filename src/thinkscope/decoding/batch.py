@@ -19,6 +19,19 @@ from thinkscope.decoding.step import decode_step
 EXTRA_ARG = "thinkscope_decoding"
 
 
+def processor_kwargs(config: DecodingConfig) -> dict:
+    """``vllm.SamplingParams`` keyword arguments that hand ``config`` to the vLLM processor:
+    vLLM's own temperature/top-p/top-k/min-p at their no-op values (the processor runs first,
+    on the raw logits, and applies the config's), the config in ``extra_args``."""
+    return dict(
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        min_p=0.0,
+        extra_args={EXTRA_ARG: config.model_dump(exclude_none=True)},
+    )
+
+
 def config_from_extra_args(extra_args: dict | None) -> DecodingConfig | None:
     """The request's DecodingConfig, or None when it has none (raises ValueError if invalid)."""
     values = (extra_args or {}).get(EXTRA_ARG)

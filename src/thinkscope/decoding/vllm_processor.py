@@ -8,7 +8,8 @@ ids)``); 0.32+ default to the "model runner V2", which has its own interface (ru
 ``VLLM_USE_V2_MODEL_RUNNER=0``). vLLM applies custom processors
 to the raw logits before its own temperature and top-k/top-p, so a request carries its whole
 DecodingConfig in ``extra_args`` and leaves vLLM's own knobs at their no-op values
-(:func:`sampling_params` builds such params). Usage::
+(:func:`sampling_params` builds such params; lm-eval's vLLM model gets the same keyword
+arguments through :mod:`thinkscope.lmeval.vllm_model`). Usage::
 
     from vllm import LLM
     from thinkscope.decoding import DecodingConfig
@@ -27,7 +28,12 @@ import torch
 import vllm
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor
 
-from thinkscope.decoding.batch import EXTRA_ARG, BatchRows, config_from_extra_args
+from thinkscope.decoding.batch import (
+    EXTRA_ARG,
+    BatchRows,
+    config_from_extra_args,
+    processor_kwargs,
+)
 from thinkscope.decoding.config import DecodingConfig
 
 
@@ -68,7 +74,6 @@ class DecodingLogitsProcessor(LogitsProcessor):
 
 def sampling_params(config: DecodingConfig, **kwargs) -> vllm.SamplingParams:
     """vLLM ``SamplingParams`` that hand ``config`` to :class:`DecodingLogitsProcessor`."""
-    extra = {**kwargs.pop("extra_args", {}), EXTRA_ARG: config.model_dump(exclude_none=True)}
-    return vllm.SamplingParams(
-        temperature=1.0, top_p=1.0, top_k=0, min_p=0.0, extra_args=extra, **kwargs
-    )
+    own = processor_kwargs(config)
+    own["extra_args"] = {**kwargs.pop("extra_args", {}), **own["extra_args"]}
+    return vllm.SamplingParams(**own, **kwargs)

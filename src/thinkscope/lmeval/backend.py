@@ -7,8 +7,11 @@ The thinkscope model's ``model_args`` become the vLLM model's: ``model`` (any sp
 generation backend (:meth:`~thinkscope.models.spec.LoadingSpec.vllm_args`);
 ``tensor_parallel_size``, ``gpu_memory_utilization`` and ``max_model_len`` are
 :class:`~thinkscope.models.spec.EngineSpec`'s, validated as on ``generate``; ``batch_size``,
-``seed`` and ``max_length`` pass on. thinkscope's decoding knobs need its own sampler
-(``backend=hf``, the default) and are refused on vLLM, as are the engine options on ``hf``.
+``seed`` and ``max_length`` pass on. thinkscope's decoding knobs (every DecodingConfig field,
+``cal_acc_from``/``cal_acc_threshold``) switch to ``thinkscope-vllm``, lm-eval's vllm model with
+thinkscope's vLLM logits processor (:mod:`thinkscope.lmeval.vllm_model`); as on ``hf``, they
+then decide sampling. Per-step logs (``log_steps``) need thinkscope's sampler and are refused
+on vLLM, as are the engine options on ``hf``.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from pydantic import ValidationError
 
 from thinkscope.core.errors import UserError
 from thinkscope.decoding import DecodingConfig
+from thinkscope.decoding.batch import processor_kwargs
 from thinkscope.models.spec import EngineSpec, LoadingSpec, ModelSpec
 
 EVAL_BACKENDS = ("hf", "vllm")
+VLLM_MODEL = "thinkscope-vllm"
 _PASSED = ("batch_size", "seed", "max_length")
-_DECODING = (*DecodingConfig.model_fields, "cal_acc_from", "cal_acc_threshold")
+_TASK_SAMPLING = ("temperature", "top_p", "top_k", "min_p")
 
 
 def on_backend(parsed: Namespace) -> Namespace:
@@ -43,23 +48,26 @@ def on_backend(parsed: Namespace) -> Namespace:
                 "backend=vllm or drop it"
             )
         return Namespace(**{**vars(parsed), "model_args": args})
-    return Namespace(
-        **{**vars(parsed), "model": "vllm", "model_args": vllm_model_args(args, engine)}
-    )
+    model_args = vllm_model_args(args, engine)
+    model = VLLM_MODEL if set(model_args) & set(DecodingConfig.model_fields) else "vllm"
+    return Namespace(**{**vars(parsed), "model": model, "model_args": model_args})
 
 
 def vllm_model_args(args: dict, engine: dict) -> dict:
     """lm-eval's ``vllm`` model_args for the thinkscope model_args ``args`` (``backend``
-    and the ``engine`` options taken out)."""
+    and the ``engine`` options taken out), with the DecodingConfig's fields when it sets any."""
     from thinkscope.generation.backends import cuda_available, vllm_installed
+    from thinkscope.lmeval.model import decoding_from_args
+    from thinkscope.lmeval.steps import StepLogArgs
     from thinkscope.models.lm import resolve_source
 
-    knobs = sorted(k for k in args if k in _DECODING)
-    if knobs:
+    steps = sorted(k for k in args if k in StepLogArgs.model_fields)
+    if steps:
         raise UserError(
-            f"model_args {', '.join(knobs)}: thinkscope's decoding knobs need its own sampler; "
-            "drop them or use backend=hf"
+            f"model_args {', '.join(steps)}: per-step logs need thinkscope's own sampler; drop "
+            "them or use backend=hf"
         )
+    decoding = decoding_from_args(args)
     loading = {k: args.pop(k) for k in (*LoadingSpec.model_fields, "model") if k in args}
     passed = {k: args.pop(k) for k in _PASSED if k in args}
     if args:
@@ -82,7 +90,20 @@ def vllm_model_args(args: dict, engine: dict) -> dict:
         **spec.vllm_args(),
         **placement.vllm_args(),
         **passed,
+        **(decoding.model_dump(exclude_none=True) if decoding else {}),
     }
 
 
-__all__ = ["EVAL_BACKENDS", "on_backend", "vllm_model_args"]
+def with_decoding(kwargs: dict, decoding: DecodingConfig | None) -> dict:
+    """lm-eval's ``SamplingParams`` keyword arguments for one request, with ``decoding``
+    (when set) in place of the task's temperature/top-p/top-k/min-p, for thinkscope's vLLM
+    processor (:func:`~thinkscope.decoding.batch.processor_kwargs`)."""
+    if decoding is None:
+        return kwargs
+    own = processor_kwargs(decoding)
+    own["extra_args"] = {**kwargs.get("extra_args", {}), **own["extra_args"]}
+    rest = {k: v for k, v in kwargs.items() if k not in (*_TASK_SAMPLING, "extra_args")}
+    return {**rest, **own}
+
+
+__all__ = ["EVAL_BACKENDS", "VLLM_MODEL", "on_backend", "vllm_model_args", "with_decoding"]

@@ -4,8 +4,12 @@ lm-eval 0.4 finds models only in its registry (no plugin entry points; ``--inclu
 adds tasks, not models), so the plain ``lm_eval`` command cannot load an out-of-tree model.
 :func:`run_harness` registers it, puts :data:`~thinkscope.lmeval.TASKS_DIR` on the task
 include path and hands every other argument to lm-eval unchanged, but ``backend=vllm`` in the
-thinkscope model's ``model_args``, which runs lm-eval's ``vllm`` model instead
-(:mod:`thinkscope.lmeval.backend`).
+thinkscope model's ``model_args``, which runs lm-eval's ``vllm`` model instead, or
+``thinkscope-vllm`` with the decoding knobs (:mod:`thinkscope.lmeval.backend`). With
+``log_steps=true`` in the thinkscope model's ``model_args`` the harness builds the model
+itself (as lm-eval would), and after the evaluation writes its per-step rank logs beside
+lm-eval's samples files (:mod:`thinkscope.lmeval.steps`); that needs ``--output_path`` and
+``--log_samples``.
 
 At the boundary lm-eval's failures become thinkscope's one-line errors: a bad argument, an
 unknown task or another mistake lm-eval finds before it loads the model is a
@@ -24,11 +28,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from thinkscope.core.errors import RunFailure, UserError
 from thinkscope.lmeval import TASKS_DIR
-from thinkscope.lmeval.backend import on_backend
+from thinkscope.lmeval.backend import VLLM_MODEL, on_backend
 from thinkscope.lmeval.record import record_eval
+from thinkscope.lmeval.steps import write_step_logs
 from thinkscope.runstore.folder import now
 
 LIST_TASKS = f"list them with `lm-eval ls tasks --include_path {TASKS_DIR}`"
@@ -46,6 +52,7 @@ def harness_argv(args: Sequence[str]) -> list[str]:
 
 def run_harness(args: Sequence[str]) -> None:
     """Run ``lm_eval run ARGS`` in this process with the thinkscope model registered."""
+    import lm_eval.models  # noqa: F401  (lm-eval's own; get_model imports them into an empty registry only)
     from lm_eval._cli import HarnessCLI
     from lm_eval.utils import setup_logging
 
@@ -60,11 +67,89 @@ def run_harness(args: Sequence[str]) -> None:
         if not parsed.tasks and not parsed.config:
             raise UserError(f"--tasks is required, e.g. --tasks gsm8k_cot_thinkscope; {LIST_TASKS}")
         run = on_backend(parsed)
-        with _boundary():
+        if run.model == VLLM_MODEL:
+            _register_vllm_model()
+        kept: list = []
+        logging_steps = _logs_steps(run)
+        with _boundary(), _model_kept(kept) if logging_steps else contextlib.nullcontext():
             cli.execute(run)
+        for model, tracker in kept:
+            _write_steps(model, tracker)
         record_eval(parsed, started)
     finally:
         sys.argv = saved
+
+
+def _register_vllm_model() -> None:
+    """Register ``thinkscope-vllm`` (importing lm-eval's vllm model, hence vLLM)."""
+    try:
+        import thinkscope.lmeval.vllm_model  # noqa: F401
+    except ImportError as err:
+        raise UserError(
+            f"model_args backend=vllm: lm-eval's vllm model does not load with this vLLM "
+            f"({type(err).__name__}: {err}); install thinkscope[gpu]"
+        ) from err
+
+
+def _logs_steps(run) -> bool:
+    """Whether the thinkscope model is asked for per-step logs (its args checked, and the
+    lm-eval options the logs need, before anything loads)."""
+    from thinkscope.lmeval.model import step_args_from
+
+    if run.model != "thinkscope" or not step_args_from(dict(run.model_args or {})).log_steps:
+        return False
+    if not run.output_path or not run.log_samples:
+        raise UserError(
+            "model_args log_steps=true writes the rank logs beside lm-eval's samples: add "
+            "--output_path DIR --log_samples"
+        )
+    return True
+
+
+@contextlib.contextmanager
+def _model_kept(kept: list) -> Iterator[None]:
+    """lm-eval's ``simple_evaluate`` on a thinkscope model built here (as lm-eval builds it),
+    kept in ``kept`` with the evaluation tracker, so that its step log can be written."""
+    import lm_eval.evaluator as evaluator
+    from lm_eval.api.registry import get_model
+
+    inner = evaluator.simple_evaluate
+
+    def simple_evaluate(*args, **kwargs):
+        extra = {k: kwargs.get(k) for k in ("batch_size", "max_batch_size", "device")}
+        model_args, model_class = kwargs.get("model_args") or {}, get_model("thinkscope")
+        if isinstance(model_args, str):
+            model = model_class.create_from_arg_string(model_args, extra)
+        else:
+            model = model_class.create_from_arg_obj(model_args, extra)
+        tracker = kwargs.get("evaluation_tracker")
+        kept.append((model, tracker))
+        results = inner(*args, **{**kwargs, "model": model})
+        if results is not None:  # as if lm-eval had built it
+            results["config"]["model"] = "thinkscope"
+        if tracker is not None:
+            tracker.general_config_tracker.model_source = "thinkscope"
+        return results
+
+    evaluator.simple_evaluate = simple_evaluate
+    try:
+        yield
+    finally:
+        evaluator.simple_evaluate = inner
+
+
+def _write_steps(model, tracker) -> None:
+    """The model's step logs beside the samples files ``tracker`` wrote."""
+    if not model.step_log:
+        print("log_steps: no generated responses to log (the tasks only score likelihoods)")
+        return
+    folder = Path(tracker.output_path)
+    if folder.suffix == ".json":
+        folder = folder.parent
+    else:
+        folder = folder / str(tracker.general_config_tracker.model_name_sanitized)
+    paths = write_step_logs(model.step_log, folder, tracker.date_id, model.steps.low_conf_threshold)
+    print("per-step rank logs:", *map(str, paths), sep="\n  ")
 
 
 def _parse(cli):

@@ -7,7 +7,10 @@ forward pass per batch of requests.
 separated by ``;`` or ``:``, since lm-eval splits model_args at commas: ``edt_var=0.8;1;1``)
 and ``cal_acc_from=PATH`` with ``cal_acc_threshold=THR``. When model_args set any decoding
 field, they decide sampling; otherwise a task's ``do_sample``/``temperature``/``top_p``/
-``top_k``/``min_p`` do (``do_sample: false`` or no temperature is greedy).
+``top_k``/``min_p`` do (``do_sample: false`` or no temperature is greedy). ``log_steps=true``
+(with ``low_conf_threshold``, :class:`~thinkscope.lmeval.steps.StepLogArgs`) records each
+response's per-step log in :attr:`ThinkscopeLM.step_log` (``thinkscope eval`` writes it beside
+lm-eval's samples file: :mod:`thinkscope.lmeval.steps`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from thinkscope.decoding import DecodingConfig
 from thinkscope.decoding.config import cal_acc_from_file
 from thinkscope.generation.sampler import BatchSampler, SamplingParams
 from thinkscope.generation.seeds import sample_seed
+from thinkscope.lmeval.steps import StepLogArgs, step_record
 from thinkscope.models import LM, load_model
 
 _LISTS = ("dynamic_top_k", "edt_var", "cal_acc")
@@ -77,6 +81,9 @@ class ThinkscopeLM(TemplateLM):
         super().__init__()
         self.processors = list(processors)
         self.decoding = decoding_from_args(knobs)
+        self.steps = step_args_from(knobs)
+        self.step_log: list[dict] = []
+        self._answered: dict[tuple, int] = defaultdict(int)
         knobs.pop("max_batch_size", None)
         if knobs:
             raise UserError(f"unknown thinkscope model_args: {', '.join(sorted(knobs))}")
@@ -149,6 +156,7 @@ class ThinkscopeLM(TemplateLM):
         """Each distinct gen_kwargs is one batch of samplers; text is cut at the first stop."""
         out: list[str | None] = [None] * len(requests)
         groups, seen = defaultdict(list), defaultdict(int)
+        repeats = self._repeats(requests) if self.steps.log_steps else []
         for index, request in enumerate(requests):
             context, gen_kwargs = request.args
             groups[repr(sorted(gen_kwargs.items()))].append((index, context))
@@ -167,6 +175,21 @@ class ThinkscopeLM(TemplateLM):
                 for (index, _), done in zip(chunk, sampler.completions, strict=True):
                     text = self.tokenizer.decode(done.token_ids, skip_special_tokens=True)
                     out[index] = cut_at_stop(text, until)
+                    if self.steps.log_steps:
+                        request = requests[index]
+                        self.step_log.append(
+                            step_record(request.task_name, request.doc_id, repeats[index], done)
+                        )
+        return out
+
+    def _repeats(self, requests) -> list[int]:
+        """Each request's repeat index among the requests of its doc (lm-eval lists a doc's
+        request once per repeat, and its responses in that order); counted across calls."""
+        out = []
+        for request in requests:
+            key = (request.task_name, request.doc_id)
+            out.append(self._answered[key])
+            self._answered[key] += 1
         return out
 
     def _params(self, gen_kwargs: dict) -> tuple[SamplingParams, list[str]]:
@@ -179,7 +202,23 @@ class ThinkscopeLM(TemplateLM):
             sample = bool(kwargs.get("do_sample")) and kwargs.get("temperature", 1.0) > 0
             task = {k: kwargs[k] for k in _TASK_SAMPLING if k in kwargs}
             decoding = DecodingConfig(**task) if sample else DecodingConfig(temperature=0.0)
-        return SamplingParams(decoding=decoding, max_new_tokens=max_new, stop=tuple(until)), until
+        params = SamplingParams(
+            decoding=decoding,
+            max_new_tokens=max_new,
+            stop=tuple(until),
+            log_steps=self.steps.log_steps,
+        )
+        return params, until
+
+
+def step_args_from(args: dict) -> StepLogArgs:
+    """The per-step log settings that model_args ``args`` set (popped from it)."""
+    values = {name: args.pop(name) for name in StepLogArgs.model_fields if name in args}
+    try:
+        return StepLogArgs(**values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise UserError(f"model_args {first['loc'][0]}: {first['msg']}") from None
 
 
 def cut_at_stop(text: str, until: list[str]) -> str:

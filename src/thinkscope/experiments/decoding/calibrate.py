@@ -6,6 +6,9 @@ reference token would have been sampled from (the position before it). From thos
 
 - the calibration grid (``stats.calibration_grid``): 10 bins of ``pmax`` (bin 0 holds
   ``pmax >= 0.9``) x rank 1..k, how often the token at that rank is the reference token;
+- beside it the unconditional means (``unconditional``): how often the token at rank r is
+  the reference token over all positions, not conditioned on the ``pmax`` bin (the grid's
+  rows averaged with their counts as weights);
 - the power law ``log10 c = A + B log10 p``: every top-k entry is a (probability p, correct
   c in {0, 1}) pair; pairs are binned by log10 p (bins of 0.25 decades), c is the share of
   correct pairs in a bin, and ``stats.fit_power_law`` fits the bins' (mean p, c) by least
@@ -14,8 +17,10 @@ reference token would have been sampled from (the position before it). From thos
 
 Files in ``OUT``: ``config.yaml``, ``env.json``, ``positions.parquet`` (per problem: reference
 ids, top ids/probs, reference rank), ``calibration.json`` (written last: its presence marks a
-finished calibration), ``figures/calibration_heatmap.png`` and ``figures/calibration_fit.png``.
-A killed calibration resumes from its last finished batch (``shards/``).
+finished calibration), ``figures/calibration_heatmap.png`` and ``figures/calibration_fit.png``
+(and ``.pdf`` beside them with ``pdf=True``; asked of a finished calibration, they are drawn
+from its ``calibration.json``). A killed calibration resumes from its last finished batch
+(``shards/``).
 """
 
 from __future__ import annotations
@@ -171,6 +176,14 @@ def grid_of(positions: pd.DataFrame, top_k: int = 20, n_bins: int = 10) -> dict:
     }
 
 
+def unconditional_of(positions: pd.DataFrame, top_k: int = 20) -> dict:
+    """P(reference token at rank r) for r = 1..top_k over every position, whatever its
+    ``pmax`` bin: ``prob`` ``[top_k]``, ``hits`` ``[top_k]`` and ``count``."""
+    rank = _stack(positions, "ref_rank", np.int64)
+    hits = np.bincount(rank[rank <= top_k] - 1, minlength=top_k)
+    return {"prob": (hits / len(rank)).tolist(), "hits": hits.tolist(), "count": int(len(rank))}
+
+
 def summarize(positions: pd.DataFrame, config: CalibrationConfig) -> dict:
     """The grid, the power-law fit and their inputs, as written to ``calibration.json``."""
     top_probs = _stack(positions, "top_probs", float)
@@ -193,6 +206,7 @@ def summarize(positions: pd.DataFrame, config: CalibrationConfig) -> dict:
         "top1_accuracy": float((rank == 1).mean()),
         "top_k": config.top_k,
         "grid": grid_of(positions, config.top_k, config.n_bins),
+        "unconditional": unconditional_of(positions, config.top_k),
         "fit_points": points,
         "created": now(),
     }
@@ -210,8 +224,10 @@ def run_calibration(
     resume: bool = False,
     lm: LM | None = None,
     show_progress: bool = True,
+    pdf: bool = False,
 ) -> dict:
-    """Teacher-force ``config``'s references and write the calibration folder ``out``."""
+    """Teacher-force ``config``'s references and write the calibration folder ``out``
+    (``pdf``: each figure as PDF too)."""
     out = Path(out)
     if config.n_bins != 10:
         raise UserError("the confidence bins of the decoding knobs are tenths: n_bins must be 10")
@@ -220,7 +236,10 @@ def run_calibration(
         same = _record(config, spec) | {k: stored.get(k) for k in ModelSpec.model_fields}
         if stored != same or not spec.matches(stored):
             raise UserError(f"{out} holds a calibration with another config; choose another --out")
-        return json.loads((out / "calibration.json").read_text())
+        summary = json.loads((out / "calibration.json").read_text())
+        if pdf and not (out / "figures" / "calibration_fit.pdf").is_file():
+            draw_calibration(summary, out / "figures", pdf=True)
+        return summary
     problems = load_problems(config.task, config.questions, config.seed, config.fields)
     for problem in problems:
         reference_response(problem, config.reference_field)  # fail before loading the model
@@ -241,7 +260,7 @@ def run_calibration(
     positions = pd.concat([pd.read_parquet(run.shards_dir / f"{n}.parquet") for n in names])
     summary = summarize(positions.reset_index(drop=True), config)
     write_parquet(out / "positions.parquet", positions)
-    draw_calibration(summary, out / "figures")
+    draw_calibration(summary, out / "figures", pdf)
     write_json(out / "calibration.json", summary)
     for shard in run.shards_dir.glob("*.parquet"):
         shard.unlink()

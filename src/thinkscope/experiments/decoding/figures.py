@@ -13,15 +13,20 @@ from thinkscope.core.atomic import atomic_write
 from thinkscope.core.figures import CORRECT, NEUTRAL, STYLE, WRONG
 
 
-def save(fig: Figure, path: Path) -> Path:
+def save(fig: Figure, path: Path, pdf: bool = False) -> Path:
+    """Write ``fig`` to ``path`` (PNG) and, with ``pdf``, beside it as PDF (vector)."""
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    if pdf:
+        atomic_write(path.with_suffix(".pdf"), lambda tmp: fig.savefig(tmp, format="pdf"))
     return path
 
 
 def calibration_heatmap(summary: dict) -> Figure:
-    """P(reference token at rank r | pmax bin), bins top to bottom from confident to unsure."""
-    grid = summary["grid"]
-    prob = np.array([[np.nan if v is None else v for v in row] for row in grid["prob"]])
+    """P(reference token at rank r | pmax bin), bins top to bottom from confident to unsure,
+    and below them the unconditional row: P(rank r) over all tokens."""
+    grid, overall = summary["grid"], summary.get("unconditional")
+    rows = grid["prob"] + ([overall["prob"]] if overall else [])
+    prob = np.array([[np.nan if v is None else v for v in row] for row in rows])
     fig = Figure(figsize=(10, 4.6), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(prob, aspect="auto", cmap="viridis", vmin=0, vmax=1)
@@ -31,6 +36,8 @@ def calibration_heatmap(summary: dict) -> Figure:
             ax.text(r, b, f"{prob[b, r]:.2f}", ha="center", va="center", fontsize=6, color=shade)
     ax.set_xticks(range(prob.shape[1]), [str(r + 1) for r in range(prob.shape[1])])
     labels = [f"{b}  (n={n:,})" for b, n in zip(grid["bins"], grid["count"], strict=True)]
+    if overall:
+        labels.append(f"all  (n={overall['count']:,})")
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("rank of the token in the model's distribution")
     ax.set_ylabel("top-1 probability bin (tokens)")
@@ -63,11 +70,11 @@ def calibration_fit(summary: dict) -> Figure:
     return fig
 
 
-def draw_calibration(summary: dict, out: Path) -> list[Path]:
+def draw_calibration(summary: dict, out: Path, pdf: bool = False) -> list[Path]:
     with matplotlib.rc_context(STYLE):
         return [
-            save(calibration_heatmap(summary), out / "calibration_heatmap.png"),
-            save(calibration_fit(summary), out / "calibration_fit.png"),
+            save(calibration_heatmap(summary), out / "calibration_heatmap.png", pdf),
+            save(calibration_fit(summary), out / "calibration_fit.png", pdf),
         ]
 
 
