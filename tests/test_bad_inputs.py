@@ -169,6 +169,11 @@ CASES = [
     ("traces-syntax", "experiment jsd-diagnostic {exp} --traces q0", USAGE, "--traces takes"),
     ("rev-not-a-run", "experiment rev {empty} --out {tmp}/rev", USAGE, "holds no traces.parquet"),
     ("rev-folds", "experiment rev {scored} --out {tmp}/rev --folds 1", USAGE, "--folds"),
+    ("rev-grid-option", "experiment rev {scored} --out {tmp}/r --models x", USAGE, "a grid"),
+    ("rev-control", "experiment rev --out {tmp}/r --control {tmp}/no.txt", USAGE, "no such file"),
+    ("rev-repeat", "experiment rev --out {tmp}/r --temperatures 0.2,0.2", USAGE, "not repeat"),
+    ("rev-preset", "experiment rev --out {tmp}/r --preset best", USAGE, "--preset 'best'"),
+    ("rev-out-root", "experiment rev --out {tmp}/r --root {tmp}/i", USAGE, "give one"),
     (
         "sweep-missing",
         "decode-sweep --configs {tmp}/s.yaml --out {tmp}/sw",

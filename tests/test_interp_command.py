@@ -1,7 +1,6 @@
 """``thinkscope interp`` commands and the run pipeline end to end on tiny models."""
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -12,41 +11,36 @@ from thinkscope.cli.app import app
 from thinkscope.cli.interp import parse_layers
 from thinkscope.core.errors import UserError
 from thinkscope.experiments.interp.pipeline import InterpConfig, correctness_probes, run_interp
-from thinkscope.experiments.interp.presets import PRESETS, parse_preset
+from thinkscope.experiments.interp.presets import InterpSizes
 from thinkscope.interp.directions import Directions
-from thinkscope.models.spec import ModelSpec
 from tiny import tiny_lm
 
 runner = CliRunner()
 
 
 def test_presets_and_layer_specs():
-    assert parse_preset("layers:15-25").layers(30) == list(range(15, 26))
-    assert parse_preset("quick").layers(4) == [1, 2, 3, 4]
+    assert parse_layers(InterpSizes.parse(preset="layers:15-25").layers, 30) == list(range(15, 26))
+    assert parse_layers(InterpSizes.parse(preset="quick").layers, 4) == [1, 2, 3, 4]
     assert parse_layers("2,4", 4) == [2, 4] and parse_layers("2-3", 4) == [2, 3]
     for bad in ("bogus", "layers:3"):
         with pytest.raises(UserError):
-            parse_preset(bad)
+            InterpSizes.parse(preset=bad)
     with pytest.raises(UserError):
-        parse_preset("layers:15-25").layers(12)
+        parse_layers("15-25", 12)
     with pytest.raises(UserError):
         parse_layers("0-3", 4)
 
 
 def test_run_pipeline_with_two_tiny_models(tiny_model_dir, tmp_path):
-    preset = replace(
-        PRESETS["quick"],
+    config = InterpConfig(
+        out=tmp_path / "out",
         questions=4,
         samples=2,
         max_new_tokens=6,
         sweep_questions=3,
-        alphas=(-2.0, 0.0, 2.0),
+        strengths=[-2.0, 0.0, 2.0],
         folds=2,
-    )
-    config = InterpConfig(
-        out=tmp_path / "out",
-        preset=preset,
-        model_spec=ModelSpec(model=str(tiny_model_dir)),
+        model=str(tiny_model_dir),
         model_b=str(tiny_model_dir),
         batch_size=4,
     )
@@ -84,8 +78,7 @@ def test_correctness_probes_and_direction_from_the_rows(tmp_path):
     texts = ["What is 3 + 5?", "Janet has 16 eggs", "The answer is 8.", "Question: A: B:"] * 2
     ids = [lm.tokenizer(t)["input_ids"] for t in texts]
     frame = pd.DataFrame({"prompt_ids": ids, "token_ids": ids[::-1], "correct": [True, False] * 4})
-    preset = replace(PRESETS["quick"], folds=2)
-    config = InterpConfig(out=tmp_path, preset=preset, batch_size=3)
+    config = InterpConfig(out=tmp_path, folds=2, batch_size=3)
     table, direction, note = correctness_probes(lm, frame, [1, 3], config)
     assert note is None and list(table["layer"]) == [1, 3]
     rows = np.load(tmp_path / "rows.npy").astype(np.float64)

@@ -1,14 +1,11 @@
 """Probe folds grouped by problem: no question in both training and test folds."""
 
-from dataclasses import replace
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from thinkscope.core.errors import UserError
 from thinkscope.experiments.interp.pipeline import InterpConfig
-from thinkscope.experiments.interp.presets import PRESETS
 from thinkscope.interp.probes import cv_folds, probe_layers
 from tiny import tiny_lm
 
@@ -74,7 +71,7 @@ def test_the_interp_pipeline_groups_its_probes_by_problem(tmp_path, monkeypatch)
         return probe_layers(*args, **kwargs)
 
     monkeypatch.setattr(pipeline, "probe_layers", spy)
-    config = InterpConfig(out=tmp_path, preset=replace(PRESETS["quick"], folds=2), batch_size=4)
+    config = InterpConfig(out=tmp_path, folds=2, batch_size=4)
     table, _, note = pipeline.correctness_probes(lm, frame, [1], config)
     assert note is None and list(table["layer"]) == [1]
     assert list(seen["groups"]) == list(frame["problem_id"])

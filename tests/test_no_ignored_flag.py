@@ -50,11 +50,27 @@ BEHAVIOUR = {
     ("interp directions", "decode_layer"): "read after the directions are computed, to print "
     "the logit-lens words (tests/test_interp_command.py)",
     ("interp patch", "k"): "how many next tokens are printed after real forward passes",
+    ("dataset build", "from_hub"): "replaces the run folder argument the walk gives "
+    "(tests/test_hub.py::test_dataset_build_from_the_hub)",
+    **{
+        ("decoding-report", option): "a --samples report, instead of the RUN the walk gives "
+        "(tests/test_decoding_samples.py)"
+        for option in ("samples", "ranks", "filter_name", "out")
+    },
 }
 
 # (command, option): the options it needs beside it (in both runs compared).
 NEEDS = {("dataset build", "fallback_best_correct"): ["--min-dtr", "0.5"]}
-OUTPUTS = {"out", "plot_out"}  # path options that name something to create: a fresh path
+# (command, option): the tokens to try where the option's name means other values elsewhere.
+CHOICES = {
+    ("dataset build", "preset"): ["--preset", "dtr-explorer"],
+    ("experiment sft-filtering", "sizes"): ["--sizes", "1"],
+    ("decoding-report", "threshold"): ["--threshold", "0.3"],  # unset means 0.5 on a RUN
+}
+# (command, argument): optional arguments the walk gives anyway (another option can replace
+# them, tested on its own).
+ARGUMENTS = {("dataset build", "run_dir"), ("decoding-report", "run")}
+OUTPUTS = {"out", "plot_out", "root"}  # path options that name something to create: a fresh path
 
 # Text options: valid values, the first that differs from the default is used.
 TEXT = {
@@ -86,6 +102,9 @@ TEXT = {
     "layers": ("1-2",),
     "positions": ("mean", "last"),
     "preset": ("full",),
+    "tasks": ("demo-arith,gsm8k",),
+    "strengths": ("1,2",),
+    "probe": ("mlp",),
     "stop": ("###",),
     "field": ("question=problem",),
     "fields": ("question=problem",),
@@ -93,6 +112,7 @@ TEXT = {
     "g": ("0.3,0.6",),  # threshold-sweep's grid (a float elsewhere)
     "temperatures": ("0,1",),
     "traces": ("demo-000:0",),
+    "figure_format": ("pdf",),
 }
 
 
@@ -151,22 +171,32 @@ STUBS = {
     "decoding-report": [("thinkscope.experiments.decoding.step_report.decoding_report", STOP)],
     "decode-sweep": [("thinkscope.experiments.decoding.sweep.decode_sweep", STOP)],
     "train": [
+        ("thinkscope.sft.quant.check_4bit", None),
+        ("thinkscope.sft.hub.check_hub", None),
         (
             "thinkscope.sft.trainer.train",
             SimpleNamespace(summary={}, adapter="a", path=Path("t"), finished_before=False),
         ),
         ("thinkscope.sft.merge.merge_adapter", STOP),
+        ("thinkscope.sft.hub.push_folder", None),
     ],
     "merge": [
         ("thinkscope.sft.merge.find_adapter", Path("adapter")),
+        ("thinkscope.sft.hub.check_hub", None),
         ("thinkscope.sft.merge.base_model_of", {"model": "base"}),
         ("thinkscope.sft.merge.merge_adapter", STOP),
     ],
     "compare": [("thinkscope.experiments.compare.core.compare_models", STOP)],
-    "dataset build": [("thinkscope.sft.build_dataset", STOP)],
+    "dataset build": [
+        ("thinkscope.sft.hub.check_hub", None),
+        ("thinkscope.sft.build_dataset", STOP),
+    ],
     "dataset reference": [("thinkscope.sft.reference_dataset", STOP)],
     **{f"experiment {name}": [("thinkscope.experiments.Experiment", STOP)] for name in EXPERIMENTS},
-    "experiment rev": [("thinkscope.experiments.rev.evaluate.run_rev", STOP)],
+    "experiment rev": [  # the grid (the default); RUN folders: tests/test_rev_experiment.py
+        ("thinkscope.experiments.rev.spec.grid_config", SimpleNamespace(record=dict)),
+        ("thinkscope.experiments.rev.grid.run_grid", STOP),
+    ],
     "experiment sft-filtering": [("thinkscope.experiments.sft_filtering.run_sft_filtering", STOP)],
     "interp directions": [
         LOAD,
@@ -199,6 +229,8 @@ STUBS = {
     "interp patch": [LOAD, ("thinkscope.interp.activations.record", {})],
     "interp run": [RESOLVE, ("thinkscope.experiments.interp.pipeline.run_interp", STOP)],
     "models inspect": [("thinkscope.models.load_model", STOP)],
+    "runs export": [("thinkscope.runstore.registry.flat_runs", STOP)],
+    "runs best": [("thinkscope.runstore.registry.best_run", STOP)],
     "runs reproduce": [
         ("thinkscope.runstore.registry.find_run", {"path": "run"}),
         ("thinkscope.experiments.reproduce.reproduce", STOP),
@@ -216,9 +248,9 @@ def leaves(path: str, command):
 
 
 def _number(kind: type, param, default):
-    """int: default + 1 (within the option's bounds); float: another valid value."""
+    """int: default + 1 (within the option's bounds; 2 when unset); float: another valid value."""
     if kind is int:
-        base = default if default is not None else (param.min or 0)
+        base = default if default is not None else max(param.min or 0, 1)
         value = base + 1
         return base - 1 if param.max is not None and value > param.max else value
     if default is None:
@@ -283,7 +315,10 @@ def _walk_leaf(top: str, path: str, leaf, monkeypatch, tmp: Path) -> list[str]:
     FakeLM.records = records
     _install(monkeypatch, STUBS[path], records)
     required = [
-        token for p in leaf.params if p.required for token in other_value(p, tmp / "required")
+        token
+        for p in leaf.params
+        if p.required or (path, p.name) in ARGUMENTS
+        for token in other_value(p, tmp / "required")
     ]
 
     def run(extra: list[str]) -> list | str:
@@ -304,7 +339,7 @@ def _walk_leaf(top: str, path: str, leaf, monkeypatch, tmp: Path) -> list[str]:
             continue
         needs = NEEDS.get((path, param.name), [])
         reference = run(needs) if needs else baseline
-        tokens = other_value(param, tmp, param.default)
+        tokens = CHOICES.get((path, param.name)) or other_value(param, tmp, param.default)
         seen = run([*needs, *tokens])
         if isinstance(seen, str) or isinstance(reference, str):
             why = seen if isinstance(seen, str) else reference

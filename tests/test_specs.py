@@ -26,10 +26,13 @@ GROUPS = (TaskSpec, SamplingSpec, DecodingKnobs, DTRSpec, EngineSpec)
 HOMONYMS = {
     "base": "compare's base model; DTR's log base",
     "batch_size": "sequences decoded at once; training examples per optimizer step",
+    "folds": "interp's probe folds; REV's folds of its logistic models",
     "keep_per_question": "sft-filtering's filtered arm always applies it; a dataset filter may not",
     "min_dtr": "sft-filtering's filtered arm always applies it; a dataset filter may not",
     "max_steps": "sft-filtering's shared budget is finite; train also takes -1 (epochs)",
+    "max_tokens": "score's first N tokens scored per trace; a dataset filter's longest response",
     "model": "the model to load; train's base model; score's optional override",
+    "preset": "dataset build's named filters; interp run's named sizes",
     "seed": "the sampling seed; train's shuffling seed",
     "temperature": "DecodingConfig, one decoding step: no-op default, so DecodingConfig() is "
     "the identity",
@@ -48,7 +51,11 @@ OWN_DEFAULTS = {
         "top_logprobs": "DeepConf's k (20)",
         "gpu_memory_utilization": "vLLM shares the GPU with the HF model that scores",
     },
-    "traces": {"prompt_style": "R1 traces", "template": "R1 traces"},
+    "traces": {
+        "task": "SFT data from the training split",
+        "prompt_style": "R1 traces",
+        "template": "R1 traces",
+    },
     "compare": {"prompt_style": "the prompt of traces", "template": "the prompt of traces"},
     "calibrate": {"task": "needs reference solutions", "questions": "a calibration grid"},
     "decode-sweep": {
@@ -58,11 +65,16 @@ OWN_DEFAULTS = {
         "max_new_tokens": "the answer of the arithmetic",
         "prompt_style": "worked examples for that arithmetic",
     },
-    "interp run": {"task": "a mix of right and wrong answers for the probes"},
+    "interp run": {
+        "task": "a mix of right and wrong answers for the probes",
+        "questions": "unset: the preset's value",
+        "max_new_tokens": "unset: the preset's value",
+    },
+    "experiment rev": {"max_new_tokens": "the seed's evaluation default (64)"},
     "interp steer": {"max_new_tokens": "short greedy completions"},
     **{
         f"experiment {name}": {
-            "task": "short arithmetic a small model answers",
+            **({} if name == "contrast" else {"task": "short arithmetic a small model answers"}),
             "questions": "12 problems per variant",
             "max_new_tokens": "the answer of the arithmetic",
             **({} if name == "cot-vs-direct" else {"prompt_style": "worked examples"}),
@@ -75,7 +87,6 @@ OWN_DEFAULTS = {
 OTHER_SETTINGS = {
     ("analyze", "seed"): "the bootstrap's seed",
     ("train", "seed"): "the shuffling seed",
-    ("experiment rev", "seed"): "the bootstrap's seed",
     ("calibrate", "top_k"): "ranks recorded per position",
     ("experiment threshold-sweep", "g"): "the grid of g to sweep",
     **{

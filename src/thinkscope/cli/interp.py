@@ -9,12 +9,18 @@ from rich.console import Console
 from rich.markup import escape
 
 from thinkscope.cli.loading import model_options
+from thinkscope.cli.options import field_option, option_block
 from thinkscope.cli.tables import Format, format_option, infer_columns, print_table
 from thinkscope.core.errors import UserError
 from thinkscope.core.spec import Spec
+from thinkscope.experiments.interp.presets import (
+    InterpConfig,
+    InterpSizes,
+    layer_syntax,
+    parse_layers,
+)
 from thinkscope.generation.spec import SamplingSpec
 from thinkscope.models.spec import ModelSpec
-from thinkscope.tasks.spec import TaskSpec
 
 interp_app = typer.Typer(
     add_completion=False,
@@ -27,34 +33,6 @@ LAYERS_HELP = "Layers (1..L, l = output of block l): all, A-B, or a comma list."
 
 def _help(spec: type[Spec], name: str) -> str | None:
     return spec.model_fields[name].description
-
-
-def layer_syntax(text: str) -> list[int] | None:
-    """``A-B`` or ``a,b,c`` as a sorted list of layers >= 1; ``all`` as ``None`` (checked
-    before a model is loaded; :func:`parse_layers` bounds it by the model's layers)."""
-    if text == "all":
-        return None
-    try:
-        if "-" in text:
-            first, last = (int(x) for x in text.split("-"))
-            layers = list(range(first, last + 1))
-        else:
-            layers = sorted({int(x) for x in text.split(",")})
-    except ValueError as err:
-        raise UserError(f"--layers takes all, A-B or a comma list, got {text!r}") from err
-    if not layers or layers[0] < 1:
-        raise UserError(f"--layers {text!r} must name layers from 1 up")
-    return layers
-
-
-def parse_layers(text: str, n_layers: int) -> list[int]:
-    """``all``, ``A-B`` or ``a,b,c`` as a sorted list of layers in 1..n_layers."""
-    layers = layer_syntax(text)
-    if layers is None:
-        return list(range(1, n_layers + 1))
-    if layers[-1] > n_layers:
-        raise UserError(f"--layers {text!r} must lie within 1..{n_layers}")
-    return layers
 
 
 def _check_positions(positions: str) -> None:
@@ -289,41 +267,40 @@ def patch_command(
             console.print(f"layer {layer:3d}  TV to source {tv:.3f}  {escape(top(logits))}")
 
 
+def _given(**values) -> dict:
+    """The options set on the command line (``None``: the preset's value)."""
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _run_options(command):
+    """``interp run``'s options from :class:`InterpConfig`'s fields (the model's come from
+    :func:`model_options`): the sizes default to the preset's values, the rest to the spec's."""
+    sizes = {name: field_option(InterpSizes, name, None) for name in InterpSizes.model_fields}
+    sizes["preset"] = field_option(InterpSizes, "preset")
+    own = ("model_b", "task", "steer_layer", "seed", "batch_size")
+    block = {name: field_option(InterpConfig, name) for name in own}
+    decorated = option_block(sizes, "sizes", "Sizes (unset: the preset's value)", build=_given)
+    return model_options(option_block(block, "settings", build=_given)(decorated(command)))
+
+
 @interp_app.command("run")
-@model_options
+@_run_options
 def run_command(
     out: Path = typer.Option(..., help="Result folder (interp.html, summary.json, ...)."),
-    preset: str = typer.Option("quick", help="quick | full | layers:A-B (e.g. layers:15-25)."),
     model_spec: ModelSpec | None = None,
-    model_b: str = typer.Option(
-        None, "--model-b", help="Second model (same loading options): CKA, transplantation."
-    ),
-    task: str = typer.Option("demo-arith", help=_help(TaskSpec, "task")),
-    steer_layer: int = typer.Option(None, help="Default: the middle of the preset's layers."),
-    seed: int = typer.Option(0, help=_help(SamplingSpec, "seed")),
-    batch_size: int = typer.Option(16),
+    sizes: dict | None = None,
+    settings: dict | None = None,
 ) -> None:
     """Seed 002's pipeline: directions, probes, logit lens, cross-model CKA, steering sweep.
     The task defaults to demo-arith, where a small model's answers mix right and wrong (the
-    probes need both)."""
-    from thinkscope.experiments.interp.presets import parse_preset
+    probes need both). A preset sets the sizes; each size option overrides its value."""
+    from thinkscope.experiments.interp.pipeline import run_interp
     from thinkscope.tasks.loaders import load_problems
 
-    sizes = parse_preset(preset)  # the task and the models exist before anything heavy runs
-    load_problems(task, sizes.questions + sizes.sweep_questions, seed)
-    for model in filter(None, (model_spec.model, model_b)):
+    config = InterpConfig.parse(out=out, **model_spec.model_dump(), **sizes, **settings)
+    # the task and the models exist before anything heavy runs
+    load_problems(config.task, config.questions + config.sweep_questions, config.seed)
+    for model in filter(None, (config.model, config.model_b)):
         ModelSpec.of(model_spec, model=model).resolved()
-    from thinkscope.experiments.interp.pipeline import InterpConfig, run_interp
-
-    config = InterpConfig(
-        out=out,
-        preset=sizes,
-        model_spec=model_spec,
-        model_b=model_b,
-        task=task,
-        steer_layer=steer_layer,
-        seed=seed,
-        batch_size=batch_size,
-    )
     summary = run_interp(config)
     console.print(f"done in {summary['timing_s']['total']} s: {out / 'interp.html'}")

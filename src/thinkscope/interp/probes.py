@@ -1,4 +1,5 @@
-"""Per-layer linear probes: scikit-learn logistic regression under stratified k-fold CV.
+"""Per-layer probes under stratified k-fold CV: scikit-learn logistic regression, or a small
+MLP (``MLPClassifier``, one hidden layer of 64, seeded) for what a line cannot separate.
 
 With group ids (the problem each trace answers) the folds are grouped
 (``StratifiedGroupKFold``): all samples of a question land in the same fold, so a probe is never
@@ -16,6 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
+from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from statsmodels.stats.proportion import proportion_confint
@@ -24,6 +26,7 @@ from thinkscope.core.errors import UserError
 from thinkscope.stats import auroc
 
 COLUMNS = ["layer", "n", "accuracy", "acc_lo", "acc_hi", "auroc", "auroc_lo", "auroc_hi"]
+PROBES = ("logistic", "mlp")
 
 
 def _check(rows: np.ndarray, labels: np.ndarray, folds: int, groups: np.ndarray | None) -> None:
@@ -63,6 +66,17 @@ def cv_folds(folds: int, seed: int, grouped: bool) -> StratifiedKFold | Stratifi
     return kind(n_splits=folds, shuffle=True, random_state=seed)
 
 
+def probe_model(probe: str, C: float = 1.0, seed: int = 0):
+    """An unfitted probe on standardised inputs: ``logistic`` (L2 penalty ``1/C``) or ``mlp``
+    (64 ReLU units, L2 penalty ``1/C`` per sample, Adam, seeded by ``seed``)."""
+    if probe == "logistic":
+        return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+    if probe == "mlp":
+        mlp = MLPClassifier((64,), alpha=1 / C, max_iter=2000, random_state=seed)
+        return make_pipeline(StandardScaler(), mlp)
+    raise UserError(f"--probe must be one of {', '.join(PROBES)}, got {probe!r}")
+
+
 def probe_layers(
     rows: np.ndarray,
     labels: Sequence,
@@ -72,10 +86,13 @@ def probe_layers(
     seed: int = 0,
     n_resamples: int = 2000,
     groups: Sequence | None = None,
+    probe: str = "logistic",
 ) -> pd.DataFrame:
-    """One row per layer: out-of-fold accuracy and AUROC of a logistic probe on ``rows[:, k]``
-    ``[N, d]`` predicting ``labels`` ``[N]``, with 95% CIs. ``groups`` ``[N]`` (e.g. problem
-    ids): inputs sharing an id are never split between training and test folds."""
+    """One row per layer: out-of-fold accuracy and AUROC of a ``probe`` (:func:`probe_model`)
+    on ``rows[:, k]`` ``[N, d]`` predicting ``labels`` ``[N]``, with 95% CIs. ``groups``
+    ``[N]`` (e.g. problem ids): inputs sharing an id are never split between training and
+    test folds."""
+    probe_model(probe)  # an unknown probe fails before any fitting
     rows, labels = np.asarray(rows), np.asarray(labels)
     groups = None if groups is None else np.asarray(groups)
     _check(rows, labels, folds, groups)
@@ -83,7 +100,7 @@ def probe_layers(
     splitter = cv_folds(folds, seed, grouped=groups is not None)
     out = []
     for k, layer in enumerate(layers):
-        model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+        model = probe_model(probe, C, seed)
         proba = cross_val_predict(
             model, rows[:, k], labels, groups=groups, cv=splitter, method="predict_proba"
         )

@@ -41,6 +41,8 @@ from fractions import Fraction
 
 from math_verify import parse, verify
 
+from thinkscope.tasks.strategyqa import extract_yes_no, yes_no
+
 __all__ = ["Grade", "answers_match", "extract_answer", "grade", "normalize_number"]
 
 
@@ -231,6 +233,9 @@ def _gold_answer(gold: str) -> str:
 def grade(completion: str, gold: str) -> Grade:
     """Extract the final answer from ``completion`` and compare it with ``gold``. Never raises."""
     try:
+        if (want := yes_no(gold)) is not None:  # a yes/no task (StrategyQA)
+            said, method = extract_yes_no(completion)
+            return Grade(said, yes_no(said) == want, method)
         raw, method = extract_answer(completion)
         pred = None if raw is None else normalize_number(raw) or _clean(raw) or None
         if pred is None:

@@ -16,7 +16,13 @@ import yaml
 
 from thinkscope.core.errors import UserError
 from thinkscope.core.jsonl import read_objects
+from thinkscope.tasks.math_problems import MATH_HUB, load_math_fixture, load_math_online
 from thinkscope.tasks.problem import Problem
+from thinkscope.tasks.strategyqa import (
+    STRATEGYQA_HUB,
+    load_strategyqa_fixture,
+    load_strategyqa_online,
+)
 
 _DATA = resources.files("thinkscope.tasks") / "data"
 
@@ -38,6 +44,14 @@ def load_problems(
         problems = _load_gsm8k(task.partition(":")[2] or "test", questions)
     elif task.startswith("openai/gsm8k"):
         problems = load_gsm8k_online(task.partition(":")[2] or "test")
+    elif task == "math":
+        problems = load_math_fixture()
+    elif task.startswith(MATH_HUB):
+        problems = load_math_online(task)
+    elif task == "strategyqa":
+        problems = load_strategyqa_fixture()
+    elif task.startswith(STRATEGYQA_HUB):
+        problems = load_strategyqa_online(task)
     elif task.startswith("gym:"):
         problems = _load_gym(task[4:], questions or 50, seed)
     elif task.startswith("jsonl:") or task.endswith(".jsonl"):
@@ -48,6 +62,10 @@ def load_problems(
                 "gsm8k[:test|:train]",
                 "openai/gsm8k[:split]",
                 "gym:<name>",
+                "math",
+                f"{MATH_HUB}[:split]",
+                "strategyqa",
+                f"{STRATEGYQA_HUB}[:split]",
                 "jsonl:<path>",
                 *presets(),
             ]

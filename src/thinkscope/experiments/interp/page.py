@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import math
 from html import escape
 from pathlib import Path
@@ -115,13 +116,35 @@ def _table(frame: pd.DataFrame) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+#: Generated texts shown per strength (all of them are in ``texts/*.jsonl``).
+SHOWN_TEXTS = 2
+
+
+def _texts(folder: Path, k: int) -> list[str]:
+    """The first ``k`` generated texts of each steering strength, then of the ablation."""
+    files = sorted(folder.glob("steer_*.jsonl"), key=lambda f: float(f.stem[6:]))
+    files += sorted(folder.glob("ablate.jsonl"))
+    if not files:
+        return []
+    parts = [f"<h2>Generated texts (first {k} per intervention; all in texts/)</h2>"]
+    for path in files:
+        rows = [json.loads(line) for line in path.read_text().splitlines()[:k]]
+        label = "ablated" if path.stem == "ablate" else f"strength {rows[0]['strength']:+g}"
+        parts.append(f"<h3>{escape(label)}</h3>")
+        parts += [
+            f"<pre>{escape(row['text'][:600])}</pre><p>correct: {row['correct']}</p>"
+            for row in rows
+        ]
+    return parts
+
+
 def write_page(out: Path, summary: dict) -> Path:
     """Write ``figures/*.png`` and ``interp.html`` (figures inlined) into ``out``."""
     figures = out / "figures"
     figures.mkdir(exist_ok=True)
     parts = [
         f"<h1>thinkscope interp: {escape(summary['model'])}</h1>",
-        f"<p>preset {escape(summary['preset']['name'])}, task {escape(summary['task'])}, "
+        f"<p>preset {escape(summary['preset'])}, task {escape(summary['task'])}, "
         f"{summary['n_traces']} traces (accuracy {summary['correctness_accuracy']:.3f}), "
         f"steering layer {summary['steer_layer']}.</p>",
     ]
@@ -147,6 +170,7 @@ def write_page(out: Path, summary: dict) -> Path:
             _save(fig, figures / "cka.png")
             parts.append(_img(figures / "cka.png", "Layer-by-layer linear CKA."))
     parts += ["<h2>Intervention sweep</h2>", _table(pd.DataFrame(summary["sweep"]))]
+    parts += _texts(out / "texts", SHOWN_TEXTS)
     lens_rows = [
         {
             "layer": layer,
@@ -159,6 +183,7 @@ def write_page(out: Path, summary: dict) -> Path:
     style = (
         "body{font-family:sans-serif;max-width:1100px;margin:auto}td,th{padding:2px 8px}"
         "table{border-collapse:collapse}tr:nth-child(even){background:#f3f3f3}img{width:100%}"
+        "pre{white-space:pre-wrap;background:#f7f7f7;padding:4px}"
     )
     html = f"<!doctype html><meta charset=utf-8><style>{style}</style>{''.join(parts)}"
     write_text(out / "interp.html", html)

@@ -2,23 +2,22 @@
 
 Stages, each writing into ``--out``:
 
-1. reasoning-vs-control directions on the bundled contrast prompts (last token), their cosine
-   across layers and their logit-lens reading (``directions/reasoning.*``);
-2. a correctness run (sampled answers of ``--task``, graded) and per-layer probes for correct
-   vs wrong on completion-mean states (``traces.parquet``, ``rows.npy``, ``probes.csv``), and
-   the correct-minus-wrong direction (``directions/correct.*``);
+1. reasoning-vs-control directions on ``--contrast`` bundled contrast prompts per class (last
+   token), their cosine across layers and their logit-lens reading (``directions/reasoning.*``);
+2. a correctness run (sampled answers of ``--task``, graded) and per-layer probes (``--probe``
+   logistic or mlp) for correct vs wrong on completion-mean states (``traces.parquet``,
+   ``rows.npy``, ``probes.csv``), and the correct-minus-wrong direction (``directions/correct.*``);
 3. with ``--model-b``: layer-by-layer CKA between the two models on the contrast prompts,
    direction cosine across models (same width) and transplantation A -> B (``cross_model.json``);
-4. the intervention sweep: greedy accuracy and DTR versus alpha (both signs) for the reasoning
-   direction at the steering layer, plus the direction ablated from every layer (``sweep.csv``);
+4. the intervention sweep: greedy accuracy and DTR versus ``--strengths`` (both signs) for the
+   reasoning direction at the steering layer, plus the direction ablated from every layer
+   (``sweep.csv``), and the generated texts (``texts/steer_{strength:+g}.jsonl``, ``ablate.jsonl``);
 5. ``summary.json``, ``figures/*.png`` and ``interp.html``.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,7 +25,12 @@ from rich.console import Console
 
 from thinkscope.core.atomic import atomic_dir, atomic_write, write_json, write_parquet
 from thinkscope.core.errors import UserError
-from thinkscope.experiments.interp.presets import Preset, contrast_prompts
+from thinkscope.experiments.interp.presets import (
+    InterpConfig,
+    InterpSizes,
+    contrast_prompts,
+    parse_layers,
+)
 from thinkscope.generation.pipeline import GenerateConfig, generate_unit, question_units
 from thinkscope.interp.activations import RunningStats, TokenSeq, collect, load_rows
 from thinkscope.interp.cka import cka_matrix
@@ -35,6 +39,8 @@ from thinkscope.interp.probes import probe_layers
 from thinkscope.interp.sweep import steering_sweep
 from thinkscope.interp.transplant import fit_map, transplant
 from thinkscope.models import LM, load_model
+from thinkscope.models.adapter import _n_layers
+from thinkscope.models.lm import resolve_source
 from thinkscope.models.spec import ModelSpec
 from thinkscope.runstore.folder import now
 from thinkscope.runstore.header import register
@@ -43,42 +49,50 @@ from thinkscope.tasks.loaders import load_problems
 console = Console(stderr=True)
 
 
-@dataclass
-class InterpConfig:
-    """Everything ``interp run`` needs."""
+def model_layers(spec: ModelSpec) -> int:
+    """How many decoder blocks ``spec``'s model has, from its config (no weights loaded)."""
+    from transformers import AutoConfig
 
-    out: Path
-    preset: Preset
-    model_spec: ModelSpec = field(default_factory=ModelSpec)  # the model and how to load it
-    model_b: str | None = None  # loaded with model_spec's options
-    task: str = "demo-arith"
-    steer_layer: int | None = None  # default: the middle of the preset's layers
-    seed: int = 0
-    batch_size: int = 16
+    source = resolve_source(spec.model)
+    kwargs = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
+    try:
+        config = AutoConfig.from_pretrained(source, local_files_only=True, **kwargs)
+    except OSError:
+        config = AutoConfig.from_pretrained(source, **kwargs)
+    return _n_layers(config)
 
 
-def reasoning_directions(lm: LM, layers: list[int], batch_size: int) -> Directions:
+def run_layers(config: InterpConfig) -> tuple[list[int], int]:
+    """The layers and the steering layer of a run, checked against the model's config."""
+    layers = parse_layers(config.layers, model_layers(ModelSpec.of(config)))
+    steer_layer = config.steer_layer or layers[len(layers) // 2]
+    if steer_layer not in layers:
+        raise UserError(f"--steer-layer {steer_layer} is outside the run's layers {layers}")
+    return layers, steer_layer
+
+
+def reasoning_directions(lm: LM, layers: list[int], batch_size: int, per_class: int) -> Directions:
+    """Reasoning minus control on the first ``per_class`` bundled prompts of each class."""
     reasoning, control, origin = contrast_prompts()
-    a = collect(lm, reasoning, layers, "last", batch_size=batch_size)
-    b = collect(lm, control, layers, "last", batch_size=batch_size)
+    a = collect(lm, reasoning[:per_class], layers, "last", batch_size=batch_size)
+    b = collect(lm, control[:per_class], layers, "last", batch_size=batch_size)
     return diff_in_means(a, b, lm.name, ("reasoning", "control"), positions="last", origin=origin)
 
 
 def correctness_run(lm: LM, config: InterpConfig) -> pd.DataFrame:
     """Sampled, graded answers for the probes (written to ``traces.parquet``)."""
-    p = config.preset
     gen = GenerateConfig(
-        **config.model_spec.model_dump(),
+        **ModelSpec.of(config).model_dump(),
         task=config.task,
-        questions=p.questions,
-        n=p.samples,
+        questions=config.questions,
+        n=config.samples,
         seed=config.seed,
-        max_new_tokens=p.max_new_tokens,
+        max_new_tokens=config.max_new_tokens,
         temperature=0.7,
         prompt_style="fewshot",
         batch_size=config.batch_size,
     )
-    problems = load_problems(config.task, p.questions, config.seed)
+    problems = load_problems(config.task, config.questions, config.seed)
     traces = []
     for _, unit in question_units(problems, gen.unit_questions):
         traces += generate_unit(lm, unit, gen)[0]
@@ -96,9 +110,9 @@ def correctness_probes(
     labels = frame["correct"].to_numpy(dtype=bool)
     groups = frame["problem_id"].to_numpy() if "problem_id" in frame else None
     n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if min(n_pos, n_neg) < config.preset.folds:
+    if min(n_pos, n_neg) < config.folds:
         return None, None, f"{n_pos} correct and {n_neg} wrong traces: too few for probes"
-    if groups is not None and len(set(groups)) < config.preset.folds:
+    if groups is not None and len(set(groups)) < config.folds:
         return None, None, f"{len(set(groups))} problems: too few for grouped probe folds"
     seqs = [
         TokenSeq(tuple(map(int, p)) + tuple(map(int, t)), len(p))
@@ -108,7 +122,7 @@ def correctness_probes(
     collect(lm, seqs, layers, "completion", rows=rows_path, batch_size=config.batch_size)
     rows = load_rows(rows_path)
     table = probe_layers(
-        rows, labels, layers, folds=config.preset.folds, seed=config.seed, groups=groups
+        rows, labels, layers, config.folds, seed=config.seed, groups=groups, probe=config.probe
     )
     write_parquet(config.out / "probes.parquet", table)
     atomic_write(config.out / "probes.csv", lambda path: table.to_csv(path, index=False))
@@ -124,7 +138,7 @@ def correctness_probes(
 def cross_model(lm_a: LM, lm_b: LM, dirs_a: Directions, config: InterpConfig) -> dict:
     """CKA heatmap data, direction cosines and transplantation between the two models."""
     reasoning, control, _ = contrast_prompts()
-    texts = reasoning + control
+    texts = reasoning[: config.contrast] + control[: config.contrast]
     out = config.out / "cross"
     out.mkdir(exist_ok=True)
     collect(lm_a, texts, None, "last", rows=out / "rows_a.npy", batch_size=config.batch_size)
@@ -132,7 +146,7 @@ def cross_model(lm_a: LM, lm_b: LM, dirs_a: Directions, config: InterpConfig) ->
     rows_a, rows_b = load_rows(out / "rows_a.npy"), load_rows(out / "rows_b.npy")
     cka = cka_matrix(rows_a, rows_b)
     np.save(out / "cka.npy", cka)
-    dirs_b = reasoning_directions(lm_b, dirs_a.layers, config.batch_size)
+    dirs_b = reasoning_directions(lm_b, dirs_a.layers, config.batch_size, config.contrast)
     dirs_b.save(config.out / "directions" / "reasoning_b")
     result = {"model_b": lm_b.name, "cka": cka.tolist(), "cka_diagonal": None}
     if lm_a.n_layers == lm_b.n_layers:
@@ -159,16 +173,17 @@ def run_interp(config: InterpConfig) -> dict:
     out = config.out
     if (out / "summary.json").exists():
         raise UserError(f"{out} already holds an interp run; choose another --out")
+    layers, steer_layer = run_layers(config)  # bad layers fail before any model loads
     started = now()
     with atomic_dir(out) as tmp:
-        summary, values = _stages(replace(config, out=tmp))
+        summary, values = _stages(config.model_copy(update={"out": tmp}), layers, steer_layer)
     values["out"] = str(out.resolve())
     headline = ("correctness_accuracy", "n_traces", "steer_layer")
     register(out, "interp", values, {k: summary[k] for k in headline}, started)
     return summary
 
 
-def _stages(config: InterpConfig) -> tuple[dict, dict]:
+def _stages(config: InterpConfig, layers: list[int], steer_layer: int) -> tuple[dict, dict]:
     """Every stage, written to ``config.out``: the summary and the config to register."""
     from thinkscope.experiments.interp.page import write_page
 
@@ -182,13 +197,9 @@ def _stages(config: InterpConfig) -> tuple[dict, dict]:
         clock = time.perf_counter()
         console.print(f"[bold]interp[/bold] {name}: {timing[name]} s")
 
-    lm = load_model(config.model_spec)
-    layers = config.preset.layers(lm.n_layers)
-    steer_layer = config.steer_layer or layers[len(layers) // 2]
-    if steer_layer not in layers:
-        raise UserError(f"--steer-layer {steer_layer} is outside the preset's layers {layers}")
+    lm = load_model(ModelSpec.of(config))
     lap("load")
-    dirs = reasoning_directions(lm, layers, config.batch_size)
+    dirs = reasoning_directions(lm, layers, config.batch_size, config.contrast)
     dirs.save(out / "directions" / "reasoning")
     lens = {
         layer: decode(lm, dirs.at(layer), k=8) for layer in (layers[0], steer_layer, layers[-1])
@@ -202,40 +213,41 @@ def _stages(config: InterpConfig) -> tuple[dict, dict]:
     lap("probes")
     cross = None
     if config.model_b:
-        model_b = load_model(ModelSpec.of(config.model_spec, model=config.model_b))
+        model_b = load_model(ModelSpec.of(config, model=config.model_b, weights=None))
         cross = cross_model(lm, model_b, dirs, config)
         write_json(out / "cross_model.json", cross)
         lap("cross_model")
-    p = config.preset
     gen = GenerateConfig(
-        **config.model_spec.model_dump(),
+        **ModelSpec.of(config).model_dump(),
         task=config.task,
-        questions=p.sweep_questions,
+        questions=config.sweep_questions,
         n=1,
         seed=config.seed + 1,
-        max_new_tokens=p.max_new_tokens,
+        max_new_tokens=config.max_new_tokens,
         temperature=0.0,
         prompt_style="fewshot",
         batch_size=config.batch_size,
     )
-    problems = load_problems(config.task, p.questions + p.sweep_questions, config.seed)
-    problems = problems[p.questions :]  # held out from the probe problems
+    problems = load_problems(config.task, config.questions + config.sweep_questions, config.seed)
+    problems = problems[config.questions :]  # held out from the probe problems
     sweep = steering_sweep(
         lm,
         problems,
         gen,
         steer_layer,
         dirs.at(steer_layer, unit=False),
-        list(p.alphas),
+        config.strengths,
         ablate_layers=layers,
+        texts=out / "texts",
     )
     sweep.to_csv(out / "sweep.csv", index=False)
     lap("sweep")
     summary = {
-        "model": config.model_spec.model,
+        "model": config.model,
         "model_spec": lm.spec.model_dump(),  # resolved: the dtype used, the weights' identity
         "model_b": config.model_b,
-        "preset": asdict(config.preset),
+        "preset": config.preset,
+        "sizes": config.model_dump(include=set(InterpSizes.model_fields)),
         "task": config.task,
         "layers": layers,
         "steer_layer": steer_layer,
@@ -255,12 +267,8 @@ def _stages(config: InterpConfig) -> tuple[dict, dict]:
     timing["total"] = round(sum(timing.values()), 1)
     write_json(out / "summary.json", summary)
     config_values = {
+        **config.model_dump(mode="json", exclude={"out"}),
         **lm.spec.model_dump(),
-        "preset": config.preset.name,
-        "model_b": config.model_b,
-        "task": config.task,
         "steer_layer": steer_layer,
-        "seed": config.seed,
-        "batch_size": config.batch_size,
     }
     return summary, config_values
