@@ -16,6 +16,7 @@ import yaml
 
 from thinkscope.core.errors import UserError
 from thinkscope.core.jsonl import read_objects
+from thinkscope.tasks.hub import hub_rows
 from thinkscope.tasks.math_problems import MATH_HUB, load_math_fixture, load_math_online
 from thinkscope.tasks.problem import Problem
 from thinkscope.tasks.strategyqa import (
@@ -120,18 +121,7 @@ def _load_gsm8k(split: str, questions: int | None) -> list[Problem]:
 
 def load_gsm8k_online(split: str = "test") -> list[Problem]:
     """GSM8K from the Hugging Face hub through ``datasets`` (``openai/gsm8k[:split]``)."""
-    try:
-        from datasets import load_dataset
-
-        rows = load_dataset("openai/gsm8k", "main", split=split)
-    except ImportError as err:
-        raise UserError(
-            "openai/gsm8k needs the datasets package: pip install 'thinkscope[online]'"
-        ) from err
-    except (OSError, ValueError, ConnectionError) as err:
-        raise UserError(
-            f"could not load openai/gsm8k:{split} from the hub (offline? use --task gsm8k)"
-        ) from err
+    rows = hub_rows("openai/gsm8k", split, "use --task gsm8k", name="main")
     return [_gsm8k_problem(f"gsm8k-{split}-{i}", row) for i, row in enumerate(rows)]
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 
-from thinkscope.core.errors import UserError
+from thinkscope.tasks.hub import hub_rows
 from thinkscope.tasks.problem import Problem
 
 MATH_HUB = "HuggingFaceH4/MATH-500"
@@ -40,19 +40,7 @@ def load_math_fixture() -> list[Problem]:
 def load_math_online(task: str) -> list[Problem]:
     """``HuggingFaceH4/MATH-500[:split]`` from the hub (its one split is ``test``)."""
     split = task.partition(":")[2] or "test"
-    try:
-        from datasets import load_dataset
-
-        rows = load_dataset(MATH_HUB, split=split)
-    except ImportError as err:
-        raise UserError(
-            f"{MATH_HUB} needs the datasets package: pip install 'thinkscope[online]'"
-        ) from err
-    except (OSError, ValueError, ConnectionError) as err:
-        raise UserError(
-            f"could not load {MATH_HUB}:{split} from the hub (offline? use --task math, the "
-            "bundled fixture)"
-        ) from err
+    rows = hub_rows(MATH_HUB, split, "use --task math, the bundled fixture")
     return [
         _problem(str(row.get("unique_id") or f"math500-{split}-{i}"), row)
         for i, row in enumerate(rows)

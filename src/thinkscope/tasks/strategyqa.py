@@ -22,6 +22,7 @@ import re
 from importlib import resources
 
 from thinkscope.core.errors import UserError
+from thinkscope.tasks.hub import hub_rows
 from thinkscope.tasks.problem import Problem
 
 STRATEGYQA_HUB = "ChilleD/StrategyQA"
@@ -77,19 +78,9 @@ def load_strategyqa_fixture() -> list[Problem]:
 def load_strategyqa_online(task: str) -> list[Problem]:
     """``ChilleD/StrategyQA[:split]`` from the hub (default split ``test``)."""
     split = task.partition(":")[2] or "test"
-    try:
-        from datasets import load_dataset
-
-        rows = load_dataset(STRATEGYQA_HUB, split=split)
-    except ImportError as err:
-        raise UserError(
-            f"{STRATEGYQA_HUB} needs the datasets package: pip install 'thinkscope[online]'"
-        ) from err
-    except (OSError, ValueError, ConnectionError) as err:
-        raise UserError(
-            f"could not load {STRATEGYQA_HUB}:{split} from the hub (offline? use --task "
-            "strategyqa, the bundled fixture, or jsonl:<path>)"
-        ) from err
+    rows = hub_rows(
+        STRATEGYQA_HUB, split, "use --task strategyqa, the bundled fixture, or jsonl:<path>"
+    )
     return [
         _problem(str(row.get("qid") or f"strategyqa-{split}-{i}"), row)
         for i, row in enumerate(rows)
