@@ -13,10 +13,10 @@ import pytest
 from thinkscope.cli.app import main
 from thinkscope.core.errors import UserError
 from thinkscope.experiments import Experiment, ExperimentConfig
-from thinkscope.experiments.contrast import cluster_bootstrap, contrast, percentile_ci
+from thinkscope.experiments.contrast import contrast
 from thinkscope.models.spec import ModelSpec
 from thinkscope.runstore.folder import Run
-from thinkscope.stats import bootstrap_indices
+from thinkscope.stats import bootstrap_indices, cluster_bootstrap, percentile_ci
 
 
 def test_cluster_bootstrap_resamples_questions_with_all_their_samples():

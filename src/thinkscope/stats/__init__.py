@@ -10,6 +10,7 @@ from thinkscope.stats.auroc import (
     delong_test,
 )
 from thinkscope.stats.calibration import CalibrationGrid, calibration_grid, fit_power_law
+from thinkscope.stats.clustered import cluster_bootstrap, percentile_ci
 from thinkscope.stats.correlation import (
     SKIP_REASONS,
     BinnedCorrelation,
@@ -33,9 +34,11 @@ __all__ = [
     "bootstrap_auroc_ci",
     "bootstrap_indices",
     "calibration_grid",
+    "cluster_bootstrap",
     "delong_test",
     "fit_power_law",
     "mean_pass_at_k",
     "partial_correlation",
     "pass_at_k",
+    "percentile_ci",
 ]
