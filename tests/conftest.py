@@ -6,6 +6,8 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from chromium import artifacts, browser  # noqa: E402, F401 (the page tests' fixtures)
+
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
