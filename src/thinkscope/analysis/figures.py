@@ -147,12 +147,8 @@ def settling_histogram(scored: ScoredRun, tokens: TokenMetrics | None) -> Figure
 def jsd_by_layer(scored: ScoredRun, tokens: TokenMetrics | None) -> Figure | str:
     if tokens is None or tokens.jsd is None or len(tokens.jsd) == 0:
         return "no per-token JSD profile (score with --metrics jsd-profile)"
-    cum = np.concatenate(
-        [np.zeros((1, tokens.n_layers)), np.cumsum(tokens.jsd, axis=0, dtype=float)]
-    )
-    lengths = tokens.lengths()
-    has = lengths > 0
-    per_trace = (cum[tokens.offsets[1:]] - cum[tokens.offsets[:-1]])[has] / lengths[has, None]
+    has = tokens.lengths() > 0
+    per_trace = tokens.trace_means()[has]
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.subplots()
     layers = np.arange(1, tokens.n_layers + 1)

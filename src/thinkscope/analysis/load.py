@@ -112,6 +112,14 @@ class TokenMetrics:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    def trace_means(self) -> np.ndarray:
+        """``[N, L]`` float64: each trace's mean JSD per layer (NaN for a trace without
+        tokens). Needs the JSD profile."""
+        cum = np.concatenate([np.zeros((1, self.n_layers)), np.cumsum(self.jsd, 0, dtype=float)])
+        lengths = self.lengths()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (cum[self.offsets[1:]] - cum[self.offsets[:-1]]) / lengths[:, None]
+
     def of(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Settling depths ``[T]`` and JSD ``[T, L]`` (or None) of trace ``i``."""
         span = slice(self.offsets[i], self.offsets[i + 1])

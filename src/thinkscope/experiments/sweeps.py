@@ -16,27 +16,42 @@ def _auroc(scores, correct) -> float:
     return auroc(np.asarray(scores, float), np.asarray(correct, bool), n_resamples=0).auroc
 
 
-def threshold_sweep(exp: Experiment) -> pd.DataFrame:
-    """Settling depths and DTR at each threshold g of ``config.thresholds`` (``--g``), from one
-    scored run's JSD profiles."""
-    _, traces, tokens = exp.scored_run("main")
-    profiles = jsd_matrix(tokens)
+def threshold_curve(
+    profiles: list[np.ndarray], correct, grid, rho: float, base: str
+) -> tuple[pd.DataFrame, dict[float, np.ndarray], dict[float, np.ndarray]]:
+    """At each threshold g of ``grid`` (``base`` units), from the traces' JSD profiles
+    ``[T, L]`` (nats): the mean DTR, mean settling depth, share of tokens settling at the last
+    layer and the AUROC of DTR for ``correct`` (NaN when undefined); and per g, the settling
+    depths of all tokens and the traces' DTRs."""
     n_layers = profiles[0].shape[1]
-    rows, hist, grid = [], {}, exp.config.thresholds
+    rows, hist, per_trace = [], {}, {}
     for g in grid:
-        depths = [settling_depths(p, g, exp.config.base) for p in profiles]
-        ratios = [dtr(d, n_layers, exp.config.rho) for d in depths]
+        depths = [settling_depths(p, g, base) for p in profiles]
+        ratios = [dtr(d, n_layers, rho) for d in depths]
         flat = np.concatenate(depths)
-        hist[g] = flat
+        hist[g], per_trace[g] = flat, np.asarray(ratios)
         rows.append(
             {
                 "g": g,
                 "mean_dtr": np.nanmean(ratios),
                 "mean_settling_depth": flat.mean(),
                 "share_settling_at_last_layer": np.mean(flat == n_layers),
-                "auroc_dtr": _auroc(ratios, traces["correct"]),
+                "auroc_dtr": _auroc(ratios, correct),
             }
         )
+    return pd.DataFrame(rows), hist, per_trace
+
+
+def threshold_sweep(exp: Experiment) -> pd.DataFrame:
+    """Settling depths and DTR at each threshold g of ``config.thresholds`` (``--g``), from one
+    scored run's JSD profiles."""
+    _, traces, tokens = exp.scored_run("main")
+    profiles = jsd_matrix(tokens)
+    n_layers = profiles[0].shape[1]
+    grid = exp.config.thresholds
+    table, hist, _ = threshold_curve(
+        profiles, traces["correct"], grid, exp.config.rho, exp.config.base
+    )
     fig, axes = plt.subplots(
         1, len(grid), figsize=(2.2 * len(grid), 2.6), sharey=True, squeeze=False
     )
@@ -47,7 +62,7 @@ def threshold_sweep(exp: Experiment) -> pd.DataFrame:
         ax.set_xlabel("settling depth")
     axes[0, 0].set_ylabel("tokens")
     fig.suptitle("Settling-depth histograms by threshold (dashed: deep from here)", fontsize=10)
-    return exp.finish(pd.DataFrame(rows), exp.figure("settling_depth_by_threshold", fig))
+    return exp.finish(table, exp.figure("settling_depth_by_threshold", fig))
 
 
 def _variant_summary(traces: pd.DataFrame, tokens: pd.DataFrame, exp: Experiment) -> dict:

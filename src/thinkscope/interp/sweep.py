@@ -32,12 +32,11 @@ console = Console(stderr=True)
 COLUMNS = ["intervention", "alpha", "n", "accuracy", "acc_lo", "acc_hi", "dtr", "mean_tokens", "s"]
 
 
-def evaluate(
+def answers(
     lm: LM, problems: list[Problem], config: GenerateConfig, hooks: Handle
-) -> tuple[dict, list[Trace]]:
-    """Greedy answers to ``problems`` with ``hooks`` active: accuracy (Wilson CI) and mean DTR,
-    and the traces."""
-    start = time.perf_counter()
+) -> tuple[list[Trace], np.ndarray]:
+    """The graded answers to ``problems`` with ``hooks`` active, and each one's DTR ``[N]``
+    (NaN where undefined), measured with the same hooks active."""
     traces = []
     with hooks:
         for _, unit in question_units(problems, config.unit_questions):
@@ -45,9 +44,18 @@ def evaluate(
         results = measure(
             lm, [t.prompt_ids for t in traces], [t.token_ids for t in traces], parse_metrics("dtr")
         )
+    return traces, np.array([r["dtr"].value for r in results], dtype=float)
+
+
+def evaluate(
+    lm: LM, problems: list[Problem], config: GenerateConfig, hooks: Handle
+) -> tuple[dict, list[Trace]]:
+    """Greedy answers to ``problems`` with ``hooks`` active: accuracy (Wilson CI) and mean DTR,
+    and the traces."""
+    start = time.perf_counter()
+    traces, dtrs = answers(lm, problems, config, hooks)
     hits = sum(t.correct for t in traces)
     lo, hi = proportion_confint(hits, len(traces), method="wilson")
-    dtrs = np.array([r["dtr"].value for r in results], dtype=float)
     return {
         "n": len(traces),
         "accuracy": hits / len(traces),

@@ -87,7 +87,8 @@ def reference_response(problem: Problem, reference_field: str | None) -> str:
     return worked_answer(problem)
 
 
-def _encode(lm: LM, config: CalibrationConfig, problems: list[Problem]) -> list[tuple]:
+def encode_references(lm: LM, config: CalibrationConfig, problems: list[Problem]) -> list[tuple]:
+    """``(id, prompt_ids, ref_ids)`` of each problem: its prompt and its reference response."""
     shots = fewshot_examples(config.task, config.fewshot, config.seed)
     rows = []
     for problem in problems:
@@ -254,7 +255,7 @@ def run_calibration(
         bar = progress.add_task("calibrate", total=len(problems))
         for name, unit in zip(names, units, strict=True):
             if name not in done:
-                rows = teacher_force(lm, _encode(lm, config, unit), config.top_k)
+                rows = teacher_force(lm, encode_references(lm, config, unit), config.top_k)
                 run.write_unit(name, pd.DataFrame(rows))
             progress.advance(bar, len(unit))
     positions = pd.concat([pd.read_parquet(run.shards_dir / f"{n}.parquet") for n in names])

@@ -101,6 +101,38 @@ def correctness_run(lm: LM, config: InterpConfig) -> pd.DataFrame:
     return frame
 
 
+def trace_sequences(frame: pd.DataFrame) -> list[TokenSeq]:
+    """Prompt + completion token ids of each trace row, the completion starting after the prompt."""
+    return [
+        TokenSeq(tuple(map(int, p)) + tuple(map(int, t)), len(p))
+        for p, t in zip(frame["prompt_ids"], frame["token_ids"], strict=True)
+    ]
+
+
+def probe_note(labels: np.ndarray, groups: np.ndarray | None, folds: int) -> str | None:
+    """Why correct-vs-wrong probes (and the direction) cannot be fitted on ``labels`` ``[N]``
+    bool split into ``folds`` folds grouped by ``groups``; ``None`` when they can."""
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if min(n_pos, n_neg) < folds:
+        return f"{n_pos} correct and {n_neg} wrong traces: too few for probes"
+    if groups is not None and len(set(groups)) < folds:
+        return f"{len(set(groups))} problems: too few for grouped probe folds"
+    return None
+
+
+def correctness_direction(
+    rows: np.ndarray, labels: np.ndarray, layers: list[int], model: str
+) -> Directions:
+    """Correct-minus-wrong difference of the means of ``rows`` ``[N, n_layers, d]`` (collected
+    at ``layers``; a memory map is streamed chunk by chunk), labelled by ``labels`` ``[N]``."""
+    good, bad = (RunningStats.empty(layers, rows.shape[2], False) for _ in range(2))
+    for begin in range(0, len(rows), 256):
+        chunk, ok = np.asarray(rows[begin : begin + 256]), labels[begin : begin + 256]
+        good.update(chunk[ok])
+        bad.update(chunk[~ok])
+    return diff_in_means(good, bad, model, ("correct", "wrong"), positions="completion")
+
+
 def correctness_probes(
     lm: LM, frame: pd.DataFrame, layers: list[int], config: InterpConfig
 ) -> tuple[pd.DataFrame | None, Directions | None, str | None]:
@@ -109,16 +141,10 @@ def correctness_probes(
     frame = frame[frame["token_ids"].map(len) > 0]
     labels = frame["correct"].to_numpy(dtype=bool)
     groups = frame["problem_id"].to_numpy() if "problem_id" in frame else None
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if min(n_pos, n_neg) < config.folds:
-        return None, None, f"{n_pos} correct and {n_neg} wrong traces: too few for probes"
-    if groups is not None and len(set(groups)) < config.folds:
-        return None, None, f"{len(set(groups))} problems: too few for grouped probe folds"
-    seqs = [
-        TokenSeq(tuple(map(int, p)) + tuple(map(int, t)), len(p))
-        for p, t in zip(frame["prompt_ids"], frame["token_ids"], strict=True)
-    ]
-    rows_path = config.out / "rows.npy"
+    note = probe_note(labels, groups, config.folds)
+    if note is not None:
+        return None, None, note
+    rows_path, seqs = config.out / "rows.npy", trace_sequences(frame)
     collect(lm, seqs, layers, "completion", rows=rows_path, batch_size=config.batch_size)
     rows = load_rows(rows_path)
     table = probe_layers(
@@ -126,13 +152,7 @@ def correctness_probes(
     )
     write_parquet(config.out / "probes.parquet", table)
     atomic_write(config.out / "probes.csv", lambda path: table.to_csv(path, index=False))
-    good, bad = (RunningStats.empty(layers, rows.shape[2], False) for _ in range(2))
-    for begin in range(0, len(rows), 256):  # stream the memory map, chunk by chunk
-        chunk, ok = np.asarray(rows[begin : begin + 256]), labels[begin : begin + 256]
-        good.update(chunk[ok])
-        bad.update(chunk[~ok])
-    direction = diff_in_means(good, bad, lm.name, ("correct", "wrong"), positions="completion")
-    return table, direction, None
+    return table, correctness_direction(rows, labels, layers, lm.name), None
 
 
 def cross_model(lm_a: LM, lm_b: LM, dirs_a: Directions, config: InterpConfig) -> dict:
