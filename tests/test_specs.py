@@ -33,6 +33,7 @@ HOMONYMS = {
     "max_tokens": "score's first N tokens scored per trace; a dataset filter's longest response",
     "model": "the model to load; train's base model; score's optional override",
     "preset": "dataset build's named filters; interp run's named sizes",
+    "run": "a finished run folder an experiment reuses; the profile protocol's base-run settings",
     "seed": "the sampling seed; train's shuffling seed",
     "temperature": "DecodingConfig, one decoding step: no-op default, so DecodingConfig() is "
     "the identity",
