@@ -230,6 +230,11 @@ CASES = [
     ("runs-reproduce", "runs reproduce {tmp}/nope --out {tmp}/r", USAGE, "no registered run"),
     ("runs-diff", "runs diff 99998 99999", USAGE, "no registered run '99998'"),
     ("models-inspect", "models inspect {tmp}/nomodel", USAGE, "neither a model"),
+    # the profile
+    ("profile-model", "profile {tmp}/nomodel --out {tmp}/p", USAGE, "neither a model"),
+    ("profile-budget", "profile --budget huge --out {tmp}/p", USAGE, "unknown budget 'huge'"),
+    ("profile-resume", "profile --out {tmp}/p --resume", USAGE, "no profile to resume"),
+    ("profile-diff", "profile diff {tmp}/a {tmp}/b --out {tmp}/d", USAGE, "no finished profile"),
     # usage
     ("unknown-option", "generate --no-such-option", USAGE, "No such option"),
     ("unknown-command", "nosuchcommand", USAGE, "No such command"),

@@ -77,6 +77,7 @@ TEXT = {
     "model": ("other-model", "smollm2-135m"),
     "backend": ("hf", "vllm"),
     "model_b": ("other-model",),
+    "budget": ("standard",),
     "truncated": ("keep",),
     "task": ("gsm8k", "demo-arith"),
     "train_task": ("gsm8k", "demo-arith"),
@@ -229,6 +230,8 @@ STUBS = {
     "interp patch": [LOAD, ("thinkscope.interp.activations.record", {})],
     "interp run": [RESOLVE, ("thinkscope.experiments.interp.pipeline.run_interp", STOP)],
     "models inspect": [("thinkscope.models.load_model", STOP)],
+    "profile card": [("thinkscope.profile.runner.run_profile", STOP)],
+    "profile diff": [("thinkscope.profile.diff.diff_profiles", STOP)],
     "runs export": [("thinkscope.runstore.registry.flat_runs", STOP)],
     "runs best": [("thinkscope.runstore.registry.best_run", STOP)],
     "runs reproduce": [

@@ -97,6 +97,10 @@ COMMANDS: dict[str, Entry] = {
     "runs": Entry(
         "thinkscope.cli.runs:runs_app", "List, show, compare and reproduce registered runs."
     ),
+    "profile": Entry(
+        "thinkscope.cli.profile:profile_app",
+        "A model's thinking card, and the difference between two.",
+    ),
     "models": Entry(
         "thinkscope.cli.models:models_app",
         "What a model's layers are made of, and what thinkscope can measure on them.",
@@ -185,6 +189,8 @@ def resume_hint(args: list[str]) -> str:
     path = name
     if isinstance(command, TyperGroup) and rest and rest[0] in command.commands:
         command, path = command.commands[rest[0]], f"{name} {rest[0]}"
+    elif isinstance(command, TyperGroup) and hasattr(command, "default_command"):
+        command = command.commands[command.default_command]  # ``profile MODEL``
     if any("--resume" in p.opts for p in command.params):
         again = args if "--resume" in args else [*args, "--resume"]
     elif resumes_by_rerun(path):
