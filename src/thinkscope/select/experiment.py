@@ -43,7 +43,7 @@ from functools import partial
 from pathlib import Path
 
 import pandas as pd
-from pydantic import Field, field_validator, model_validator
+from pydantic import field_validator, model_validator
 from rich.console import Console
 from typing_extensions import Self
 
@@ -65,6 +65,7 @@ from thinkscope.select import staged
 from thinkscope.select.deepconf import deepconf_offline, deepconf_online
 from thinkscope.select.figure import plot_selection
 from thinkscope.select.pool import Generation, Pool, cons_at_n, pool_mismatches
+from thinkscope.select.spec import SelectKnobs
 from thinkscope.select.think import (
     PrefixDTR,
     PrefixScore,
@@ -88,10 +89,9 @@ METHODS = (
     "deepconf-offline",
     "deepconf-online",
 )
-CONTINUOUS = ("depth", "dtr+depth")
 
 
-class SelectConfig(GenerateConfig, DTRSpec):
+class SelectConfig(GenerateConfig, DTRSpec, SelectKnobs):
     """A selection experiment: the sampling of :class:`GenerateConfig`, the DTR parameters,
     and the methods' knobs. Its own defaults (short arithmetic a small model answers in 48
     tokens, 8 samples, the k of DeepConf) are ``think-at-n``'s."""
@@ -105,20 +105,6 @@ class SelectConfig(GenerateConfig, DTRSpec):
     gpu_memory_utilization: float = with_default(
         EngineSpec, "gpu_memory_utilization", VLLM_SHARED_MEMORY
     )
-    prefix_tokens: int = Field(8, ge=1)
-    keep_ratio: float = Field(0.5, gt=0, le=1)
-    repeats: int = Field(3, ge=1)
-    eta: float = Field(0.5, gt=0, le=1)  # DeepConf: share of samples kept
-    window: int = Field(16, ge=1)  # DeepConf group size, tokens
-    warmup: int | None = Field(None, ge=1)  # DeepConf online warm-up samples (None: n // 4)
-    continuous: str = "depth"  # think@n-depth's score: "depth" or "dtr+depth"
-
-    @field_validator("continuous")
-    @classmethod
-    def _known_continuous(cls, continuous: str) -> str:
-        if continuous not in CONTINUOUS:
-            raise ValueError(f"must be one of {', '.join(CONTINUOUS)}")
-        return continuous
 
     @field_validator("top_logprobs")
     @classmethod

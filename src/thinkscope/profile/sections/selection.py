@@ -15,12 +15,12 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import Field
 
 from thinkscope.core.spec import Spec, with_default
 from thinkscope.generation.spec import SamplingSpec
 from thinkscope.profile.numbers import question_mean
 from thinkscope.profile.section import Context, Section, SectionResult, Stat
+from thinkscope.select.spec import SelectKnobs
 from thinkscope.tasks.spec import TaskSpec
 
 if TYPE_CHECKING:
@@ -34,15 +34,13 @@ FOLDER = "select"
 class Sizes(Spec):
     """The selection pool: questions of the protocol's task, samples each, Think@n's prefix
     (tokens scored before the weak samples stop), repeats (pools of fresh samples) and
-    DeepConf's window (tokens); the rest is the protocol's base run. The last three are
-    declared as :class:`~thinkscope.select.experiment.SelectConfig` declares them (importing it
-    here would load torch)."""
+    DeepConf's window (tokens); the rest is the protocol's base run."""
 
     questions: int = with_default(TaskSpec, "questions", 10)
     n: int = with_default(SamplingSpec, "n", 8)
-    prefix_tokens: int = Field(8, ge=1)
-    repeats: int = Field(1, ge=1)
-    window: int = Field(16, ge=1)
+    prefix_tokens: int = with_default(SelectKnobs, "prefix_tokens", 8)
+    repeats: int = with_default(SelectKnobs, "repeats", 1)
+    window: int = with_default(SelectKnobs, "window", 16)
 
 
 SIZES = {
