@@ -75,7 +75,7 @@ def card_command(
     budget: str = typer.Option(
         "quick",
         "--budget",
-        help="quick (about 15 minutes for a 135M model on 2 CPU cores), standard or full.",
+        help="quick (10 minutes for the bundled 135M model on 2 CPU cores), standard or full.",
     ),
     resume: bool = typer.Option(False, "--resume", help="Finish a killed profile in --out."),
     model_spec: ModelSpec | None = None,

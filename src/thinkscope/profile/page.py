@@ -50,14 +50,19 @@ def stat_html(name: str, stat: dict, key: str | None = None) -> str:
     )
 
 
+def cell_html(value) -> str:
+    """A table cell: numbers right-aligned, text (a note, a token list) left-aligned."""
+    text = isinstance(value, str)
+    return f'<td class="text">{escape(value)}</td>' if text else f"<td>{number(value)}</td>"
+
+
 def table_html(name: str, records: list[dict]) -> str:
     if not records:
         return f'<p class="empty">{escape(name)}: no rows</p>'
     columns = list(dict.fromkeys(k for row in records for k in row))
     head = "".join(f"<th>{escape(c)}</th>" for c in columns)
     rows = "".join(
-        "<tr>" + "".join(f"<td>{number(row.get(c))}</td>" for c in columns) + "</tr>"
-        for row in records
+        "<tr>" + "".join(cell_html(row.get(c)) for c in columns) + "</tr>" for row in records
     )
     return (
         f'<table class="data" data-table="{escape(name)}"><caption>{escape(name)}</caption>'

@@ -31,6 +31,7 @@ from thinkscope.runstore.folder import Run, now
 
 SECTION_FILE = "section.json"
 BASE_FILE = "base.json"  # the base run's wall time (generation and scoring), once it is done
+PACE_AFTER_S = 60.0
 BASE_METRICS = "all"  # every metric but REV (costly ablation passes: predictors scores a subset)
 
 
@@ -63,7 +64,8 @@ def check_start(out: Path, spec: ModelSpec, protocol: Protocol, resume: bool) ->
 
 class Clock:
     """The ETA of the remaining sections: their estimates, scaled by how this machine has kept
-    to the estimates of the sections measured so far."""
+    to the estimates of the sections measured so far, once those add up to :data:`PACE_AFTER_S`
+    (a few fast sections say little about the machine)."""
 
     def __init__(self, sections: Sequence[Section], protocol: Protocol) -> None:
         self.estimates = {s.name: max(s.estimate(protocol), 1.0) for s in sections}
@@ -74,7 +76,7 @@ class Clock:
         self.expected += self.estimates[name]
 
     def remaining(self, names: Sequence[str]) -> float:
-        pace = self.spent / self.expected if self.expected else 1.0
+        pace = self.spent / self.expected if self.expected >= PACE_AFTER_S else 1.0
         return pace * sum(self.estimates[n] for n in names)
 
 

@@ -127,11 +127,14 @@ def selection_stats(outcomes: pd.DataFrame) -> dict[str, Stat]:
     return stats
 
 
+WALL_CLOCK = ("wall_s", "lens_s")  # timings: the card keeps them to the cost section
+
+
 def _records(table: pd.DataFrame, stats: dict[str, Stat]) -> list[dict]:
-    """The experiment's summary rows with each accuracy's CI; NaN (no spread over one repeat)
-    as null."""
+    """The experiment's summary rows with each accuracy's CI, without its wall-clock columns
+    (so a resumed card equals an uninterrupted one); NaN (no spread over one repeat) as null."""
     records = []
-    for row in table.to_dict("records"):
+    for row in table.drop(columns=list(WALL_CLOCK), errors="ignore").to_dict("records"):
         accuracy = stats[f"accuracy.{row['method']}"]
         row = {**row, "accuracy_lo": accuracy.lo, "accuracy_hi": accuracy.hi}
         records.append(
