@@ -40,8 +40,8 @@ def test_every_section_renders_offline(tiny_card, browser, artifacts):
     assert browser.js("document.querySelectorAll('figure img').length") == figures
     assert browser.js("[...document.querySelectorAll('figure img')].every(i => i.naturalWidth)")
     undefined = [
-        (name, stat["note"])
-        for s in card["sections"].values()
+        (f"{section}.{name}", stat["note"])
+        for section, s in card["sections"].items()
         if not s["skipped"]
         for name, stat in s["stats"].items()
         if stat["value"] is None
