@@ -151,3 +151,15 @@ def test_a_profile_killed_by_sigkill_mid_section_resumes_to_the_same_card(tiny_m
     for card in (a, b):
         card["sections"].pop("cost")  # wall-clock rates
     assert _stable(a) == _stable(b)
+
+
+def test_class_means_split_samples_by_correctness_and_pair_by_question():
+    from thinkscope.profile.numbers import class_means
+
+    ids, values = ["a", "a", "b", "b"], [1.0, 3.0, 5.0, 9.0]
+    stats = class_means("x", ids, values, [True, False, True, True], "tokens")
+    assert stats["x.correct"].value == 5.0  # (1 + 5 + 9) / 3, over samples
+    assert stats["x.correct"].per_question == {"a": 1.0, "b": 7.0}
+    assert (stats["x.wrong"].value, stats["x.wrong"].per_question) == (3.0, {"a": 3.0})
+    none_wrong = class_means("x", ids, values, [True] * 4)["x.wrong"]
+    assert none_wrong.value is None and none_wrong.note == "no wrong sample"

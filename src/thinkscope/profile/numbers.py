@@ -35,6 +35,21 @@ def question_mean(problem_ids, values, unit: str = "", seed: int = 0) -> Stat:
     )
 
 
+def class_means(name: str, problem_ids, values, correct, unit: str = "") -> dict[str, Stat]:
+    """``NAME.correct`` and ``NAME.wrong``: :func:`question_mean` over each class's samples,
+    undefined for a class without samples."""
+    ids, values = pd.Series(problem_ids).reset_index(drop=True), np.asarray(values, np.float64)
+    correct = np.asarray(correct, bool)
+    stats = {}
+    for label, mask in (("correct", correct), ("wrong", ~correct)):
+        stats[f"{name}.{label}"] = (
+            question_mean(ids[mask], values[mask], unit)
+            if mask.any()
+            else Stat.undefined(f"no {label} sample", 0, unit)
+        )
+    return stats
+
+
 def auroc_stat(scores, correct, seed: int = 0) -> Stat:
     """AUROC of ``scores`` for a correct answer, with its bootstrap CI over samples; undefined
     (with the reason) when every sample is correct, every one wrong, or the score constant."""

@@ -8,8 +8,9 @@ import numpy as np
 from pydantic import Field
 
 from thinkscope.core.spec import Spec
-from thinkscope.profile.numbers import auroc_stat, question_mean
-from thinkscope.profile.section import Context, FigureRef, Section, SectionResult, Stat
+from thinkscope.profile.figures import by_correctness
+from thinkscope.profile.numbers import auroc_stat, class_means, question_mean
+from thinkscope.profile.section import Context, FigureRef, Section, SectionResult
 
 CLASSES = ("correct", "wrong")
 
@@ -55,18 +56,6 @@ def jsd_table(trace_means: np.ndarray, correct: np.ndarray) -> list[dict]:
     return rows
 
 
-def _class_stats(name: str, ids, values: np.ndarray, correct: np.ndarray, unit: str = ""):
-    """``name.correct`` and ``name.wrong``: the question mean of each class, or undefined."""
-    stats = {}
-    for label, mask in zip(CLASSES, (correct, ~correct), strict=True):
-        key = f"{name}.{label}"
-        if mask.any():
-            stats[key] = question_mean(ids[mask], values[mask], unit)
-        else:
-            stats[key] = Stat.undefined(f"no {label} sample", 0, unit)
-    return stats
-
-
 def g_curve(curve, correct: np.ndarray) -> list[dict]:
     """The g-curve's rows: :func:`~thinkscope.experiments.sweeps.threshold_curve`'s means per
     g, and the AUROC of DTR at that g with its CI (None, with the reason, when undefined)."""
@@ -87,24 +76,6 @@ def g_curve(curve, correct: np.ndarray) -> list[dict]:
             }
         )
     return rows
-
-
-def _dtr_figure(ctx: Context, dtr: np.ndarray, correct: np.ndarray, column: str) -> FigureRef:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    bins = np.linspace(0, max(float(np.nanmax(dtr)), 1e-3), 21)
-    for label, mask, color in (
-        ("correct", correct, "tab:green"),
-        ("wrong", ~correct, "tab:red"),
-    ):
-        if mask.any():
-            kept = dtr[mask & ~np.isnan(dtr)]
-            ax.hist(kept, bins=bins, alpha=0.6, color=color, label=f"{label} ({len(kept)})")
-    ax.set(xlabel=column, ylabel="samples", title="DTR by correctness")
-    ax.legend()
-    fig.tight_layout()
-    return ctx.figure(fig, "dtr", f"Distribution of the samples' {column}, correct and wrong.")
 
 
 def _g_curve_figure(ctx: Context, rows: list[dict], g_unit: str) -> FigureRef:
@@ -157,12 +128,12 @@ def measure(ctx: Context) -> SectionResult:
     agreement = traces["topk-agreement"].to_numpy(np.float64)
     stats = {
         "dtr": question_mean(ids, dtr),
-        **_class_stats("dtr", ids, dtr, correct),
+        **class_means("dtr", ids, dtr, correct),
         "settling_depth.mean": question_mean(
             ids, traces["mean-settling-depth"].to_numpy(np.float64), "layer"
         ),
         "topk_agreement": question_mean(ids, agreement, "layer"),
-        **_class_stats("topk_agreement", ids, agreement, correct, "layer"),
+        **class_means("topk_agreement", ids, agreement, correct, "layer"),
         "auroc.topk_agreement": auroc_stat(agreement, correct),
     }
     n_layers, params = tokens.n_layers, scored.dtr_params
@@ -188,7 +159,16 @@ def measure(ctx: Context) -> SectionResult:
         notes.append(f"the AUROC of DTR is undefined at every g: {g_rows[0]['auroc_note']}")
     figures = [
         *_lens_figures(ctx, scored, tokens),
-        _dtr_figure(ctx, dtr, correct, column),
+        by_correctness(
+            ctx,
+            dtr,
+            correct,
+            np.linspace(0, max(float(np.nanmax(dtr)), 1e-3), 21),
+            column,
+            "DTR by correctness",
+            "dtr",
+            f"Distribution of the samples' {column}, correct and wrong.",
+        ),
         _g_curve_figure(ctx, g_rows, "nats" if params["base"] == "e" else f"log{params['base']}"),
     ]
     return SectionResult(
